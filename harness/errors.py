@@ -1,0 +1,30 @@
+"""One exception type for every problem a user can fix, so the CLI can print it without a traceback."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class FedbenchError(Exception):
+    """A problem the user can fix: says what is wrong and what to do about it."""
+
+    def __init__(self, problem: str, fix: str | None = None) -> None:
+        self.problem = problem
+        self.fix = fix
+        super().__init__(problem if fix is None else f"{problem}\n  fix: {fix}")
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """A ' Did you mean X?' suffix for typos, or '' when nothing is close."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def unknown_name(kind: str, name: str, choices: Iterable[str]) -> FedbenchError:
+    """The error every lookup by name raises, so all of them read the same."""
+    available = sorted(choices)
+    return FedbenchError(
+        f"unknown {kind} '{name}'.{did_you_mean(name, available)}",
+        f"choose one of: {', '.join(available) or '(none installed)'}",
+    )

@@ -1,0 +1,185 @@
+"""The federation loop (engine ``local``): rounds of sampled clients trained one after another.
+
+One process, one base model, one live LoRA adapter: each sampled client starts from the
+global adapter (copied in place, never reloading the model), trains with the method's
+trainer plus the aggregator's client half, and hands back its adapter; the aggregator's
+server half forms the next global adapter, which is checkpointed after every round.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fedbench.harness.aggregation import params_nbytes, validate_updates
+from fedbench.harness.checkpoint import RunDir
+from fedbench.harness.data import Example, load_pairs
+from fedbench.harness.errors import FedbenchError
+from fedbench.harness.interfaces import Aggregator, ClientUpdate, Layout, LocalTrainingArgs, Method, Params
+from fedbench.harness.models import attach_lora, fresh_adapter, load_adapter, load_base, read_adapter
+from fedbench.harness.registry import Registry
+from fedbench.harness.spec import RunSpec
+from fedbench.harness.templates import check_template
+from fedbench.harness.training import to_dataset, train_client
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A spec with its plugins instantiated and checked against each other."""
+
+    spec: RunSpec
+    method: Method
+    layout: Layout
+    aggregator: Aggregator
+
+
+def build_cell(spec: RunSpec, registry: Registry) -> Cell:
+    """Instantiate the spec's plugins; refuses a layout that cannot hold the method's data."""
+    check_template(spec.template)
+    method = registry.create("method", spec.method, dict(spec.method_params))
+    layout = registry.create("layout", spec.layout)
+    layout.check(method)
+    aggregator = registry.create("aggregator", spec.aggregator, dict(spec.aggregator_params))
+    return Cell(spec, method, layout, aggregator)
+
+
+def sample_clients(client_ids: Sequence[str], k: int, seed: int, round_index: int) -> list[str]:
+    """The round's clients: a function of (seed, round) alone, so a resumed run samples the same ones."""
+    return random.Random(f"{seed}:{round_index}").sample(sorted(client_ids), k)
+
+
+def client_seed(seed: int, round_index: int, client_id: str) -> int:
+    """Per-(round, client) training seed, independent of what ran before (resume-exact)."""
+    return zlib.crc32(f"{seed}:{round_index}:{client_id}".encode())
+
+
+def partition(cell: Cell) -> dict[str, list[Example]]:
+    """Load, convert and lay out the cell's data; refuses more clients per round than clients."""
+    spec = cell.spec
+    examples = cell.method.examples(load_pairs(spec.data, dict(spec.data_columns)))
+    clients = cell.layout.partition(examples, spec.partition_seed)
+    if spec.clients_per_round > len(clients):
+        raise FedbenchError(
+            f"clients_per_round is {spec.clients_per_round} but the data has only {len(clients)} clients",
+            f"set clients_per_round to at most {len(clients)}",
+        )
+    return clients
+
+
+@dataclass
+class RoundEvent:
+    """What progress reporting sees after each client and each round."""
+
+    round: int
+    client: str | None = None
+    loss: float | None = None
+    rejected: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CellOutcome:
+    run_dir: Path
+    adapter_dir: Path
+    history: list[dict[str, Any]]
+    skipped: bool = False
+
+
+def run_federation(
+    cell: Cell,
+    runs_root: Path,
+    on_event: Callable[[RoundEvent], None] | None = None,
+    on_step: Callable[[float | None], None] | None = None,
+    force: bool = False,
+) -> CellOutcome:
+    """Train one cell to its last round, resuming from its newest complete checkpoint."""
+    spec = cell.spec
+    run_dir = RunDir(runs_root, spec)
+    if run_dir.done and not force:
+        import json
+
+        return CellOutcome(run_dir.path, run_dir.adapter_dir, json.loads((run_dir.path / "result.json").read_text())["history"], skipped=True)
+    clients = partition(cell)
+    model, tokenizer = load_base(spec.model, spec.dtype)
+    peft_model = attach_lora(model, spec.lora)
+    run_dir.prepare()
+
+    checkpoint = None if force else run_dir.latest()
+    if checkpoint is None:
+        global_params = fresh_adapter(peft_model, spec.seed)
+        cell.aggregator.setup(global_params)
+        start, history = 0, []
+    else:
+        global_params = checkpoint.adapter
+        cell.aggregator.setup(global_params)
+        cell.aggregator.load_state_dict(checkpoint.server_state)
+        start, history = checkpoint.round, checkpoint.history
+
+    datasets_by_client = {cid: to_dataset(cell.method.records(ex, spec.template)) for cid, ex in clients.items()}
+    for r in range(start, spec.rounds):
+        started = time.perf_counter()
+        lr = spec.lr_at(r)
+        updates: list[ClientUpdate] = []
+        train_seconds = 0.0
+        for cid in sample_clients(list(clients), spec.clients_per_round, spec.seed, r):
+            load_adapter(peft_model, global_params)
+            hook = cell.aggregator.client_hook(cid, global_params)
+            args = LocalTrainingArgs(
+                output_dir=str(run_dir.path / "tmp"), steps=spec.local_steps, batch_size=spec.batch_size,
+                grad_accum=spec.grad_accum, learning_rate=lr, max_length=spec.max_length,
+                seed=client_seed(spec.seed, r, cid), bf16=spec.dtype == "bfloat16",
+            )
+            t0 = time.perf_counter()
+            result = train_client(cell.method, peft_model, tokenizer, datasets_by_client[cid], args, hook, on_step)
+            train_seconds += time.perf_counter() - t0
+            update = ClientUpdate(cid, read_adapter(peft_model), len(clients[cid]), metrics={"loss": result.loss})
+            if hook is not None:
+                update = hook.finish(update, result.steps, lr)
+            updates.append(update)
+            if on_event:
+                on_event(RoundEvent(r + 1, cid, result.loss))
+        accepted, rejections = validate_updates(global_params, updates)
+        if accepted:
+            global_params = cell.aggregator.aggregate(global_params, accepted)
+        down = params_nbytes(global_params) * len(updates)
+        up = sum(params_nbytes(u.params) + params_nbytes(u.extras) for u in updates)
+        losses = [u.metrics["loss"] for u in accepted if math.isfinite(u.metrics["loss"])]
+        history.append({
+            "round": r + 1,
+            "lr": lr,
+            "clients": [u.client_id for u in updates],
+            "loss": sum(losses) / len(losses) if losses else None,
+            "client_loss": {u.client_id: u.metrics["loss"] for u in updates},
+            "rejected": {x.client_id: x.reason for x in rejections},
+            "bytes_down": down,
+            "bytes_up": up,
+            "train_seconds": train_seconds,
+            "round_seconds": time.perf_counter() - started,
+        })
+        run_dir.save_round(r + 1, global_params, cell.aggregator.state_dict(), history)
+        if on_event:
+            on_event(RoundEvent(r + 1, None, history[-1]["loss"], [x.client_id for x in rejections]))
+
+    load_adapter(peft_model, global_params)
+    save_peft_adapter(peft_model, run_dir.adapter_dir)
+    run_dir.finish({"spec": spec.to_dict(), "hash": spec.hash, "rounds": spec.rounds, "history": history})
+    return CellOutcome(run_dir.path, run_dir.adapter_dir, history)
+
+
+def save_peft_adapter(peft_model: Any, target: Path) -> None:
+    """The final adapter in PEFT's own format (loadable by PEFT and vLLM), written to a temp dir and renamed."""
+    import os
+    import shutil
+    import tempfile
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".adapter-", dir=target.parent))
+    peft_model.save_pretrained(tmp, safe_serialization=True)
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(tmp, target)

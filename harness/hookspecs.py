@@ -1,0 +1,79 @@
+"""The hooks a fedbench plugin implements: one per plugin kind.
+
+Every hook takes no arguments and returns the plugin classes the implementing module
+provides. Built-in plugins (listed in registry.toml) and third-party packages (found
+through the ``fedbench`` entry-point group) answer the same hooks, so a built-in is
+never privileged over a plugin someone else writes.
+
+A plugin module needs one function::
+
+    from fedbench.harness.hookspecs import hookimpl
+
+    @hookimpl
+    def fedbench_aggregators():
+        return [MyAggregator]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from fedbench.harness.interfaces import Aggregator, Benchmark, Judge, Layout, Method
+
+PROJECT = "fedbench"
+API_VERSION = 1
+"""Version of the plugin API; a plugin may declare ``FEDBENCH_API = 1`` at module level."""
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def fedbench_methods() -> Sequence[type[Method]]:
+    """Preference-optimisation methods (e.g. DPO, KTO): how one client trains locally.
+
+    Each class subclasses :class:`fedbench.harness.interfaces.Method`, sets ``name`` and
+    ``data_form`` and builds a (TRL) trainer for one client's examples.
+    """
+
+
+@hookspec
+def fedbench_layouts() -> Sequence[type[Layout]]:
+    """Data layouts: how examples are spread over clients before training.
+
+    Each class subclasses :class:`fedbench.harness.interfaces.Layout` and declares which
+    data forms ("paired", "unpaired") it can hold.
+    """
+
+
+@hookspec
+def fedbench_aggregators() -> Sequence[type[Aggregator]]:
+    """Federated aggregation strategies: a server half and an optional client half.
+
+    Each class subclasses :class:`fedbench.harness.interfaces.Aggregator`; its constructor
+    takes the strategy's hyper-parameters as keyword arguments with the paper's defaults.
+    """
+
+
+@hookspec
+def fedbench_benchmarks() -> Sequence[type[Benchmark]]:
+    """Evaluation benchmarks: a question set, generation settings and a score scale."""
+
+
+@hookspec
+def fedbench_judges() -> Sequence[type[Judge]]:
+    """Judges that turn (question, answer) pairs into scores, keeping the raw reply."""
+
+
+KIND_HOOKS: dict[str, str] = {
+    "method": "fedbench_methods",
+    "layout": "fedbench_layouts",
+    "aggregator": "fedbench_aggregators",
+    "benchmark": "fedbench_benchmarks",
+    "judge": "fedbench_judges",
+}
+"""Plugin kind -> the hook that yields plugins of that kind."""

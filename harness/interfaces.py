@@ -1,0 +1,192 @@
+"""The five plugin kinds as small base classes.
+
+A plugin subclasses one of these, sets ``name`` (and the class docstring's first line,
+which ``fedbench plugins`` shows), and takes its hyper-parameters as keyword arguments
+of ``__init__`` with defaults, so a run config can set them by name.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import torch
+
+from fedbench.harness.data import Example, PreferencePair
+from fedbench.harness.errors import FedbenchError
+
+if TYPE_CHECKING:
+    import datasets
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainerCallback
+
+Params = dict[str, torch.Tensor]
+"""Trainable (LoRA) tensors by parameter name: what travels between server and clients."""
+
+DataForm = Literal["paired", "unpaired"]
+
+
+def describe(plugin: type) -> str:
+    """First line of a plugin's docstring: the one-line description users see."""
+    doc = (plugin.__doc__ or "").strip()
+    return doc.splitlines()[0] if doc else ""
+
+
+@dataclass(frozen=True)
+class LocalTrainingArgs:
+    """What one client's local training needs to know, fixed by the run spec and the round."""
+
+    output_dir: str
+    steps: int
+    batch_size: int
+    grad_accum: int
+    learning_rate: float
+    max_length: int
+    seed: int
+    bf16: bool = False
+
+
+class Method(ABC):
+    """Base class of preference-optimisation methods."""
+
+    name: ClassVar[str]
+    data_form: ClassVar[DataForm]
+
+    def examples(self, pairs: Sequence[PreferencePair]) -> list[Example]:
+        """Turn preference pairs into the examples this method trains on (default: the pairs)."""
+        return list(pairs)
+
+    @abstractmethod
+    def build_trainer(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        dataset: datasets.Dataset,
+        args: LocalTrainingArgs,
+        callbacks: Sequence[TrainerCallback],
+    ) -> Trainer:
+        """A trainer for one client's round; the harness calls ``train()`` on it."""
+
+    @abstractmethod
+    def records(self, examples: Sequence[Example], template: str) -> list[dict[str, Any]]:
+        """Rows of the trainer's data set for these examples, formatted with a prompt template."""
+
+
+class Layout(ABC):
+    """Base class of data layouts: how examples are spread over clients."""
+
+    name: ClassVar[str]
+    accepts: ClassVar[frozenset[str]] = frozenset({"paired", "unpaired"})
+    refusal: ClassVar[str] = ""
+    """Why a data form outside ``accepts`` cannot be laid out; shown when a method is refused."""
+
+    def check(self, method: Method) -> None:
+        """Refuse a method whose data form this layout cannot hold, saying why and what to do."""
+        if method.data_form not in self.accepts:
+            raise FedbenchError(
+                f"method '{method.name}' trains on {method.data_form} examples, which layout "
+                f"'{self.name}' cannot hold: {self.refusal}",
+                f"use a layout that accepts {method.data_form} data (e.g. --layout original), "
+                f"or a method whose data form is one of {sorted(self.accepts)}",
+            )
+
+    @abstractmethod
+    def partition(self, examples: Sequence[Example], seed: int) -> dict[str, list[Example]]:
+        """Client id -> that client's examples."""
+
+
+@dataclass
+class ClientUpdate:
+    """What a client sends back after its local training."""
+
+    client_id: str
+    params: Params
+    num_examples: int
+    extras: Params = field(default_factory=dict)
+    """Anything else the aggregator's client half sends, e.g. SCAFFOLD's control-variate change."""
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class ClientHook:
+    """The client half of an aggregator, attached to any method's trainer.
+
+    The harness calls :meth:`on_gradients` right before every optimizer step (after gradient
+    clipping) and :meth:`finish` once local training is over.
+    """
+
+    def on_gradients(self, params: Mapping[str, torch.nn.Parameter]) -> None:
+        """Change the gradients in place (a proximal term, a drift correction)."""
+
+    def finish(self, update: ClientUpdate, steps: int, learning_rate: float) -> ClientUpdate:
+        """Add the client half's own output to the update (default: nothing)."""
+        return update
+
+
+class Aggregator(ABC):
+    """Base class of aggregation strategies: server state plus an optional client half."""
+
+    name: ClassVar[str]
+
+    def setup(self, global_params: Params) -> None:
+        """Create server state shaped like the adapter; called once before round 1."""
+
+    @abstractmethod
+    def aggregate(self, global_params: Params, updates: Sequence[ClientUpdate]) -> Params:
+        """The new global adapter from the current one and this round's client updates."""
+
+    def client_hook(self, client_id: str, global_params: Params) -> ClientHook | None:
+        """The client half for this client's round, or None when the strategy has none."""
+        return None
+
+    def state_dict(self) -> Params:
+        """Server (and per-client) state to checkpoint, so a resumed run continues the same trajectory."""
+        return {}
+
+    def load_state_dict(self, state: Params) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+
+@dataclass(frozen=True)
+class Question:
+    """One benchmark question (first turn), with an optional reference answer."""
+
+    id: str
+    prompt: str
+    category: str = ""
+    reference: str | None = None
+
+
+@dataclass(frozen=True)
+class Judgment:
+    """A judge's verdict on one answer; ``score`` is None when the reply did not parse."""
+
+    question_id: str
+    score: float | None
+    raw: str
+
+
+class Benchmark(ABC):
+    """Base class of benchmarks: questions, generation settings and a score scale."""
+
+    name: ClassVar[str]
+    scale: ClassVar[float] = 10.0
+    default_judge: ClassVar[str] = "llm"
+
+    @abstractmethod
+    def questions(self, source: str | None = None, limit: int | None = None) -> list[Question]:
+        """Questions from a local file, a hub id, or (source None) the built-in sample."""
+
+    def temperature(self, question: Question) -> float:
+        """Sampling temperature for a question's answer (0 = greedy)."""
+        return 0.0
+
+
+class Judge(ABC):
+    """Base class of judges."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def judge(self, questions: Sequence[Question], answers: Sequence[str]) -> list[Judgment]:
+        """One judgment per (question, answer), raw reply kept."""

@@ -1,0 +1,73 @@
+"""Readable output for long work: a rich progress bar per cell and one log line per client and round."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from fedbench.harness.federation import Cell, CellOutcome, RoundEvent, run_federation
+
+
+def quiet_libraries() -> None:
+    """Silence per-step chatter from transformers/datasets so fedbench's own progress is readable."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="(transformers|trl|peft)")
+    import datasets
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+    logging.getLogger("trl").setLevel(logging.ERROR)
+
+
+def train_cells(console: Console, cells: Sequence[Cell], runs_root: Path, force: bool = False) -> list[CellOutcome]:
+    """Train each cell in turn with a progress bar, then print a summary of where everything is."""
+    quiet_libraries()
+    outcomes = []
+    for i, cell in enumerate(cells, start=1):
+        spec = cell.spec
+        console.rule(f"[bold]cell {i}/{len(cells)}: {spec.cell}[/]  ({spec.hash})")
+        console.print_json(data=spec.to_dict())
+        total = spec.rounds * spec.clients_per_round * spec.local_steps
+        with Progress(
+            TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
+        ) as progress:
+            task = progress.add_task("loading model and data", total=total)
+
+            def on_step(loss: float | None) -> None:
+                progress.update(task, advance=1, description=f"training  loss {loss:.4f}" if loss is not None else "training")
+
+            def on_event(event: RoundEvent) -> None:
+                if event.client is None:
+                    note = f"  [red]rejected: {', '.join(event.rejected)}[/]" if event.rejected else ""
+                    loss = f"{event.loss:.4f}" if event.loss is not None else "n/a"
+                    progress.console.log(f"[bold]round {event.round}/{spec.rounds}[/] done, mean loss {loss}{note}")
+                else:
+                    progress.console.log(f"round {event.round} client {event.client}: loss {event.loss:.4f}")
+
+            outcome = run_federation(cell, runs_root, on_event=on_event, on_step=on_step, force=force)
+            progress.update(task, completed=total)
+        outcomes.append(outcome)
+        if outcome.skipped:
+            console.print(f"[green]already finished[/] (use --force to redo): {outcome.run_dir}")
+    summary = Table(title="trained cells")
+    for col in ("cell", "rounds", "final loss", "adapter", "metrics"):
+        summary.add_column(col)
+    for cell, outcome in zip(cells, outcomes):
+        last = outcome.history[-1]["loss"] if outcome.history else None
+        summary.add_row(
+            cell.spec.cell, str(len(outcome.history)), f"{last:.4f}" if last is not None else "n/a",
+            str(outcome.adapter_dir), str(outcome.run_dir / "result.json"),
+        )
+    console.print(summary)
+    return outcomes

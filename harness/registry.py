@@ -1,0 +1,156 @@
+"""Plugin discovery on pluggy: built-ins from registry.toml and third-party packages from entry points.
+
+Both kinds of plugin module are registered with the same plugin manager and answer the same
+hooks. A module that fails to import, or a hook that raises, is recorded as a failure and
+reported by ``fedbench plugins``; every other plugin keeps working.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pluggy
+
+from fedbench.harness import hookspecs
+from fedbench.harness.errors import FedbenchError, unknown_name
+from fedbench.harness.interfaces import describe
+from fedbench.harness.spec import read_toml
+
+ENTRY_POINT_GROUP = "fedbench"
+BUILTIN = "built-in"
+
+
+def registry_path() -> Path:
+    """registry.toml: beside the plugins package (installed) or at the source tree's top."""
+    import fedbench.plugins
+
+    return Path(fedbench.plugins.__file__).resolve().parent.parent / "registry.toml"
+
+
+@cache
+def registry_toml() -> dict[str, Any]:
+    return read_toml(registry_path())
+
+
+@dataclass(frozen=True)
+class PluginRecord:
+    kind: str
+    name: str
+    plugin: type
+    source: str
+    description: str
+
+
+@dataclass(frozen=True)
+class LoadFailure:
+    source: str
+    target: str
+    error: str
+
+
+class Registry:
+    """Every plugin by kind and name, plus what failed to load."""
+
+    def __init__(self, records: list[PluginRecord], failures: list[LoadFailure], manager: pluggy.PluginManager) -> None:
+        self.records = records
+        self.failures = failures
+        self.manager = manager
+        self._by_kind: dict[str, dict[str, PluginRecord]] = {kind: {} for kind in hookspecs.KIND_HOOKS}
+        for record in records:
+            self._by_kind[record.kind][record.name] = record
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self._by_kind[kind])
+
+    def get(self, kind: str, name: str) -> type:
+        """The plugin class, or an error listing the available names and the closest one."""
+        try:
+            return self._by_kind[kind][name].plugin
+        except KeyError:
+            failed = [f for f in self.failures if name in f.target]
+            err = unknown_name(kind, name, self._by_kind[kind])
+            if failed:
+                err = FedbenchError(f"{kind} '{name}' failed to load: {failed[0].error}", "run `fedbench plugins` to see load failures")
+            raise err from None
+
+    def create(self, kind: str, name: str, params: Mapping[str, Any] | None = None) -> Any:
+        """An instance configured by keyword, with unknown hyper-parameters named."""
+        plugin = self.get(kind, name)
+        try:
+            return plugin(**dict(params or {}))
+        except TypeError as err:
+            import inspect
+
+            accepted = [p for p in inspect.signature(plugin.__init__).parameters if p not in ("self", "args", "kwargs")]
+            raise FedbenchError(
+                f"{kind} '{name}' does not accept parameters {sorted(params or {})}: {err}",
+                f"its parameters are: {', '.join(accepted) or '(none)'}",
+            ) from err
+
+
+def _builtin_modules() -> list[tuple[str, str]]:
+    table = registry_toml().get("plugins", {})
+    return [(f"{kind}:{name}", module) for kind, names in table.items() for name, module in names.items()]
+
+
+def load_registry(entry_points: bool = True) -> Registry:
+    """Import every plugin module, register it with pluggy and collect what each hook yields."""
+    manager = pluggy.PluginManager(hookspecs.PROJECT)
+    manager.add_hookspecs(hookspecs)
+    failures: list[LoadFailure] = []
+    sources: dict[int, str] = {}
+
+    for target, module_name in dict.fromkeys(_builtin_modules()):
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as err:  # a broken plugin must not take the others down
+            failures.append(LoadFailure(BUILTIN, f"{target} ({module_name})", f"{type(err).__name__}: {err}"))
+            continue
+        if manager.is_registered(module):
+            continue
+        manager.register(module, name=module_name)
+        sources[id(module)] = BUILTIN
+
+    if entry_points:
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist else ep.value
+            try:
+                obj = ep.load()
+                manager.register(obj, name=f"{ENTRY_POINT_GROUP}:{ep.name}")
+            except Exception as err:
+                failures.append(LoadFailure(dist, f"{ep.name} ({ep.value})", f"{type(err).__name__}: {err}"))
+                continue
+            sources[id(obj)] = dist
+
+    records: list[PluginRecord] = []
+    taken: dict[tuple[str, str], str] = {}
+    for kind, hook_name in hookspecs.KIND_HOOKS.items():
+        for impl in getattr(manager.hook, hook_name).get_hookimpls():
+            source = sources.get(id(impl.plugin), impl.plugin_name)
+            try:
+                plugins = list(impl.function() or [])
+            except Exception as err:
+                failures.append(LoadFailure(source, f"{hook_name} ({impl.plugin_name})", f"{type(err).__name__}: {err}"))
+                continue
+            for plugin in plugins:
+                name = getattr(plugin, "name", None)
+                if not isinstance(name, str) or not name:
+                    failures.append(LoadFailure(source, repr(plugin), f"{kind} plugin has no 'name'"))
+                elif (kind, name) in taken:
+                    failures.append(LoadFailure(source, f"{kind}:{name}", f"name already provided by {taken[kind, name]}"))
+                else:
+                    taken[kind, name] = source
+                    records.append(PluginRecord(kind, name, plugin, source, describe(plugin)))
+    return Registry(records, failures, manager)
+
+
+@cache
+def default_registry() -> Registry:
+    """The process-wide registry; loaded on first use."""
+    return load_registry()

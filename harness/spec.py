@@ -1,0 +1,176 @@
+"""A run is a frozen, hashable spec: the same spec always means the same experiment cell.
+
+Config layers, later wins: RunSpec defaults < a profile from registry.toml < a TOML run
+config < command-line flags. Every layer is checked for unknown keys and wrong types before
+anything runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import json
+import sys
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from fedbench.harness.errors import FedbenchError, did_you_mean
+from fedbench.harness.models import DEFAULT_MODEL, LoraSettings
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+Items = tuple[tuple[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One cell of the experiment matrix, with every setting that changes its result."""
+
+    model: str = DEFAULT_MODEL
+    data: str = "demo"
+    method: str = "kto"
+    layout: str = "redistributed"
+    aggregator: str = "fedavg"
+    rounds: int = 3
+    clients_per_round: int = 3
+    local_steps: int = 3
+    batch_size: int = 4
+    grad_accum: int = 1
+    learning_rate: float = 5e-4
+    min_learning_rate: float = 0.0
+    lr_schedule: str = "cosine"
+    max_length: int = 256
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
+    template: str = "chat"
+    dtype: str = "float32"
+    partition_seed: int = 2023
+    seed: int = 0
+    method_params: Items = ()
+    aggregator_params: Items = ()
+    data_columns: Items = ()
+
+    def __post_init__(self) -> None:
+        for name in ("rounds", "clients_per_round", "local_steps", "batch_size", "grad_accum", "max_length", "lora_r"):
+            if getattr(self, name) < 1:
+                raise FedbenchError(f"{name} must be at least 1, got {getattr(self, name)}", f"set {name} to 1 or more")
+        if self.learning_rate <= 0:
+            raise FedbenchError(f"learning_rate must be positive, got {self.learning_rate}", "set learning_rate > 0")
+        if self.lr_schedule not in ("cosine", "constant"):
+            raise FedbenchError(f"lr_schedule '{self.lr_schedule}' is unknown", "use 'cosine' or 'constant'")
+        if not 0 <= self.lora_dropout < 1:
+            raise FedbenchError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}", "set lora_dropout to e.g. 0.05")
+
+    @property
+    def lora(self) -> LoraSettings:
+        return LoraSettings(self.lora_r, self.lora_alpha, self.lora_dropout, self.lora_targets)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form; parameter tuples become tables again."""
+        out = dataclasses.asdict(self)
+        for name in ("method_params", "aggregator_params", "data_columns"):
+            out[name] = dict(getattr(self, name))
+        out["lora_targets"] = list(self.lora_targets)
+        return out
+
+    @property
+    def hash(self) -> str:
+        """Stable 12-hex-digit digest of every setting: the run directory's key."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    @property
+    def cell(self) -> str:
+        """Human-readable cell label, e.g. ``kto-redistributed-fedavg``."""
+        return f"{self.method}-{self.layout}-{self.aggregator}"
+
+    def lr_at(self, round_index: int) -> float:
+        """Client learning rate in a round (0-based): cosine-decayed across rounds, as in FedLLM-Bench.
+
+        Round r uses progress r / rounds, so the first round trains at the full rate and the last
+        one still trains (it never reaches ``min_learning_rate`` exactly).
+        """
+        if self.lr_schedule == "constant":
+            return self.learning_rate
+        progress = round_index / self.rounds
+        return self.min_learning_rate + 0.5 * (self.learning_rate - self.min_learning_rate) * (1 + math.cos(math.pi * progress))
+
+
+SPEC_FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in fields(RunSpec)}
+_TABLES = ("method_params", "aggregator_params", "data_columns")
+
+
+def _coerce(key: str, value: Any, origin: str) -> Any:
+    """Check a config value against the spec field's type; tables become sorted item tuples."""
+    hint = typing.get_type_hints(RunSpec)[key]
+    if key in _TABLES:
+        if not isinstance(value, Mapping):
+            raise FedbenchError(f"{origin}: '{key}' must be a table, got {type(value).__name__}", f"write [{key}] with name = value lines")
+        return tuple(sorted(value.items()))
+    if typing.get_origin(hint) is tuple:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise FedbenchError(f"{origin}: '{key}' must be a list of strings, got {value!r}", f'write {key} = ["a", "b"]')
+        return tuple(value)
+    expected = hint if isinstance(hint, type) else str
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise FedbenchError(
+            f"{origin}: '{key}' must be {expected.__name__}, got {type(value).__name__} ({value!r})",
+            f"set {key} to a {expected.__name__}",
+        )
+    return value
+
+
+def check_keys(values: Mapping[str, Any], origin: str) -> dict[str, Any]:
+    """Refuse unknown keys (with a suggestion) and wrong types."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in SPEC_FIELDS:
+            raise FedbenchError(
+                f"{origin}: unknown setting '{key}'.{did_you_mean(key, SPEC_FIELDS)}",
+                f"known settings: {', '.join(SPEC_FIELDS)}",
+            )
+        out[key] = _coerce(key, value, origin)
+    return out
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file, or an error that names the file and the parse problem."""
+    if not path.is_file():
+        raise FedbenchError(f"config file '{path}' does not exist", "check the path passed to --config")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise FedbenchError(f"{path}: not valid TOML ({err})", "fix the TOML syntax") from err
+
+
+def resolve_settings(
+    profile: Mapping[str, Any] | None, config_file: Path | None, overrides: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Merge the config layers into checked spec keyword arguments (method/layout/aggregator may be lists)."""
+    merged: dict[str, Any] = {}
+    if profile:
+        merged |= check_keys(profile, "profile")
+    if config_file is not None:
+        merged |= check_keys(read_toml(config_file), str(config_file))
+    merged |= check_keys({k: v for k, v in overrides.items() if v is not None}, "command line")
+    return merged
+
+
+def spec_from_dict(values: Mapping[str, Any]) -> RunSpec:
+    """Rebuild a spec saved as JSON (run directories keep one)."""
+    return RunSpec(**check_keys(values, "spec.json"))
+
+

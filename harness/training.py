@@ -1,0 +1,105 @@
+"""One client's local training: any method's trainer, with the aggregator's client half attached.
+
+The harness owns this step, not the method, so every method x aggregator pair works the same
+way: the method builds a TRL trainer, the harness adds a callback that lets the aggregator's
+:class:`ClientHook` adjust gradients before each optimizer step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from transformers import TrainerCallback
+from transformers.trainer_callback import PrinterCallback
+
+from fedbench.harness.interfaces import ClientHook, LocalTrainingArgs, Method
+from fedbench.harness.models import adapter_parameters
+
+if TYPE_CHECKING:
+    import datasets
+    from peft import PeftModel
+    from transformers import PreTrainedTokenizerBase
+
+
+def trainer_settings(args: LocalTrainingArgs) -> dict[str, Any]:
+    """TRL config fields every method shares: a fixed number of steps at a constant rate, no saving, no logging sinks."""
+    return dict(
+        output_dir=args.output_dir,
+        max_steps=args.steps,
+        per_device_train_batch_size=args.batch_size,
+        gradient_accumulation_steps=args.grad_accum,
+        learning_rate=args.learning_rate,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        max_length=args.max_length,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        seed=args.seed,
+        data_seed=args.seed,
+        bf16=args.bf16,
+        use_cpu=not torch.cuda.is_available(),
+        dataloader_num_workers=0,
+    )
+
+
+class _Harness(TrainerCallback):
+    """Bridges the trainer's steps to the client hook and to progress reporting."""
+
+    def __init__(self, model: PeftModel, hook: ClientHook | None, on_step: Callable[[float | None], None] | None) -> None:
+        self.params = adapter_parameters(model)
+        self.hook = hook
+        self.on_step = on_step
+        self.losses: list[float] = []
+
+    def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.hook is not None:
+            self.hook.on_gradients(self.params)
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any) -> None:
+        if logs and "loss" in logs:
+            self.losses.append(float(logs["loss"]))
+            if self.on_step:
+                self.on_step(float(logs["loss"]))
+
+
+@dataclass(frozen=True)
+class LocalResult:
+    steps: int
+    loss: float
+
+
+def train_client(
+    method: Method,
+    model: PeftModel,
+    tokenizer: PreTrainedTokenizerBase,
+    dataset: datasets.Dataset,
+    args: LocalTrainingArgs,
+    hook: ClientHook | None = None,
+    on_step: Callable[[float | None], None] | None = None,
+) -> LocalResult:
+    """Train the live adapter in place on one client's data for ``args.steps`` optimizer steps."""
+    bridge = _Harness(model, hook, on_step)
+    trainer = method.build_trainer(model, tokenizer, dataset, args, [bridge])
+    trainer.remove_callback(PrinterCallback)  # fedbench reports progress itself
+    # TRL copies a PEFT model's current adapter into a "ref" adapter to serve as the reference;
+    # fedbench's reference is the frozen base model (adapter disabled), the same in every round.
+    if "ref" in getattr(model, "peft_config", {}):
+        model.delete_adapter("ref")
+        model.set_adapter("default")
+    trainer.train()
+    model.train(False)
+    loss = sum(bridge.losses) / len(bridge.losses) if bridge.losses else math.nan
+    return LocalResult(steps=trainer.state.global_step, loss=loss)
+
+
+def to_dataset(rows: Sequence[dict[str, Any]]) -> datasets.Dataset:
+    """Trainer rows as a data set, built once per client per run and reused every round."""
+    import datasets
+
+    return datasets.Dataset.from_list(list(rows))

@@ -1,0 +1,1 @@
+"""Built-in fedbench plugins; each module registers itself through the same hooks as a third-party package."""
