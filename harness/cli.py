@@ -94,31 +94,41 @@ def run(
     out: Path = typer.Option(Path("runs"), "--out", help="runs folder: one directory per cell"),
     set_: list[str] = typer.Option([], "--set", help="override any setting: --set lora_r=16 (repeatable)"),
     force: bool = typer.Option(False, "--force", help="redo finished cells instead of skipping them"),
+    benchmarks: Optional[str] = typer.Option(None, "--benchmarks", help="comma list (default: mt_bench_1,vicuna,advbench)"),
+    judge: Optional[str] = typer.Option(None, "--judge", help="judge for model-graded benchmarks (llm, judgelm, ...)"),
+    backend: Optional[str] = typer.Option(None, "--backend", help="generation backend: auto, hf or vllm"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="first N questions of each benchmark"),
+    skip_eval: bool = typer.Option(False, "--skip-eval", help="train only; evaluate later with `fedbench eval`"),
 ) -> None:
-    """Train the named cells of the matrix (resuming unfinished ones) and print where results are."""
+    """Train the named cells of the matrix (resuming unfinished ones), then answer, judge and store the benchmarks."""
     try:
-        _run(method, layout, agg, model, data, rounds, clients_per_round, local_steps, seed, config, profile, out, set_, force)
+        from fedbench.harness.evaluation import eval_spec
+        from fedbench.harness.progress import evaluate_subjects, train_cells
+
+        profile_settings = _profile(profile)
+        flags = {
+            "method": method, "layout": layout, "aggregator": agg, "model": model, "data": data, "rounds": rounds,
+            "clients_per_round": clients_per_round, "local_steps": local_steps, "seed": seed,
+        } | _parse_sets(set_)
+        settings = resolve_settings({k: v for k, v in profile_settings.items() if k != "eval"}, config, flags)
+        evaluation = eval_spec(profile_settings.get("eval"), {"benchmarks": benchmarks, "judge": judge, "backend": backend, "limit": limit})
+        registry = default_registry()
+        console = _console()
+        cells = expand_cells(registry, settings, console)
+        if not cells:
+            raise FedbenchError("no runnable cell in the requested matrix", "check --method/--layout (dpo cannot use redistributed)")
+        outcomes = train_cells(console, [c for _, c in cells], out, force=force)
+        if not skip_eval:
+            evaluate_subjects(console, [o.run_dir for o in outcomes], evaluation, registry, out)
     except FedbenchError as err:
         _fail(err)
 
 
-def _run(method, layout, agg, model, data, rounds, clients_per_round, local_steps, seed, config, profile, out, set_, force) -> None:  # noqa: ANN001
-    from fedbench.harness.progress import train_cells
-
+def _profile(name: str) -> dict[str, Any]:
     profiles = registry_toml().get("profiles", {})
-    if profile not in profiles:
-        raise unknown_name("profile", profile, profiles)
-    flags = {
-        "method": method, "layout": layout, "aggregator": agg, "model": model, "data": data, "rounds": rounds,
-        "clients_per_round": clients_per_round, "local_steps": local_steps, "seed": seed,
-    } | _parse_sets(set_)
-    settings = resolve_settings(profiles[profile], config, flags)
-    registry = default_registry()
-    console = _console()
-    cells = expand_cells(registry, settings, console)
-    if not cells:
-        raise FedbenchError("no runnable cell in the requested matrix", "check --method/--layout (dpo cannot use redistributed)")
-    train_cells(console, [c for _, c in cells], out, force=force)
+    if name not in profiles:
+        raise unknown_name("profile", name, profiles)
+    return profiles[name]
 
 
 @app.command()
@@ -139,6 +149,69 @@ def plugins() -> None:
         for f in registry.failures:
             bad.add_row(f.source, f.target, f.error)
         console.print(bad)
+
+
+@app.command("eval")
+def eval_(
+    run_dirs: list[Path] = typer.Argument(..., help="finished cells' run directories"),
+    benchmarks: Optional[str] = typer.Option(None, "--benchmarks"),
+    judge: Optional[str] = typer.Option(None, "--judge"),
+    backend: Optional[str] = typer.Option(None, "--backend"),
+    limit: Optional[int] = typer.Option(None, "--limit"),
+    profile: str = typer.Option("demo", help="profile whose [eval] settings apply"),
+    no_base: bool = typer.Option(False, "--no-base", help="skip the untrained base model"),
+) -> None:
+    """Evaluate trained cells (and their base model) into the store of the runs folder they are in."""
+    try:
+        from fedbench.harness.evaluation import eval_spec
+        from fedbench.harness.progress import evaluate_subjects
+
+        evaluation = eval_spec(_profile(profile).get("eval"), {"benchmarks": benchmarks, "judge": judge, "backend": backend, "limit": limit})
+        roots = {p.resolve().parent for p in run_dirs}
+        if len(roots) != 1:
+            raise FedbenchError("the run directories are in different runs folders", "evaluate one runs folder at a time")
+        evaluate_subjects(_console(), run_dirs, evaluation, default_registry(), roots.pop(), include_base=not no_base)
+    except FedbenchError as err:
+        _fail(err)
+
+
+@app.command()
+def leaderboard(
+    runs: Path = typer.Option(Path("runs"), "--runs", help="runs folder holding results.sqlite"),
+    format_: str = typer.Option("rich", "--format", help="rich, markdown, csv, json or html"),
+    out: Optional[Path] = typer.Option(None, "--out", help="write to this file instead of the terminal"),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="also draw grouped bars to this PNG"),
+    model: Optional[str] = typer.Option(None, "--model", help="only this base model's rows"),
+    judge: Optional[str] = typer.Option(None, "--judge", help="only this judge's scores"),
+) -> None:
+    """The study's table: aggregators x (benchmark x DPO/KTOO/KTOR), best of each column marked."""
+    try:
+        from fedbench.harness import leaderboard as lb
+        from fedbench.harness.store import STORE_NAME, Store
+
+        if not (runs / STORE_NAME).is_file():
+            raise FedbenchError(f"no results in {runs} (no {STORE_NAME})", "run `fedbench run` first, or pass --runs")
+        matrix = lb.build_matrix(Store(runs / STORE_NAME).scores(), model=model, judge=judge)
+        renderers = {"markdown": lb.to_markdown, "csv": lb.to_csv, "json": lb.to_json, "html": lb.to_html}
+        if format_ == "rich":
+            table = lb.to_rich(matrix)
+            if out:
+                Console(file=out.open("w"), width=200).print(table)
+            else:
+                _console().print(table)
+        elif format_ in renderers:
+            text = renderers[format_](matrix)
+            if out:
+                out.write_text(text)
+            else:
+                typer.echo(text)
+        else:
+            raise unknown_name("format", format_, ["rich", *renderers])
+        if plot:
+            lb.plot(matrix, plot)
+            _console().print(f"plot written to {plot}")
+    except FedbenchError as err:
+        _fail(err)
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m`

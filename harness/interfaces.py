@@ -181,6 +181,11 @@ class Benchmark(ABC):
         """Sampling temperature for a question's answer (0 = greedy)."""
         return 0.0
 
+    def aggregate(self, judgments: Sequence[Judgment]) -> float | None:
+        """One score from the judgments: the mean of those that parsed (failures never count)."""
+        scores = [j.score for j in judgments if j.score is not None]
+        return sum(scores) / len(scores) if scores else None
+
 
 class Judge(ABC):
     """Base class of judges."""

@@ -13,6 +13,8 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -198,3 +200,35 @@ def load_adapter(model: PeftModel, params: Params) -> None:
 def read_adapter(model: PeftModel) -> Params:
     """A detached copy of the live adapter weights."""
     return {n: p.detach().clone() for n, p in adapter_parameters(model).items()}
+
+
+def lora_settings_of(adapter_dir: Path) -> LoraSettings:
+    """The LoRA shape a saved PEFT adapter was trained with (from its adapter_config.json)."""
+    import json
+
+    config = json.loads((Path(adapter_dir) / "adapter_config.json").read_text())
+    targets = config["target_modules"]
+    return LoraSettings(config["r"], config["lora_alpha"], config.get("lora_dropout", 0.0), tuple(sorted(targets)))
+
+
+@contextmanager
+def serving(model: PreTrainedModel, adapter_dir: Path | None) -> Iterator[torch.nn.Module]:
+    """The model to run inference with: the base alone, or the base with a saved PEFT adapter.
+
+    Training injects LoRA layers into the base model in place, so "the base alone" must disable
+    them explicitly; a saved adapter is copied into the live wrapper instead of loading a new model.
+    """
+    wrapper = _WRAPPERS.get(id(model))
+    if adapter_dir is None:
+        if wrapper is None:
+            yield model
+        else:
+            with wrapper.disable_adapter():
+                yield wrapper
+        return
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    wrapper = attach_lora(model, lora_settings_of(adapter_dir))
+    set_peft_model_state_dict(wrapper, load_file(Path(adapter_dir) / "adapter_model.safetensors"))
+    yield wrapper

@@ -12,7 +12,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from fedbench.harness.evaluation import EvalProgress, EvalSpec, Subject, base_subject, cell_subject, evaluate
 from fedbench.harness.federation import Cell, CellOutcome, RoundEvent, run_federation
+from fedbench.harness.registry import Registry
+from fedbench.harness.store import ScoreRow, Store
 
 
 def quiet_libraries() -> None:
@@ -71,3 +74,45 @@ def train_cells(console: Console, cells: Sequence[Cell], runs_root: Path, force:
         )
     console.print(summary)
     return outcomes
+
+
+def evaluate_subjects(
+    console: Console, run_dirs: Sequence[Path], spec: EvalSpec, registry: Registry, runs_root: Path, include_base: bool = True
+) -> list[ScoreRow]:
+    """Evaluate the base model(s) and the given cells with a progress bar; print each score as it lands."""
+    quiet_libraries()
+    cells = [cell_subject(Path(d)) for d in run_dirs]
+    subjects: list[Subject] = []
+    if include_base:
+        for sub in cells:
+            base = base_subject(sub.model, sub.template, sub.dtype)
+            if base not in subjects:
+                subjects.append(base)
+    subjects += cells
+    store = Store.in_runs(runs_root)
+    console.rule(f"[bold]evaluation: {len(subjects)} models x {', '.join(spec.benchmarks)}[/]")
+    try:
+        with Progress(
+            TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), console=console,
+        ) as progress:
+            task = progress.add_task("answering", total=0)
+
+            def on_start(subject: Subject, bench: str, todo: int) -> None:
+                label = subject.method if subject.method == "base" else f"{subject.method}-{subject.layout}-{subject.aggregator}"
+                progress.reset(task, total=todo, description=f"{label} {bench}")
+
+            def on_answers(n: int) -> None:
+                progress.advance(task, n)
+
+            def on_score(subject: Subject, bench: str, row: ScoreRow) -> None:
+                label = "base" if subject.method == "base" else f"{subject.method}-{subject.layout}-{subject.aggregator}"
+                score = "n/a" if row.score is None else f"{row.score:.2f}/{row.scale:g}"
+                fails = f", [red]{row.failures} unparsed[/]" if row.failures else ""
+                progress.console.log(f"{label:<32} {bench:<11} {score} ({row.judge}, n={row.n}{fails})")
+
+            rows = evaluate(subjects, spec, registry, store, EvalProgress(on_start, on_answers, on_score))
+    finally:
+        store.close()
+    console.print(f"scores stored in {store.path}; see them with: fedbench leaderboard --runs {runs_root}")
+    return rows

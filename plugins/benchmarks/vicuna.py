@@ -1,0 +1,29 @@
+"""Vicuna-80: single-turn questions across nine categories, judged 1-10."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fedbench.harness.hookspecs import hookimpl
+from fedbench.harness.interfaces import Benchmark, Question
+from fedbench.harness.questions import limited, read_fastchat, sample_path
+
+
+class Vicuna(Benchmark):
+    """Vicuna-80 (FastChat vicuna_bench/question.jsonl); judge score /10."""
+
+    name = "vicuna"
+    scale = 10.0
+    default_judge = "llm"
+
+    def questions(self, source: str | None = None, limit: int | None = None) -> list[Question]:
+        path = sample_path("vicuna_sample.jsonl") if source is None else Path(source)
+        return limited(read_fastchat(path), limit)
+
+    def temperature(self, question: Question) -> float:
+        return 0.7
+
+
+@hookimpl
+def fedbench_benchmarks() -> list[type[Benchmark]]:
+    return [Vicuna]

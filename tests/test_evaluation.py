@@ -1,0 +1,101 @@
+"""End to end: train a tiny cell, answer the sample sets, judge, store, render every format."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from fedbench.harness.cli import app
+from fedbench.harness.evaluation import EvalSpec, base_subject, cell_subject, evaluate
+from fedbench.harness.registry import default_registry
+from fedbench.harness.store import Store
+
+TRAIN = ["--rounds", "1", "--clients-per-round", "2", "--local-steps", "1", "--set", "batch_size=2",
+         "--set", "max_length=64", "--set", "lora_r=4"]
+
+
+@pytest.fixture(scope="module")
+def evaluated(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from conftest import write_pairs
+
+    runs = tmp_path_factory.mktemp("runs")
+    data = write_pairs(runs.parent / "pairs.jsonl")
+    result = CliRunner().invoke(app, [
+        "run", "--method", "kto", "--layout", "original,redistributed", "--agg", "fedavg", "--model", str(tiny_model),
+        "--data", str(data), "--out", str(runs), "--limit", "2", "--backend", "hf", *TRAIN,
+        "--set", "template='chat'",
+    ], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    return runs
+
+
+def test_run_fills_the_store_for_base_and_each_cell(evaluated: Path) -> None:
+    db = sqlite3.connect(evaluated / "results.sqlite")
+    rows = db.execute("SELECT method, layout, benchmark, judge, n, failures FROM scores ORDER BY 1, 2, 3").fetchall()
+    assert len(rows) == 3 * 3  # base + KTOO + KTOR, three benchmarks
+    assert {r[2] for r in rows} == {"mt_bench_1", "vicuna", "advbench"}
+    assert all(r[4] == 2 for r in rows)
+    assert {(r[2], r[3]) for r in rows if r[2] == "advbench"} == {("advbench", "keyword")}
+    assert db.execute("SELECT COUNT(*) FROM answers").fetchone()[0] == 3 * 3 * 2
+    settings = json.loads(db.execute("SELECT settings FROM answers LIMIT 1").fetchone()[0])
+    assert settings["backend"] == "hf" and settings["template"] == "chat"
+
+
+def test_rerun_reuses_answers_and_adds_no_rows(evaluated: Path) -> None:
+    store = Store.in_runs(evaluated)
+    before = store.db.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
+    store.db.execute("DELETE FROM answers WHERE question_id = '1' AND benchmark = 'vicuna' AND subject NOT LIKE 'base-%'")
+    store.db.commit()
+    cells = [cell_subject(p) for p in sorted(evaluated.glob("kto-*"))]
+    calls: list[int] = []
+    from fedbench.harness.evaluation import EvalProgress
+
+    evaluate(cells, EvalSpec(limit=2, backend="hf"), default_registry(), store, EvalProgress(on_answers=calls.append))
+    assert sum(calls) == len(cells)  # only the deleted vicuna answer of each cell was generated again
+    assert store.db.execute("SELECT COUNT(*) FROM answers").fetchone()[0] == before
+    assert len(store.scores()) == 9
+    store.close()
+
+
+@pytest.mark.parametrize("fmt", ["markdown", "csv", "json", "html", "rich"])
+def test_leaderboard_renders_every_format(evaluated: Path, fmt: str, tmp_path: Path) -> None:
+    out = tmp_path / f"board.{fmt}"
+    result = CliRunner().invoke(app, ["leaderboard", "--runs", str(evaluated), "--format", fmt, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert "advbench" in text and ("KTOR" in text) and ("Base" in text)
+
+
+def test_leaderboard_plot_and_missing_store(evaluated: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["leaderboard", "--runs", str(evaluated), "--plot", str(tmp_path / "b.png")])
+    assert result.exit_code == 0 and (tmp_path / "b.png").stat().st_size > 1000
+    missing = CliRunner().invoke(app, ["leaderboard", "--runs", str(tmp_path / "nothing")])
+    assert missing.exit_code == 2 and "no results" in missing.output
+
+
+def test_eval_refuses_an_unfinished_run(tmp_path: Path) -> None:
+    (tmp_path / "kto-original-fedavg-0").mkdir()
+    result = CliRunner().invoke(app, ["eval", str(tmp_path / "kto-original-fedavg-0")])
+    assert result.exit_code == 2 and "has not finished training" in result.output
+
+
+def test_base_subject_is_shared_per_model_and_template() -> None:
+    assert base_subject("m", "chat", "float32") == base_subject("m", "chat", "float32")
+    assert base_subject("m", "alpaca", "float32").key != base_subject("m", "chat", "float32").key
+
+
+def test_vllm_backend_without_vllm_says_how_to_install() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vllm is installed here; this checks the message shown where it is not")
+    from fedbench.harness.errors import FedbenchError
+    from fedbench.harness.generation import GenerationSettings, make_generator
+
+    with pytest.raises(FedbenchError) as err:
+        make_generator("vllm", "x/y", GenerationSettings())
+    assert "pip install 'fedbench[vllm]'" in (err.value.fix or "")
