@@ -7,11 +7,12 @@ applies each operation to all tensors in one call, on whatever device they live 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 
+from fedbench.harness.errors import FedbenchError
 from fedbench.harness.interfaces import ClientUpdate, Params
 
 
@@ -31,10 +32,15 @@ def weighted_mean(tensor_sets: Sequence[Params], weights: Sequence[float]) -> Pa
 
 
 def mean_delta(global_params: Params, updates: Sequence[ClientUpdate]) -> Params:
-    """Delta = sum_i (n_i/n) (x_i - x): the pseudo-gradient adaptive server optimizers step along."""
+    """Delta = sum_i (n_i/n) (x_i - x): the pseudo-gradient adaptive server optimizers step along.
+
+    Delta lives where the global adapter (and so the server state) does: client adapters read
+    from a model the trainer moved to the GPU are brought over to the global adapter's device.
+    """
     mean = weighted_mean([u.params for u in updates], example_weights(updates))
     keys = list(global_params)
-    return dict(zip(keys, torch._foreach_sub([mean[k] for k in keys], [global_params[k] for k in keys])))
+    x = [global_params[k] for k in keys]
+    return dict(zip(keys, torch._foreach_sub(placed_like([mean[k] for k in keys], x), x)))
 
 
 @dataclass(frozen=True)
@@ -75,9 +81,11 @@ def _problem(global_params: Params, update: ClientUpdate) -> str | None:
         ref = global_params[name]
         if tensor.shape != ref.shape or tensor.dtype != ref.dtype:
             return f"'{name}' is {tuple(tensor.shape)} {tensor.dtype}, expected {tuple(ref.shape)} {ref.dtype}"
-    for name, tensor in (update.params | update.extras).items():
-        if not bool(torch.isfinite(tensor).all()):
-            return f"'{name}' contains NaN or Inf (diverged local training; try a lower learning rate)"
+    # params and extras separately: extras may reuse the parameter names (SCAFFOLD's Delta c_i)
+    for where, tensors in (("", update.params), ("extras ", update.extras)):
+        for name, tensor in tensors.items():
+            if not bool(torch.isfinite(tensor).all()):
+                return f"{where}'{name}' contains NaN or Inf (diverged local training; try a lower learning rate)"
     return None
 
 
@@ -95,3 +103,50 @@ def _clip(global_params: Params, update: ClientUpdate, max_norm: float) -> Clien
 def params_nbytes(params: Params) -> int:
     """Bytes a set of tensors takes on the wire (communication accounting)."""
     return sum(t.numel() * t.element_size() for t in params.values())
+
+
+def filled_like(params: Params, value: float = 0.0) -> Params:
+    """Server state shaped like the adapter (same keys, order, dtype and device), filled with ``value``."""
+    return {k: torch.full_like(t, value) for k, t in params.items()}
+
+
+def export_state(prefix: str, params: Params) -> Params:
+    """``{"<prefix>/<name>": tensor}``: state as flat, contiguous copies that share no storage (safetensors-safe)."""
+    return {f"{prefix}/{k}": t.detach().contiguous().clone() for k, t in params.items()}
+
+
+def import_state(prefix: str, state: Params, into: Params) -> None:
+    """Copy ``"<prefix>/<name>"`` entries of ``state`` into ``into`` in place (keeping its device and dtype).
+
+    A missing entry means the checkpoint was written by another aggregator or for another adapter,
+    so it is refused rather than silently restarted from fresh state.
+    """
+    missing = [k for k in into if f"{prefix}/{k}" not in state]
+    if missing:
+        raise FedbenchError(
+            f"the checkpoint's server state has no '{prefix}/{missing[0]}' ({len(missing)} of {len(into)} '{prefix}' entries missing)",
+            "resume with the aggregator and LoRA settings the run was started with, or rerun with --force",
+        )
+    with torch.no_grad():
+        for k, t in into.items():
+            t.copy_(state[f"{prefix}/{k}"])  # copy_ also moves a CPU checkpoint onto the state's device
+
+
+def gradients(params: Mapping[str, torch.nn.Parameter], keys: Sequence[str]) -> list[torch.Tensor]:
+    """The ``.grad`` of each named parameter, in ``keys`` order, for a client hook to change in place.
+
+    A parameter the loss did not reach has no gradient yet; it gets a zero one, so a correction
+    term (FedProx's pull, SCAFFOLD's drift correction) still applies to it.
+    """
+    grads = []
+    for k in keys:
+        p = params[k]
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        grads.append(p.grad)
+    return grads
+
+
+def placed_like(tensors: Sequence[torch.Tensor], like: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """``tensors`` on the devices and dtypes of ``like`` (no copy when they already match)."""
+    return [t.to(device=r.device, dtype=r.dtype) for t, r in zip(tensors, like)]

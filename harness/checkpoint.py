@@ -133,3 +133,40 @@ class RunDir:
     def finish(self, summary: dict[str, Any]) -> None:
         """Mark the cell done; a later run skips it."""
         atomic_write_json(self.path / "result.json", summary)
+        (self.path / "failed.json").unlink(missing_ok=True)
+
+    def mark_failed(self, reason: str) -> None:
+        """Record why the cell stopped, for `fedbench runs`; its complete rounds stay usable for resume."""
+        atomic_write_json(self.path / "failed.json", {"reason": reason})
+
+
+@dataclass(frozen=True)
+class RunState:
+    """What `fedbench runs` shows for one run directory."""
+
+    path: Path
+    cell: str
+    rounds_done: int
+    rounds: int
+    status: str
+    """'done', 'interrupted' (resumable), 'failed' or 'empty'."""
+    reason: str = ""
+
+
+def scan_runs(root: Path) -> list[RunState]:
+    """The state of every run directory under a runs folder, read from files alone (no model loaded)."""
+    states = []
+    for path in sorted(p for p in Path(root).iterdir() if (p / "spec.json").is_file()) if Path(root).is_dir() else []:
+        spec = json.loads((path / "spec.json").read_text())
+        cell = f"{spec['method']}-{spec['layout']}-{spec['aggregator']}"
+        rounds_dir = path / "rounds"
+        done_rounds = [int(p.name[len(ROUND_PREFIX):]) for p in rounds_dir.glob(f"{ROUND_PREFIX}*") if (p / "round.json").is_file()] if rounds_dir.is_dir() else []
+        last = max(done_rounds, default=0)
+        if (path / "result.json").is_file():
+            states.append(RunState(path, cell, spec["rounds"], spec["rounds"], "done"))
+        elif (path / "failed.json").is_file():
+            reason = json.loads((path / "failed.json").read_text()).get("reason", "")
+            states.append(RunState(path, cell, last, spec["rounds"], "failed", reason))
+        else:
+            states.append(RunState(path, cell, last, spec["rounds"], "interrupted" if last else "empty"))
+    return states

@@ -214,6 +214,39 @@ def leaderboard(
         _fail(err)
 
 
+@app.command()
+def runs(
+    runs_root: Path = typer.Option(Path("runs"), "--runs", help="runs folder"),
+    clean: bool = typer.Option(False, "--clean", help="remove run directories that did not finish"),
+    yes: bool = typer.Option(False, "--yes", help="do not ask before removing"),
+) -> None:
+    """Run directories and their state: done, interrupted at round r (resumable), or failed with the reason."""
+    import shutil
+
+    from fedbench.harness.checkpoint import scan_runs
+
+    console = _console()
+    states = scan_runs(runs_root)
+    table = Table(title=f"runs in {runs_root}")
+    for col in ("cell", "state", "rounds", "directory"):
+        table.add_column(col)
+    colors = {"done": "green", "interrupted": "yellow", "failed": "red", "empty": "dim"}
+    for st in states:
+        label = {"interrupted": f"interrupted at round {st.rounds_done + 1}", "failed": f"failed: {st.reason}"}.get(st.status, st.status)
+        table.add_row(st.cell, f"[{colors[st.status]}]{label}[/]", f"{st.rounds_done}/{st.rounds}", st.path.name)
+    console.print(table)
+    if clean:
+        doomed = [st for st in states if st.status != "done"]
+        if not doomed:
+            console.print("nothing to clean")
+            return
+        if not yes and not typer.confirm(f"remove {len(doomed)} unfinished run director{'y' if len(doomed) == 1 else 'ies'}?"):
+            raise typer.Exit(1)
+        for st in doomed:
+            shutil.rmtree(st.path)
+        console.print(f"removed {len(doomed)} unfinished run directories")
+
+
 def main() -> None:  # pragma: no cover - console entry for `python -m`
     app()
 

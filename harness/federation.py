@@ -112,14 +112,32 @@ def run_federation(
     checkpoint = None if force else run_dir.latest()
     if checkpoint is None:
         global_params = fresh_adapter(peft_model, spec.seed)
-        cell.aggregator.setup(global_params)
+        cell.aggregator.setup(global_params, len(clients))
         start, history = 0, []
     else:
         global_params = checkpoint.adapter
-        cell.aggregator.setup(global_params)
+        cell.aggregator.setup(global_params, len(clients))
         cell.aggregator.load_state_dict(checkpoint.server_state)
         start, history = checkpoint.round, checkpoint.history
 
+    try:
+        history, global_params = _rounds(cell, run_dir, clients, peft_model, tokenizer, global_params, start, history, on_event, on_step)
+    except Exception as err:
+        run_dir.mark_failed(f"{type(err).__name__}: {err}")
+        raise
+    load_adapter(peft_model, global_params)
+    save_peft_adapter(peft_model, run_dir.adapter_dir)
+    run_dir.finish({"spec": spec.to_dict(), "hash": spec.hash, "rounds": spec.rounds, "history": history})
+    return CellOutcome(run_dir.path, run_dir.adapter_dir, history)
+
+
+def _rounds(
+    cell: Cell, run_dir: RunDir, clients: dict[str, list[Example]], peft_model: Any, tokenizer: Any,
+    global_params: Params, start: int, history: list[dict[str, Any]],
+    on_event: Callable[[RoundEvent], None] | None, on_step: Callable[[float | None], None] | None,
+) -> tuple[list[dict[str, Any]], Params]:
+    """Rounds ``start`` .. last, each checkpointed; returns the history and the final global adapter."""
+    spec = cell.spec
     datasets_by_client = {cid: to_dataset(cell.method.records(ex, spec.template)) for cid, ex in clients.items()}
     for r in range(start, spec.rounds):
         started = time.perf_counter()
@@ -164,11 +182,7 @@ def run_federation(
         run_dir.save_round(r + 1, global_params, cell.aggregator.state_dict(), history)
         if on_event:
             on_event(RoundEvent(r + 1, None, history[-1]["loss"], [x.client_id for x in rejections]))
-
-    load_adapter(peft_model, global_params)
-    save_peft_adapter(peft_model, run_dir.adapter_dir)
-    run_dir.finish({"spec": spec.to_dict(), "hash": spec.hash, "rounds": spec.rounds, "history": history})
-    return CellOutcome(run_dir.path, run_dir.adapter_dir, history)
+    return history, global_params
 
 
 def save_peft_adapter(peft_model: Any, target: Path) -> None:

@@ -128,8 +128,11 @@ class Aggregator(ABC):
 
     name: ClassVar[str]
 
-    def setup(self, global_params: Params) -> None:
-        """Create server state shaped like the adapter; called once before round 1."""
+    def setup(self, global_params: Params, num_clients: int | None = None) -> None:
+        """Create server state shaped like the adapter; called once per process before the first round run.
+
+        ``num_clients`` is the federation's total client count (SCAFFOLD averages over it).
+        """
 
     @abstractmethod
     def aggregate(self, global_params: Params, updates: Sequence[ClientUpdate]) -> Params:

@@ -74,7 +74,7 @@ def test_model_path_that_does_not_exist() -> None:
 def test_cli_run_end_to_end(tiny_model, pairs_file, tmp_path) -> None:
     args = ["run", "--method", "kto", "--layout", "redistributed", "--agg", "fedavg", "--model", str(tiny_model),
             "--data", str(pairs_file), "--rounds", "1", "--clients-per-round", "2", "--local-steps", "1",
-            "--out", str(tmp_path), "--set", "batch_size=2", "--set", "max_length=64", "--set", "lora_targets=['q_proj']"]
+            "--out", str(tmp_path), "--skip-eval", "--set", "batch_size=2", "--set", "max_length=64", "--set", "lora_targets=['q_proj']"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     run_dirs = list(tmp_path.glob("kto-redistributed-fedavg-*"))
