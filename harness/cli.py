@@ -183,6 +183,7 @@ def leaderboard(
     plot: Optional[Path] = typer.Option(None, "--plot", help="also draw grouped bars to this PNG"),
     model: Optional[str] = typer.Option(None, "--model", help="only this base model's rows"),
     judge: Optional[str] = typer.Option(None, "--judge", help="only this judge's scores"),
+    traffic: bool = typer.Option(False, "--traffic", help="also show bytes sent down and up per cell"),
 ) -> None:
     """The study's table: aggregators x (benchmark x DPO/KTOO/KTOR), best of each column marked."""
     try:
@@ -191,7 +192,8 @@ def leaderboard(
 
         if not (runs / STORE_NAME).is_file():
             raise FedbenchError(f"no results in {runs} (no {STORE_NAME})", "run `fedbench run` first, or pass --runs")
-        matrix = lb.build_matrix(Store(runs / STORE_NAME).scores(), model=model, judge=judge)
+        scores = Store(runs / STORE_NAME).scores()
+        matrix = lb.build_matrix(scores, model=model, judge=judge)
         renderers = {"markdown": lb.to_markdown, "csv": lb.to_csv, "json": lb.to_json, "html": lb.to_html}
         if format_ == "rich":
             table = lb.to_rich(matrix)
@@ -207,6 +209,13 @@ def leaderboard(
                 typer.echo(text)
         else:
             raise unknown_name("format", format_, ["rich", *renderers])
+        if traffic:
+            comm = Table(title="communication (all rounds, all clients)")
+            for col in ("cell", "down (MB)", "up (MB)"):
+                comm.add_column(col, justify="right" if col != "cell" else "left")
+            for cell, down, up in lb.traffic_rows(scores):
+                comm.add_row(cell, f"{down / 1e6:.2f}", f"{up / 1e6:.2f}")
+            _console().print(comm)
         if plot:
             lb.plot(matrix, plot)
             _console().print(f"plot written to {plot}")

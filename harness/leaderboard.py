@@ -193,3 +193,12 @@ def to_rich(m: Matrix):  # noqa: ANN201 - rich is imported lazily
         styled = [f"[bold green]{c}[/]" if c.endswith("*") else c for c in line[1:]]
         table.add_row(line[0], *styled, end_section=row == m.rows[-2] if len(m.rows) > 1 and m.rows[-1] == BASE_ROW else False)
     return table
+
+
+def traffic_rows(scores: Sequence[ScoreRow]) -> list[tuple[str, int, int]]:
+    """(cell, bytes sent down, bytes sent up) over all rounds, one line per trained cell."""
+    seen: dict[str, tuple[str, int, int]] = {}
+    for s in scores:
+        if s.method != "base" and s.bytes_down is not None:
+            seen[s.subject] = (f"{s.method}-{s.layout}-{s.aggregator}", s.bytes_down, s.bytes_up or 0)
+    return sorted(seen.values())

@@ -77,6 +77,14 @@ def test_leaderboard_plot_and_missing_store(evaluated: Path, tmp_path: Path) -> 
     assert missing.exit_code == 2 and "no results" in missing.output
 
 
+def test_leaderboard_shows_communication(evaluated: Path) -> None:
+    result = CliRunner().invoke(app, ["leaderboard", "--runs", str(evaluated), "--traffic"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "communication" in result.output and "kto-redistributed-fedavg" in result.output
+    entries = json.loads(CliRunner().invoke(app, ["leaderboard", "--runs", str(evaluated), "--format", "json"]).output)["entries"]
+    trained = [e for e in entries if e["method"] != "base"]
+    assert trained and all(e["bytes_down"] > 0 and e["bytes_up"] > 0 for e in trained)
+
+
 def test_eval_refuses_an_unfinished_run(tmp_path: Path) -> None:
     (tmp_path / "kto-original-fedavg-0").mkdir()
     result = CliRunner().invoke(app, ["eval", str(tmp_path / "kto-original-fedavg-0")])
