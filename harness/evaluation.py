@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fedbench.harness.checkpoint import RunDir
+from fedbench.harness.checkpoint import RunDir, atomic_write_text
 from fedbench.harness.errors import FedbenchError
 from fedbench.harness.generation import GenerationSettings, Generator, make_generator
-from fedbench.harness.interfaces import Benchmark, Judge
+from fedbench.harness.interfaces import Benchmark, Judge, Judgment, Question
 from fedbench.harness.registry import Registry
 from fedbench.harness.spec import spec_from_dict
 from fedbench.harness.store import ScoreRow, Store
@@ -128,6 +128,8 @@ def evaluate(subjects: Sequence[Subject], spec: EvalSpec, registry: Registry, st
                 store.add_judgments(subject.key, bench.name, judge_name, new)
                 judged.update({j.question_id: j for j in new})
             verdicts = [judged[q.id] for q in questions]
+            export_answers(store.path.parent / subject.key if subject.adapter is None else subject.adapter.parent,
+                           bench.name, questions, have, verdicts, asdict(settings) | {"backend": generator.name, "judge": judge_name})
             row = ScoreRow(
                 subject=subject.key, benchmark=bench.name, judge=judge_name, method=subject.method,
                 layout=subject.layout, aggregator=subject.aggregator, model=subject.model,
@@ -141,6 +143,20 @@ def evaluate(subjects: Sequence[Subject], spec: EvalSpec, registry: Registry, st
             if progress.on_score:
                 progress.on_score(subject, bench.name, row)
     return rows
+
+
+def export_answers(
+    home: Path, benchmark: str, questions: Sequence[Question], answers: dict[str, str], verdicts: Sequence[Judgment], settings: dict[str, Any]
+) -> Path:
+    """``<home>/answers/<benchmark>.jsonl``: one line per question with answer, score, raw judge reply and settings."""
+    lines = [
+        json.dumps({"question_id": q.id, "category": q.category, "prompt": q.prompt, "answer": answers[q.id],
+                    "score": v.score, "judge_reply": v.raw, "settings": settings}, ensure_ascii=False)
+        for q, v in zip(questions, verdicts)
+    ]
+    path = home / "answers" / f"{benchmark}.jsonl"
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path
 
 
 def eval_spec(profile_eval: dict[str, Any] | None, overrides: dict[str, Any]) -> EvalSpec:

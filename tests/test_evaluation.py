@@ -45,6 +45,14 @@ def test_run_fills_the_store_for_base_and_each_cell(evaluated: Path) -> None:
     assert settings["backend"] == "hf" and settings["template"] == "chat"
 
 
+def test_answers_are_saved_as_jsonl_per_cell_and_benchmark(evaluated: Path) -> None:
+    cell = next(evaluated.glob("kto-redistributed-fedavg-*"))
+    lines = [json.loads(x) for x in (cell / "answers" / "vicuna.jsonl").read_text().splitlines()]
+    assert len(lines) == 2 and {"answer", "score", "judge_reply", "settings"} <= set(lines[0])
+    assert lines[0]["settings"]["backend"] == "hf"
+    assert len(list(evaluated.glob("base-*/answers/advbench.jsonl"))) == 1
+
+
 def test_rerun_reuses_answers_and_adds_no_rows(evaluated: Path) -> None:
     store = Store.in_runs(evaluated)
     before = store.db.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
@@ -94,6 +102,25 @@ def test_eval_refuses_an_unfinished_run(tmp_path: Path) -> None:
 def test_base_subject_is_shared_per_model_and_template() -> None:
     assert base_subject("m", "chat", "float32") == base_subject("m", "chat", "float32")
     assert base_subject("m", "alpaca", "float32").key != base_subject("m", "chat", "float32").key
+
+
+def _vllm_and_gpu() -> bool:
+    import importlib.util
+
+    import torch
+
+    return importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
+
+
+@pytest.mark.skipif(not _vllm_and_gpu(), reason="needs the vllm package and a GPU")
+def test_vllm_answers_with_base_and_adapter(evaluated: Path) -> None:
+    from fedbench.harness.generation import GenerationSettings, make_generator
+
+    cell = cell_subject(next(evaluated.glob("kto-redistributed-fedavg-*")))
+    gen = make_generator("vllm", cell.model, GenerationSettings(max_new_tokens=8))
+    base = gen.generate(["Say hi."], [0.0])
+    tuned = gen.generate(["Say hi."], [0.0], adapter=cell.adapter)
+    assert len(base) == len(tuned) == 1 and isinstance(tuned[0], str)
 
 
 def test_vllm_backend_without_vllm_says_how_to_install() -> None:
