@@ -123,8 +123,9 @@ def evaluate(subjects: Sequence[Subject], spec: EvalSpec, registry: Registry, st
             judge_name, judge = judges[bench.name]
             judged = store.judgments(subject.key, bench.name, judge_name)
             missing = [q for q in questions if q.id not in judged]
-            if missing:
-                new = judge.judge(missing, [have[q.id] for q in missing])
+            for start in range(0, len(missing), step):  # likewise stored as they come
+                chunk = missing[start : start + step]
+                new = judge.judge(chunk, [have[q.id] for q in chunk])
                 store.add_judgments(subject.key, bench.name, judge_name, new)
                 judged.update({j.question_id: j for j in new})
             verdicts = [judged[q.id] for q in questions]
