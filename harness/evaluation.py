@@ -39,6 +39,9 @@ class EvalSpec:
     batch_size: int = 16
     sources: tuple[tuple[str, str], ...] = ()
     """benchmark name -> question file or hub id (default: the built-in sample set)."""
+    judge_mode: str = "single"
+    """'single': each answer graded alone; 'together': a judge with multi-answer grading (judgelm) scores
+    the DPO, KTOO and KTOR answers of one aggregator in one prompt, as the study did."""
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,8 @@ def evaluate(subjects: Sequence[Subject], spec: EvalSpec, registry: Registry, st
     benchmarks = [registry.create("benchmark", name) for name in spec.benchmarks]
     judges = {b.name: pick_judge(registry, b, spec) for b in benchmarks}
     sources = dict(spec.sources)
-    rows = []
+    rows: list[ScoreRow] = []
+    deferred: list[tuple[Any, ...]] = []
     for subject in subjects:
         settings = GenerationSettings(spec.max_new_tokens, spec.batch_size, 0, subject.template)
         key = (subject.model, subject.template, subject.dtype)
@@ -121,6 +125,9 @@ def evaluate(subjects: Sequence[Subject], spec: EvalSpec, registry: Registry, st
                 store.add_answers(subject.key, bench.name, chunk, answers, asdict(settings) | {"backend": generator.name})
                 have.update({q.id: a for q, a in zip(chunk, answers)})
             judge_name, judge = judges[bench.name]
+            if spec.judge_mode == "together" and subject.method != BASE and hasattr(judge, "judge_together"):
+                deferred.append((subject, bench, questions, have, settings, generator.name))
+                continue
             judged = store.judgments(subject.key, bench.name, judge_name)
             missing = [q for q in questions if q.id not in judged]
             for start in range(0, len(missing), step):  # likewise stored as they come
@@ -128,22 +135,66 @@ def evaluate(subjects: Sequence[Subject], spec: EvalSpec, registry: Registry, st
                 new = judge.judge(chunk, [have[q.id] for q in chunk])
                 store.add_judgments(subject.key, bench.name, judge_name, new)
                 judged.update({j.question_id: j for j in new})
-            verdicts = [judged[q.id] for q in questions]
-            export_answers(store.path.parent / subject.key if subject.adapter is None else subject.adapter.parent,
-                           bench.name, questions, have, verdicts, asdict(settings) | {"backend": generator.name, "judge": judge_name})
-            row = ScoreRow(
-                subject=subject.key, benchmark=bench.name, judge=judge_name, method=subject.method,
-                layout=subject.layout, aggregator=subject.aggregator, model=subject.model,
-                score=bench.aggregate(verdicts), scale=bench.scale, n=len(verdicts),
-                failures=sum(v.score is None for v in verdicts), judge_setting=getattr(judge, "setting", judge_name),
-                bytes_down=subject.traffic[0] if subject.traffic else None,
-                bytes_up=subject.traffic[1] if subject.traffic else None,
-            )
-            store.put_score(row)
-            rows.append(row)
-            if progress.on_score:
-                progress.on_score(subject, bench.name, row)
+            rows.append(_finish(store, progress, subject, bench, judge_name, judge, questions, have, judged, settings, generator.name))
+    rows += _judge_together(deferred, judges, store, progress)
     return rows
+
+
+VARIANT_ORDER = {("dpo", "original"): 0, ("kto", "original"): 1, ("kto", "redistributed"): 2}
+
+
+def _judge_together(deferred: list[tuple[Any, ...]], judges: dict[str, tuple[str, Judge]], store: Store, progress: EvalProgress) -> list[ScoreRow]:
+    """Multi-answer grading as in the study: the cells of one aggregator (DPO, KTOO, KTOR) that answered
+    a question are scored in one judge prompt, so their scores share one scale. Stored as '<judge>-together'."""
+    groups: dict[tuple[str, str, str], list[tuple[Any, ...]]] = {}
+    for item in deferred:
+        subject, bench = item[0], item[1]
+        groups.setdefault((bench.name, subject.model, subject.aggregator), []).append(item)
+    rows = []
+    for (bench_name, _, _), items in groups.items():
+        items.sort(key=lambda it: (VARIANT_ORDER.get((it[0].method, it[0].layout), 9), it[0].layout))
+        base_name, judge = judges[bench_name]
+        name = f"{base_name}-together"
+        questions = items[0][2]
+        judged = [store.judgments(it[0].key, bench_name, name) for it in items]
+        for q in questions:
+            if all(q.id in j for j in judged):
+                continue
+            answers = [it[3][q.id] for it in items]
+            if len(items) == 1:
+                verdicts = judge.judge([q], answers)
+            else:
+                scores, reply = judge.judge_together(q, answers)
+                verdicts = [Judgment(q.id, None if scores is None else scores[i], reply) for i in range(len(items))]
+            for it, j, v in zip(items, judged, verdicts):
+                store.add_judgments(it[0].key, bench_name, name, [v])
+                j[q.id] = v
+        for it, j in zip(items, judged):
+            subject, bench, qs, have, settings, backend = it
+            rows.append(_finish(store, progress, subject, bench, name, judge, qs, have, j, settings, backend))
+    return rows
+
+
+def _finish(
+    store: Store, progress: EvalProgress, subject: Subject, bench: Benchmark, judge_name: str, judge: Judge,
+    questions: Sequence[Question], have: dict[str, str], judged: dict[str, Judgment], settings: GenerationSettings, backend: str,
+) -> ScoreRow:
+    """Export the answers, write the score row and report it."""
+    verdicts = [judged[q.id] for q in questions]
+    export_answers(store.path.parent / subject.key if subject.adapter is None else subject.adapter.parent,
+                   bench.name, questions, have, verdicts, asdict(settings) | {"backend": backend, "judge": judge_name})
+    row = ScoreRow(
+        subject=subject.key, benchmark=bench.name, judge=judge_name, method=subject.method,
+        layout=subject.layout, aggregator=subject.aggregator, model=subject.model,
+        score=bench.aggregate(verdicts), scale=bench.scale, n=len(verdicts),
+        failures=sum(v.score is None for v in verdicts), judge_setting=getattr(judge, "setting", judge_name),
+        bytes_down=subject.traffic[0] if subject.traffic else None,
+        bytes_up=subject.traffic[1] if subject.traffic else None,
+    )
+    store.put_score(row)
+    if progress.on_score:
+        progress.on_score(subject, bench.name, row)
+    return row
 
 
 def export_answers(

@@ -99,6 +99,22 @@ def test_eval_refuses_an_unfinished_run(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "has not finished training" in result.output
 
 
+def test_judgelm_together_grades_a_rows_cells_in_one_prompt(evaluated: Path, tiny_model: Path) -> None:
+    """KTOO and KTOR of fedavg share each judge reply; a random judge's unparseable replies count as failures."""
+    store = Store.in_runs(evaluated)
+    cells = [cell_subject(p) for p in sorted(evaluated.glob("kto-*"))]
+    spec = EvalSpec(benchmarks=("vicuna",), judge="judgelm", judge_params=(("backend", "hf"), ("model", str(tiny_model))),
+                    backend="hf", limit=2, judge_mode="together")
+    rows = evaluate(cells, spec, default_registry(), store)
+    assert {r.judge for r in rows} == {"judgelm-together"} and len(rows) == 2
+    first, second = (store.judgments(c.key, "vicuna", "judgelm-together") for c in cells)
+    assert first.keys() == second.keys() == {"1", "2"}
+    assert all(first[q].raw == second[q].raw for q in first)
+    assert all(r.n == 2 and r.failures == sum(j.score is None for j in first.values()) for r in rows)
+    assert "[The Start of Assistant 2's Answer]" not in first["1"].raw  # the raw reply is the judge's, not the prompt
+    store.close()
+
+
 def test_base_subject_is_shared_per_model_and_template() -> None:
     assert base_subject("m", "chat", "float32") == base_subject("m", "chat", "float32")
     assert base_subject("m", "alpaca", "float32").key != base_subject("m", "chat", "float32").key
