@@ -20,5 +20,12 @@ setup: $(BIN)/fedbench
 demo: setup
 	$(BIN)/fedbench run --profile demo --method kto --layout redistributed --agg fedavg
 
+EXAMPLE = examples/fedbench-plugin-example
+
+# The example plugin package is installed (editable, so it tracks the tree) and tested on its own
+# first, then the main suite, which checks that fedbench finds and runs it. --no-build-isolation
+# builds with the venv's setuptools (a dependency of torch): no download, works offline.
 test: setup
+	$(BIN)/pip install -q --no-build-isolation --no-deps -e $(EXAMPLE)
+	$(BIN)/python -m pytest -q $(EXAMPLE)/tests
 	$(BIN)/python -m pytest -q

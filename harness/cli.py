@@ -9,6 +9,7 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from fedbench.harness.errors import FedbenchError, unknown_name
@@ -133,7 +134,7 @@ def _profile(name: str) -> dict[str, Any]:
 
 @app.command()
 def plugins() -> None:
-    """List every plugin by kind, with where it comes from."""
+    """List every plugin by kind, with where it comes from, plus load failures and API-version warnings."""
     console = _console()
     registry = load_registry()
     table = Table(title="fedbench plugins")
@@ -149,6 +150,30 @@ def plugins() -> None:
         for f in registry.failures:
             bad.add_row(f.source, f.target, f.error)
         console.print(bad)
+    for w in registry.warnings:  # loaded, but maybe written for another plugin API
+        console.print(f"[bold yellow]warning:[/] {escape(f'{w.target} from {w.source}: {w.message}')}")
+
+
+@app.command("new-plugin")
+def new_plugin(
+    kind: str = typer.Argument(..., help="method, layout, aggregator, benchmark or judge"),
+    name: str = typer.Argument(..., help="plugin name, a Python identifier; the package is fedbench-NAME"),
+    out: Path = typer.Option(Path("."), "--out", help="folder to create fedbench-NAME/ in"),
+) -> None:
+    """Scaffold a plugin package fedbench-NAME/: pyproject with the entry point, the plugin module, a passing test, a README."""
+    try:
+        from fedbench.harness import scaffold
+
+        scaffold.check(kind, name)
+        taken = load_registry().find(kind, name)
+        if taken:  # a second 'fedavg' would only fail later, at load time
+            raise FedbenchError(f"{kind} '{name}' already exists ({taken.source})", "pick another name: plugin names are unique per kind")
+        root = scaffold.new_plugin(kind, name, out)
+    except FedbenchError as err:
+        _fail(err)
+    console = _console()
+    console.print(f"created {kind} plugin '{name}' in {root}")
+    console.print(f"  next: pip install -e {root} && cd {root} && python -m pytest")
 
 
 @app.command("eval")

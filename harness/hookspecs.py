@@ -5,9 +5,9 @@ provides. Built-in plugins (listed in registry.toml) and third-party packages (f
 through the ``fedbench`` entry-point group) answer the same hooks, so a built-in is
 never privileged over a plugin someone else writes.
 
-A plugin module needs one function::
+A plugin module needs one function (docs/plugins.md has one complete example per kind)::
 
-    from fedbench.harness.hookspecs import hookimpl
+    from fedbench.api import hookimpl
 
     @hookimpl
     def fedbench_aggregators():
@@ -26,7 +26,11 @@ if TYPE_CHECKING:
 
 PROJECT = "fedbench"
 API_VERSION = 1
-"""Version of the plugin API; a plugin may declare ``FEDBENCH_API = 1`` at module level."""
+"""Version of the plugin API (``fedbench.api``); a plugin may declare ``FEDBENCH_API = 1`` at module level.
+
+Bumped only by a change that breaks plugins written against the previous version; a plugin
+declaring another version still loads, and ``fedbench plugins`` warns about it.
+"""
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)

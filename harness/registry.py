@@ -2,7 +2,9 @@
 
 Both kinds of plugin module are registered with the same plugin manager and answer the same
 hooks. A module that fails to import, or a hook that raises, is recorded as a failure and
-reported by ``fedbench plugins``; every other plugin keeps working.
+reported by ``fedbench plugins``; every other plugin keeps working. A module that declares a
+``FEDBENCH_API`` other than :data:`hookspecs.API_VERSION` still loads (it may well work) but is
+recorded as a warning, so a user who sees it misbehave knows where to look.
 """
 
 from __future__ import annotations
@@ -54,12 +56,36 @@ class LoadFailure:
     error: str
 
 
-class Registry:
-    """Every plugin by kind and name, plus what failed to load."""
+@dataclass(frozen=True)
+class LoadWarning:
+    """A plugin that loaded but may not work, e.g. one written for another plugin API version."""
 
-    def __init__(self, records: list[PluginRecord], failures: list[LoadFailure], manager: pluggy.PluginManager) -> None:
+    source: str
+    target: str
+    message: str
+
+
+def api_mismatch(module: object) -> str | None:
+    """Why a plugin module's declared ``FEDBENCH_API`` does not match this fedbench's, or None (undeclared counts as current)."""
+    declared = getattr(module, "FEDBENCH_API", None)
+    if declared is None or (type(declared) is int and declared == hookspecs.API_VERSION):
+        return None
+    return (
+        f"written for plugin API {declared!r}, this fedbench provides API {hookspecs.API_VERSION}; "
+        "it loaded but may misbehave (upgrade the plugin or fedbench)"
+    )
+
+
+class Registry:
+    """Every plugin by kind and name, plus what failed to load and what loaded with a warning."""
+
+    def __init__(
+        self, records: list[PluginRecord], failures: list[LoadFailure], manager: pluggy.PluginManager,
+        warnings: list[LoadWarning] | None = None,
+    ) -> None:
         self.records = records
         self.failures = failures
+        self.warnings = warnings or []
         self.manager = manager
         self._by_kind: dict[str, dict[str, PluginRecord]] = {kind: {} for kind in hookspecs.KIND_HOOKS}
         for record in records:
@@ -67,6 +93,10 @@ class Registry:
 
     def names(self, kind: str) -> list[str]:
         return sorted(self._by_kind[kind])
+
+    def find(self, kind: str, name: str) -> PluginRecord | None:
+        """The record of a plugin, or None (no error: for callers asking whether a name is taken)."""
+        return self._by_kind.get(kind, {}).get(name)
 
     def get(self, kind: str, name: str) -> type:
         """The plugin class, or an error listing the available names and the closest one."""
@@ -104,6 +134,7 @@ def load_registry(entry_points: bool = True) -> Registry:
     manager = pluggy.PluginManager(hookspecs.PROJECT)
     manager.add_hookspecs(hookspecs)
     failures: list[LoadFailure] = []
+    warnings: list[LoadWarning] = []
     sources: dict[int, str] = {}
 
     for target, module_name in dict.fromkeys(_builtin_modules()):
@@ -116,6 +147,8 @@ def load_registry(entry_points: bool = True) -> Registry:
             continue
         manager.register(module, name=module_name)
         sources[id(module)] = BUILTIN
+        if mismatch := api_mismatch(module):
+            warnings.append(LoadWarning(BUILTIN, f"{target} ({module_name})", mismatch))
 
     if entry_points:
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
@@ -127,6 +160,8 @@ def load_registry(entry_points: bool = True) -> Registry:
                 failures.append(LoadFailure(dist, f"{ep.name} ({ep.value})", f"{type(err).__name__}: {err}"))
                 continue
             sources[id(obj)] = dist
+            if mismatch := api_mismatch(obj):
+                warnings.append(LoadWarning(dist, f"{ep.name} ({ep.value})", mismatch))
 
     records: list[PluginRecord] = []
     taken: dict[tuple[str, str], str] = {}
@@ -147,7 +182,7 @@ def load_registry(entry_points: bool = True) -> Registry:
                 else:
                     taken[kind, name] = source
                     records.append(PluginRecord(kind, name, plugin, source, describe(plugin)))
-    return Registry(records, failures, manager)
+    return Registry(records, failures, manager, warnings)
 
 
 @cache
