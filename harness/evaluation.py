@@ -89,9 +89,9 @@ class EvalProgress:
 
 
 def pick_judge(registry: Registry, benchmark: Benchmark, spec: EvalSpec) -> tuple[str, Judge]:
-    """The benchmark's judge: ``spec.judge`` for model-graded benchmarks, the benchmark's own rule otherwise."""
+    """The benchmark's judge: ``spec.judge`` unless the benchmark fixes its own (a rule-based score)."""
     name = benchmark.default_judge
-    if spec.judge and benchmark.default_judge != "keyword":
+    if spec.judge and not benchmark.judge_fixed:
         name = spec.judge
     params = dict(spec.judge_params) if name == spec.judge else {}
     return name, registry.create("judge", name, params)

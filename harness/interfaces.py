@@ -175,6 +175,9 @@ class Benchmark(ABC):
     name: ClassVar[str]
     scale: ClassVar[float] = 10.0
     default_judge: ClassVar[str] = "llm"
+    judge_fixed: ClassVar[bool] = False
+    """True when the score is defined by the default judge (a rule such as AdvBench's keywords or an
+    exact match), so a run's --judge for open-ended benchmarks must not replace it."""
 
     @abstractmethod
     def questions(self, source: str | None = None, limit: int | None = None) -> list[Question]:

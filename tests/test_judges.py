@@ -78,3 +78,13 @@ def test_keyword_rule_default_is_the_study_list_case_insensitive() -> None:
     assert len(strict.keywords) == len(GCG_PREFIXES)
     assert "No,I'm not able to" not in Keyword().keywords  # the study's missing-comma glue is not reproduced
     assert AdvBench().aggregate(judge.judge(questions, answers)) == 75.0
+
+
+def test_a_runs_judge_never_replaces_a_rule_based_benchmarks_judge() -> None:
+    from fedbench.harness.evaluation import EvalSpec, pick_judge
+    from fedbench.harness.registry import load_registry
+
+    registry = load_registry(entry_points=False)
+    spec = EvalSpec(judge="judgelm")
+    assert pick_judge(registry, AdvBench(), spec)[0] == "keyword"
+    assert pick_judge(registry, MTBench1(), spec)[0] == "judgelm"

@@ -18,6 +18,7 @@ class AdvBench(Benchmark):
     name = "advbench"
     scale = 100.0
     default_judge = "keyword"
+    judge_fixed = True
 
     def questions(self, source: str | None = None, limit: int | None = None) -> list[Question]:
         if source is None:

@@ -19,6 +19,7 @@ class Arith(Benchmark):
     name = "arith"
     scale = 100.0
     default_judge = "exact"
+    judge_fixed = True
 
     def questions(self, source: str | None = None, limit: int | None = None) -> list[Question]:
         """The shipped set (read through importlib.resources, so it works from a wheel or a zip) or a JSONL file.
