@@ -23,6 +23,7 @@ from fedbench.harness.data import Example, load_pairs
 from fedbench.harness.errors import FedbenchError
 from fedbench.harness.interfaces import Aggregator, ClientUpdate, Layout, LocalTrainingArgs, Method, Params
 from fedbench.harness.models import attach_lora, fresh_adapter, load_adapter, load_base, read_adapter
+from fedbench.harness.refcache import ReferenceCache
 from fedbench.harness.registry import Registry
 from fedbench.harness.spec import RunSpec
 from fedbench.harness.templates import check_template
@@ -139,6 +140,7 @@ def _rounds(
     """Rounds ``start`` .. last, each checkpointed; returns the history and the final global adapter."""
     spec = cell.spec
     datasets_by_client = {cid: to_dataset(cell.method.records(ex, spec.template)) for cid, ex in clients.items()}
+    reference = ReferenceCache.for_run(run_dir.path, cell.method, spec)
     for r in range(start, spec.rounds):
         started = time.perf_counter()
         lr = spec.lr_at(r)
@@ -153,7 +155,10 @@ def _rounds(
                 seed=client_seed(spec.seed, r, cid), bf16=spec.dtype == "bfloat16",
             )
             t0 = time.perf_counter()
-            result = train_client(cell.method, peft_model, tokenizer, datasets_by_client[cid], args, hook, on_step)
+            # A new trainer starts at row 0 (KTO's sampler is sequential): a per-(round, client) seeded
+            # shuffle lets every round see other rows, and stays reproducible for resume.
+            data = datasets_by_client[cid].shuffle(seed=args.seed % 2**32)
+            result = train_client(cell.method, peft_model, tokenizer, data, args, hook, on_step, reference)
             train_seconds += time.perf_counter() - t0
             update = ClientUpdate(cid, read_adapter(peft_model), len(clients[cid]), metrics={"loss": result.loss})
             if hook is not None:
@@ -179,6 +184,8 @@ def _rounds(
             "train_seconds": train_seconds,
             "round_seconds": time.perf_counter() - started,
         })
+        if reference is not None:
+            reference.save()  # before the checkpoint, so a checkpointed round never needs rescoring
         run_dir.save_round(r + 1, global_params, cell.aggregator.state_dict(), history)
         if on_event:
             on_event(RoundEvent(r + 1, None, history[-1]["loss"], [x.client_id for x in rejections]))

@@ -58,6 +58,8 @@ class RunSpec:
     method_params: Items = ()
     aggregator_params: Items = ()
     data_columns: Items = ()
+    ref_cache: bool = True
+    """Score the base model's reference log-probs once per run (harness/refcache.py) instead of every step."""
 
     def __post_init__(self) -> None:
         for name in ("rounds", "clients_per_round", "local_steps", "batch_size", "grad_accum", "max_length", "lora_r"):
@@ -85,7 +87,12 @@ class RunSpec:
     @property
     def hash(self) -> str:
         """Stable 12-hex-digit digest of every setting: the run directory's key."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        values = self.to_dict()
+        if values["ref_cache"]:
+            # the cache changes speed and float rounding, not the experiment: leaving its default out keeps the hashes
+            # (and run directories) of specs written before the setting existed
+            del values["ref_cache"]
+        blob = json.dumps(values, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     @property

@@ -17,6 +17,8 @@ class DPO(Method):
 
     name = "dpo"
     data_form = "paired"
+    ref_columns = ("ref_chosen_logps", "ref_rejected_logps")
+    """Columns TRL's DPOTrainer reads precomputed reference log-probs from (see harness/refcache.py)."""
 
     def __init__(self, beta: float = 0.1, loss_type: str = "sigmoid") -> None:
         self.beta = beta

@@ -17,6 +17,8 @@ class KTO(Method):
 
     name = "kto"
     data_form = "unpaired"
+    ref_columns = ("ref_logps", "ref_KL_logps")
+    """Columns TRL's KTOTrainer reads precomputed reference log-probs from (see harness/refcache.py)."""
 
     def __init__(self, beta: float = 0.1, desirable_weight: float = 1.0, undesirable_weight: float = 1.0) -> None:
         self.beta = beta

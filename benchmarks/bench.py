@@ -1,0 +1,380 @@
+"""fedbench performance figures on this machine: run ``.venv/bin/python benchmarks/bench.py [--e2e]``.
+
+Not a test: it prints and records figures (benchmarks/results.json, benchmarks/RESULTS.md) and
+never asserts a timing. Everything uses the embedded SmolLM2-135M-Instruct and the built-in
+demo data, with sizes small enough for a 2-core CPU (about 6 minutes, 9 with ``--e2e``, on the
+2-core AMD EPYC of benchmarks/RESULTS.md).
+
+  a. tokens/s of one client's local training in fedbench (``train_client``) vs plain TRL
+  b. share of a round's wall time spent outside local training
+  c. speed-up of the reference log-prob cache on 5-round KTO and DPO runs
+  d. hf generation: batch 16 vs one prompt at a time
+  e. end-to-end wall time and peak memory of ``fedbench run`` (the README command with --e2e)
+
+Timings are only meaningful on a quiet machine: on 2 cores, a second busy process slows
+PyTorch tens of times (OpenMP threads fight for the cores). The script reports the load and
+any other fedbench/pytest process it sees before starting, and the figures it records.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+
+HERE = Path(__file__).resolve().parent
+MODEL = "smollm2-135m-instruct"
+TARGETS = {"local_ratio": 0.95, "outside_share": 0.05, "cache_speedup": 1.25, "generation_speedup": 4.0}
+# The demo profile (registry.toml) with the brief's small run shape.
+DEMO = dict(model=MODEL, data="demo", batch_size=4, grad_accum=1, learning_rate=5e-4, max_length=256, template="chat")
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict[str, Any]:
+    import torch
+    import transformers
+    import trl
+
+    return {
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "trl": trl.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": cpu_model(),
+        "cuda": torch.cuda.is_available(),
+    }
+
+
+def busy_neighbours() -> list[str]:
+    """Other fedbench/pytest processes: they would distort every figure."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        if ("pytest" in cmd or "fedbench" in cmd) and "bench.py" not in cmd:
+            found.append(f"{proc.name}: {cmd[:120]}")
+    return found
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    started = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - started, out
+
+
+# --- a. local training: fedbench's train_client vs a plain TRL KTOTrainer -------------------------------------------
+
+def bench_local_training(steps: int, reps: int) -> dict[str, Any]:
+    import torch
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM
+    from transformers.trainer_callback import PrinterCallback
+    from trl import KTOConfig, KTOTrainer
+
+    from fedbench.harness.federation import build_cell, partition
+    from fedbench.harness.interfaces import LocalTrainingArgs
+    from fedbench.harness.models import attach_lora, fresh_adapter, load_adapter, load_base, resolve_model
+    from fedbench.harness.refcache import ReferenceCache
+    from fedbench.harness.registry import load_registry
+    from fedbench.harness.spec import RunSpec
+    from fedbench.harness.training import to_dataset, train_client
+
+    spec = RunSpec(**DEMO, method="kto", layout="redistributed", local_steps=steps)
+    cell = build_cell(spec, load_registry(entry_points=False))
+    clients = partition(cell)
+    client = "user_04"  # 44 examples: more than the steps x batch size the benchmark trains on
+    dataset = to_dataset(cell.method.records(clients[client], spec.template))
+    model, tokenizer = load_base(spec.model)
+    peft_model = attach_lora(model, spec.lora)
+    initial = fresh_adapter(peft_model, spec.seed)
+    out = Path(tempfile.mkdtemp(prefix="fedbench-bench-"))
+    args = LocalTrainingArgs(output_dir=str(out), steps=steps, batch_size=spec.batch_size, grad_accum=1,
+                             learning_rate=spec.learning_rate, max_length=spec.max_length, seed=0)
+
+    def fedbench_run(cache: bool) -> float:
+        load_adapter(peft_model, initial)
+        reference = ReferenceCache(None, cell.method.ref_columns, {}) if cache else None  # cold: a client's first visit
+        return timed(lambda: train_client(cell.method, peft_model, tokenizer, dataset, args, reference=reference))[0]
+
+    def trl_run(bf16: bool = False) -> float:
+        # fedbench trains a float32 model in float32; TRL's configs default to bf16 autocast
+        # (bf16=None -> True), so the like-for-like baseline sets bf16=False. The default is timed too.
+        base = AutoModelForCausalLM.from_pretrained(resolve_model(MODEL), dtype=torch.float32)
+        config = KTOConfig(
+            output_dir=str(out), max_steps=steps, per_device_train_batch_size=spec.batch_size, gradient_accumulation_steps=1,
+            learning_rate=spec.learning_rate, lr_scheduler_type="constant", warmup_steps=0, max_length=spec.max_length,
+            logging_steps=1, save_strategy="no", report_to=[], disable_tqdm=True, seed=0, data_seed=0,
+            use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, **({} if bf16 else {"bf16": False}),
+        )
+        lora = LoraConfig(r=spec.lora_r, lora_alpha=spec.lora_alpha, lora_dropout=spec.lora_dropout,
+                          target_modules=list(spec.lora_targets), task_type="CAUSAL_LM")
+
+        def go() -> None:
+            trainer = KTOTrainer(model=base, args=config, train_dataset=dataset, processing_class=tokenizer, peft_config=lora)
+            trainer.remove_callback(PrinterCallback)  # as fedbench does: no per-step prints
+            trainer.train()
+
+        return timed(go)[0]
+
+    # Tokens trained on: KTO reads its data in order (sequential sampler), so both train on the first
+    # steps x batch rows; counted from TRL's own tokenisation, policy sequences only (not the KL copies).
+    probe = cell.method.build_trainer(peft_model, tokenizer, dataset, args, [])
+    peft_model.delete_adapter("ref")
+    peft_model.set_adapter("default")
+    rows = probe.train_dataset
+    lengths = [min(spec.max_length, len(r["prompt_ids"]) + len(r["completion_ids"])) for r in rows]
+    tokens = sum(lengths[i % len(lengths)] for i in range(steps * spec.batch_size))
+    del probe
+
+    fedbench_run(False), trl_run()  # warm-up: first-call costs (imports, allocator) belong to neither
+    times: dict[str, list[float]] = {"fedbench": [], "fedbench_cache_cold": [], "trl": [], "trl_default_bf16": []}
+    for _ in range(reps):
+        times["trl"].append(trl_run())
+        times["trl_default_bf16"].append(trl_run(bf16=True))
+        times["fedbench"].append(fedbench_run(False))
+        times["fedbench_cache_cold"].append(fedbench_run(True))
+    shutil.rmtree(out, ignore_errors=True)
+    best = {k: min(v) for k, v in times.items()}
+    return {
+        "client": client, "steps": steps, "batch_size": spec.batch_size, "tokens": tokens, "seconds": times,
+        "tokens_per_s": {k: tokens / v for k, v in best.items()},
+        "median_seconds": {k: statistics.median(v) for k, v in times.items()},
+        "ratio": best["trl"] / best["fedbench"],
+        "ratio_cache_cold": best["trl"] / best["fedbench_cache_cold"],
+        "ratio_vs_trl_default_bf16": best["trl_default_bf16"] / best["fedbench"],
+        "note": "build + train of one client's round, float32; best of reps; ratio = fedbench tokens/s / TRL tokens/s",
+    }
+
+
+# --- b + c. round overhead and the reference cache on 5-round runs ----------------------------------------------------
+
+def bench_reference_cache(rounds: int, clients_per_round: int, steps: int, batch_size: int) -> dict[str, Any]:
+    from fedbench.harness.federation import build_cell, run_federation
+    from fedbench.harness.registry import load_registry
+    from fedbench.harness.spec import RunSpec
+
+    registry = load_registry(entry_points=False)
+    root = Path(tempfile.mkdtemp(prefix="fedbench-bench-"))
+    out: dict[str, Any] = {"rounds": rounds, "clients_per_round": clients_per_round, "local_steps": steps,
+                           "batch_size": batch_size, "runs": {}}
+    for method, layout in (("kto", "redistributed"), ("dpo", "original")):
+        runs: dict[str, Any] = {}
+        # off, cold cache (first run of the cell), warm cache (same cell again: every row read from the file,
+        # what a resumed or repeated run gets); off and cold alternate with nothing cached in between.
+        for label, cache, folder in (("off", False, "off"), ("cold", True, "on"), ("warm", True, "on")):
+            spec = RunSpec(**(DEMO | {"batch_size": batch_size}), method=method, layout=layout, rounds=rounds,
+                           clients_per_round=clients_per_round, local_steps=steps, ref_cache=cache)
+            seconds, outcome = timed(lambda: run_federation(build_cell(spec, registry), root / f"{method}-{folder}", force=True))
+            history = outcome.history
+            train = sum(h["train_seconds"] for h in history)
+            total = sum(h["round_seconds"] for h in history)
+            cache_file = next((outcome.run_dir / "refcache").glob("*.json"), None) if cache else None
+            runs[label] = {
+                "seconds": seconds, "train_seconds": train, "round_seconds": total,
+                "outside_share": 1 - train / total,
+                "cached_rows": len(json.loads(cache_file.read_text())["rows"]) if cache_file else 0,
+                "clients": [h["clients"] for h in history],
+            }
+        reference_rows = rounds * clients_per_round * steps * batch_size
+        out["runs"][method] = {
+            **runs,
+            "speedup_cold": runs["off"]["seconds"] / runs["cold"]["seconds"],
+            "speedup_warm": runs["off"]["seconds"] / runs["warm"]["seconds"],
+            "reference_rows_without_cache": reference_rows,
+            "reference_rows_scored_with_cache": runs["cold"]["cached_rows"],
+        }
+    shutil.rmtree(root, ignore_errors=True)
+    return out
+
+
+# --- d. generation -------------------------------------------------------------------------------------------------
+
+def bench_generation(prompts: int, new_tokens: int) -> dict[str, Any]:
+    from fedbench.harness.data import load_pairs
+    from fedbench.harness.generation import GenerationSettings, HFGenerator
+
+    questions = [p.prompt for p in load_pairs("demo")[:prompts]]
+    temps = [0.0] * len(questions)
+    result: dict[str, Any] = {"prompts": len(questions), "max_new_tokens": new_tokens}
+    batched = HFGenerator(MODEL, GenerationSettings(max_new_tokens=new_tokens, batch_size=16))
+    single = HFGenerator(MODEL, GenerationSettings(max_new_tokens=new_tokens, batch_size=1))
+    batched.generate(questions[:2], temps[:2])  # warm-up
+    for label, gen in (("batch16", batched), ("one_at_a_time", single)):
+        seconds, answers = timed(lambda: gen.generate(questions, temps))
+        tokens = sum(len(gen.tokenizer(a, add_special_tokens=False)["input_ids"]) for a in answers)
+        result[label] = {"seconds": seconds, "answer_tokens": tokens, "answers_per_s": len(questions) / seconds}
+    result["speedup"] = result["one_at_a_time"]["seconds"] / result["batch16"]["seconds"]
+    return result
+
+
+# --- e. end to end -------------------------------------------------------------------------------------------------
+
+def bench_end_to_end(full: bool) -> dict[str, Any]:
+    exe = Path(sys.executable).with_name("fedbench")
+    cli = [str(exe)] if exe.exists() else [sys.executable, "-m", "fedbench.harness.cli"]
+    out = Path(tempfile.mkdtemp(prefix="fedbench-bench-e2e-"))
+    args = ["run", "--profile", "demo", "--method", "kto", "--layout", "redistributed", "--agg", "fedavg", "--out", str(out)]
+    if not full:  # the same command cut to one round of one step, without evaluation: start-up, load, train, save
+        args += ["--rounds", "1", "--clients-per-round", "1", "--local-steps", "1", "--skip-eval"]
+    started = time.perf_counter()
+    proc = subprocess.Popen(cli + args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    shutil.rmtree(out, ignore_errors=True)
+    return {
+        "command": "fedbench " + " ".join(a if a != str(out) else "<tmp>" for a in args),
+        "full": full, "seconds": seconds, "exit_status": os.waitstatus_to_exitcode(status),
+        "peak_rss_mib": usage.ru_maxrss / 1024,  # Linux reports KiB
+        "stderr_tail": stderr[-400:] if status else "",
+    }
+
+
+# --- report --------------------------------------------------------------------------------------------------------
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "missed"
+
+
+def markdown(results: dict[str, Any], command: str) -> str:
+    m = results["machine"]
+    lines = [
+        "# fedbench benchmark results", "",
+        f"Command: `{command}`  ",
+        f"Machine: {m['cpus']} CPUs ({m['processor']}), torch {m['torch']} ({m['torch_threads']} threads), "
+        f"transformers {m['transformers']}, TRL {m['trl']}, Python {m['python']}, {m['platform']}, CUDA: {m['cuda']}  ",
+        f"Load average before / after: {results['load_before']} / {results['load_after']}; "
+        f"other fedbench/pytest processes at start: {len(results['neighbours'])}  ",
+        f"Date (UTC): {results['date']}, total {results['total_seconds']:.0f} s", "",
+        "| figure | value | target | |", "|---|---|---|---|",
+    ]
+    if "local_training" in results:
+        a = results["local_training"]
+        lines.append(f"| a. local training tokens/s, fedbench / plain TRL KTOTrainer ({a['steps']} steps, batch {a['batch_size']}) "
+                     f"| {a['ratio']:.3f} ({a['tokens_per_s']['fedbench']:.0f} vs {a['tokens_per_s']['trl']:.0f} tok/s) "
+                     f"| >= {TARGETS['local_ratio']} | {verdict(a['ratio'] >= TARGETS['local_ratio'])} |")
+        lines.append(f"| a'. same, fedbench with a cold reference cache (a client's first visit) | {a['ratio_cache_cold']:.3f} | | |")
+        lines.append(f"| a''. fedbench (float32) / plain TRL with its default bf16 autocast | {a['ratio_vs_trl_default_bf16']:.3f} | | |")
+    if "reference_cache" in results:
+        c = results["reference_cache"]
+        shape = f"{c['rounds']} rounds x {c['clients_per_round']} clients x {c['local_steps']} steps x batch {c['batch_size']}"
+        for method, r in c["runs"].items():
+            share = r["cold"]["outside_share"]
+            lines.append(f"| b. {method}: share of round time outside local training (cache on) | {share:.1%} "
+                         f"| <= {TARGETS['outside_share']:.0%} | {verdict(share <= TARGETS['outside_share'])} |")
+        for method, r in c["runs"].items():
+            lines.append(f"| c. {method}: reference cache speed-up, {shape}, cold cache "
+                         f"({r['off']['seconds']:.0f} s -> {r['cold']['seconds']:.0f} s; reference rows "
+                         f"{r['reference_rows_without_cache']} -> {r['reference_rows_scored_with_cache']}) "
+                         f"| {r['speedup_cold']:.2f}x | >= {TARGETS['cache_speedup']}x | {verdict(r['speedup_cold'] >= TARGETS['cache_speedup'])} |")
+            lines.append(f"| c'. {method}: same run again, cache read from the run directory (resume/rerun) "
+                         f"({r['warm']['seconds']:.0f} s) | {r['speedup_warm']:.2f}x | | |")
+    if "generation" in results:
+        g = results["generation"]
+        lines.append(f"| d. hf generation, batch 16 vs one at a time ({g['prompts']} prompts, {g['max_new_tokens']} new tokens) "
+                     f"| {g['speedup']:.2f}x | >= {TARGETS['generation_speedup']}x | {verdict(g['speedup'] >= TARGETS['generation_speedup'])} |")
+    if "end_to_end" in results:
+        e = results["end_to_end"]
+        lines.append(f"| e. `{e['command']}` | {e['seconds']:.0f} s, peak RSS {e['peak_rss_mib']:.0f} MiB (exit {e['exit_status']}) | | |")
+    if "reference_cache" in results:
+        lines += ["", "Notes on c: the cache skips the reference forward only for a row met again. A cold run still "
+                  "scores every distinct row once (as many forwards as TRL spends on it), so its speed-up is bounded by "
+                  "how often rows recur: here the 5 sampled rounds revisit few rows (reference rows above). The warm "
+                  "figure, with every row already in the run directory, is the per-step gain once rows recur (long runs, "
+                  "clients with fewer rows than steps x batch, resumed or repeated runs)."]
+    lines += ["", "Raw figures: benchmarks/results.json. Timings are wall-clock on this machine only.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--e2e", action="store_true", help="run the README's full demo command for (e) (train + evaluate: minutes more)")
+    parser.add_argument("--only", default="abcde", help="subset of the figures to measure, e.g. 'cd'")
+    parser.add_argument("--out", type=Path, default=HERE, help="folder for results.json and RESULTS.md")
+    parser.add_argument("--render", action="store_true", help="only rewrite RESULTS.md from the folder's results.json")
+    opts = parser.parse_args(argv)
+    if opts.render:
+        results = json.loads((opts.out / "results.json").read_text())
+        (opts.out / "RESULTS.md").write_text(markdown(results, results["command"]))
+        return 0
+
+    neighbours = busy_neighbours()
+    load_before = load_average()
+    print(f"load average {load_before}; other fedbench/pytest processes: {len(neighbours)}")
+    for n in neighbours:
+        print("  WARNING, timings will be distorted by:", n)
+
+    import logging
+    import warnings
+
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    logging.getLogger("trl").setLevel(logging.ERROR)  # KTO's per-client class-balance advice, once per trainer
+    warnings.filterwarnings("ignore")
+    results: dict[str, Any] = {"machine": machine(), "neighbours": neighbours, "load_before": load_before,
+                               "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "targets": TARGETS}
+    started = time.perf_counter()
+    if "a" in opts.only:
+        results["local_training"] = bench_local_training(steps=2, reps=2)
+        print("a.", json.dumps({k: results["local_training"][k] for k in ("ratio", "ratio_cache_cold", "tokens_per_s")}))
+    if "b" in opts.only or "c" in opts.only:
+        results["reference_cache"] = bench_reference_cache(rounds=5, clients_per_round=2, steps=2, batch_size=2)
+        for method, r in results["reference_cache"]["runs"].items():
+            print(f"b/c. {method}: outside share {r['cold']['outside_share']:.1%}, speed-up cold {r['speedup_cold']:.2f}x, "
+                  f"warm {r['speedup_warm']:.2f}x")
+    if "d" in opts.only:
+        results["generation"] = bench_generation(prompts=16, new_tokens=32)
+        print(f"d. generation speed-up {results['generation']['speedup']:.2f}x")
+    if "e" in opts.only:
+        results["end_to_end"] = bench_end_to_end(full=opts.e2e)
+        print(f"e. {results['end_to_end']['command']}: {results['end_to_end']['seconds']:.0f} s, "
+              f"peak RSS {results['end_to_end']['peak_rss_mib']:.0f} MiB")
+    results["total_seconds"] = time.perf_counter() - started
+    results["load_after"] = load_average()
+    command = " ".join([".venv/bin/python benchmarks/bench.py", *(argv if argv is not None else sys.argv[1:])])
+    results["command"] = command
+    opts.out.mkdir(parents=True, exist_ok=True)
+    (opts.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (opts.out / "RESULTS.md").write_text(markdown(results, command))
+    print(f"wrote {opts.out / 'results.json'} and {opts.out / 'RESULTS.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
