@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import sys
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Optional
 
 import typer
@@ -26,9 +27,9 @@ def _console() -> Console:
 
 def _fail(err: FedbenchError) -> None:
     console = _console()
-    console.print(f"[bold red]error:[/] {err.problem}")
+    console.print(f"[bold red]error:[/] {escape(err.problem)}")  # escaped: "fedbench[flower]" is not markup
     if err.fix:
-        console.print(f"  [bold]fix:[/] {err.fix}")
+        console.print(f"  [bold]fix:[/] {escape(err.fix)}")
     raise typer.Exit(2)
 
 
@@ -100,6 +101,11 @@ def run(
     backend: Optional[str] = typer.Option(None, "--backend", help="generation backend: auto, hf or vllm"),
     limit: Optional[int] = typer.Option(None, "--limit", help="first N questions of each benchmark"),
     skip_eval: bool = typer.Option(False, "--skip-eval", help="train only; evaluate later with `fedbench eval`"),
+    engine: str = typer.Option("local", "--engine", help="local (one process) or flower (Flower simulation, or a deployment with --superlink)"),
+    superlink: Optional[str] = typer.Option(None, "--superlink", help="flower: submit to this SuperLink connection (Flower's config.toml) instead of simulating"),
+    client_cpus: Optional[float] = typer.Option(None, "--client-cpus", help="flower simulation: CPUs per client (default 1)"),
+    client_gpus: Optional[float] = typer.Option(None, "--client-gpus", help="flower simulation: GPUs per client (default 1 with CUDA, else 0; 0.5 = two per GPU)"),
+    min_nodes: Optional[int] = typer.Option(None, "--min-nodes", help="flower deployment: SuperNodes to wait for (default clients_per_round)"),
 ) -> None:
     """Train the named cells of the matrix (resuming unfinished ones), then answer, judge and store the benchmarks."""
     try:
@@ -118,11 +124,51 @@ def run(
         cells = expand_cells(registry, settings, console)
         if not cells:
             raise FedbenchError("no runnable cell in the requested matrix", "check --method/--layout (dpo cannot use redistributed)")
-        outcomes = train_cells(console, [c for _, c in cells], out, force=force)
+        trainer = _engine(engine, out, force, superlink, client_cpus, client_gpus, min_nodes)
+        outcomes = train_cells(console, [c for _, c in cells], out, force=force, engine=trainer)
         if not skip_eval:
             evaluate_subjects(console, [o.run_dir for o in outcomes], evaluation, registry, out)
     except FedbenchError as err:
         _fail(err)
+
+
+def _engine(
+    name: str, out: Path, force: bool, superlink: str | None, client_cpus: float | None, client_gpus: float | None, min_nodes: int | None,
+) -> Callable[[Any], Any] | None:
+    """How cells train: None for the local engine, else a Flower simulation or deployment launcher."""
+    flower_only = {"--superlink": superlink, "--client-cpus": client_cpus, "--client-gpus": client_gpus, "--min-nodes": min_nodes}
+    if name == "local":
+        given = [flag for flag, value in flower_only.items() if value is not None]
+        if given:
+            raise FedbenchError(f"{', '.join(given)} only apply to the Flower engine", "add --engine flower, or drop them")
+        return None
+    if name != "flower":
+        raise unknown_name("engine", name, ["local", "flower"])
+    flower = load_flower()
+    if superlink:
+        if client_cpus is not None or client_gpus is not None:
+            raise FedbenchError("--client-cpus/--client-gpus size simulated clients; a deployment's SuperNodes bring their own", "drop them, or drop --superlink to simulate")
+        return lambda cell: flower.deploy(cell, out, superlink, min_nodes, force=force)
+    if min_nodes is not None:
+        raise FedbenchError("--min-nodes applies to a deployment (--superlink); a simulation starts one node per client", "drop --min-nodes, or add --superlink")
+    resources = flower.Resources.auto(client_cpus, client_gpus)
+    return lambda cell: flower.simulate(cell, out, resources, force=force)
+
+
+def load_flower() -> Any:
+    """The Flower engine module, or a clear error saying how to install Flower."""
+    import importlib
+
+    try:
+        flower = importlib.import_module("fedbench.harness.flower")
+    except ModuleNotFoundError as err:
+        if (err.name or "").split(".")[0] not in {"flwr", "ray"}:
+            raise
+        raise FedbenchError(
+            f"--engine flower needs Flower, and the module '{(err.name or '').split('.')[0]}' is not installed",
+            "pip install 'fedbench[flower]'  (Flower with its Ray simulation engine), or use --engine local",
+        ) from err
+    return flower
 
 
 def _profile(name: str) -> dict[str, Any]:
@@ -130,6 +176,42 @@ def _profile(name: str) -> dict[str, Any]:
     if name not in profiles:
         raise unknown_name("profile", name, profiles)
     return profiles[name]
+
+
+@app.command("partition")
+def partition_(
+    out: Path = typer.Option(..., "--out", help="folder for one JSONL file per client"),
+    method: Optional[str] = typer.Option(None, "--method", help="dpo or kto (decides pairs or labelled examples)"),
+    layout: Optional[str] = typer.Option(None, "--layout", help="original or redistributed"),
+    data: Optional[str] = typer.Option(None, help="'demo', a .jsonl/.json/.parquet file, fedchatbotpa:FILE or a hub id"),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML run config (any RunSpec field)"),
+    profile: str = typer.Option("demo", help="a profile from registry.toml: demo or paper"),
+    set_: list[str] = typer.Option([], "--set", help="override any setting: --set partition_seed=7 (repeatable)"),
+) -> None:
+    """Write each client's laid-out examples to its own file: what one deployment site (a Flower SuperNode) trains on."""
+    import json
+    import re
+
+    from fedbench.harness.data import write_examples
+    from fedbench.harness.federation import build_cell, partition
+
+    try:
+        flags = {"method": method, "layout": layout, "data": data} | _parse_sets(set_)
+        settings = resolve_settings({k: v for k, v in _profile(profile).items() if k != "eval"}, config, flags)
+        spec = RunSpec(**settings)
+        clients = partition(build_cell(spec, default_registry()), for_rounds=False)  # sites exist before rounds do
+    except FedbenchError as err:
+        _fail(err)
+    table = Table(title=f"{spec.method} / {spec.layout}: {len(clients)} clients in {out}")
+    for col in ("client", "examples", "SuperNode --node-config"):
+        table.add_column(col)
+    for i, cid in enumerate(sorted(clients)):
+        path = (out / f"{cid if re.fullmatch(r'[A-Za-z0-9_.-]+', cid) else f'client-{i:04d}'}.jsonl").resolve()
+        write_examples(path, clients[cid])
+        table.add_row(cid, str(len(clients[cid])), escape(f"data-file={json.dumps(str(path))} client-id={json.dumps(cid)}"))
+    console = _console()
+    console.print(table)
+    console.print(f"train them with the same --method {spec.method} --layout {spec.layout} (and data settings) on the server side")
 
 
 @app.command()

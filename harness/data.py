@@ -7,8 +7,9 @@ a malformed row fails with its file, row number and reason before any training s
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
@@ -182,4 +183,36 @@ def unpair(pairs: Iterable[PreferencePair]) -> list[LabeledExample]:
     for p in pairs:
         out.append(LabeledExample(f"{p.id}+", p.client_id, p.prompt, p.chosen, True))
         out.append(LabeledExample(f"{p.id}-", p.client_id, p.prompt, p.rejected, False))
+    return out
+
+
+def write_examples(path: Path, examples: Sequence[Example]) -> None:
+    """One client's laid-out examples as JSONL, the file a deployment site trains from (``read_examples`` reads it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for ex in examples:
+            fh.write(json.dumps(dataclasses.asdict(ex), ensure_ascii=False) + "\n")
+    tmp.replace(path)
+
+
+def read_examples(path: Path) -> list[Example]:
+    """A site's own examples: preference pairs (any pair file) or labelled single responses.
+
+    Labelled rows carry ``prompt``, ``completion`` and a boolean ``label`` (KTO's unpaired form,
+    as ``write_examples`` stores a redistributed client); every other file is read as pairs.
+    """
+    path = _existing(Path(path))
+    rows = _read_json_rows(path) if path.suffix in {".json", ".jsonl"} else None
+    if not rows or not all(isinstance(r, Mapping) and "label" in r for r in rows):
+        return list(load_pairs(str(path)))
+    out: list[Example] = []
+    for number, row in enumerate(rows, start=1):
+        where = f"{path}, row {number}"
+        for name in ("prompt", "completion"):
+            if not isinstance(row.get(name), str) or not row[name].strip():
+                raise FedbenchError(f"{where}: field '{name}' must be non-empty text", f"fill in '{name}' or remove the row")
+        if not isinstance(row["label"], bool):
+            raise FedbenchError(f"{where}: field 'label' must be true or false, got {row['label']!r:.40}", "store the label as a JSON boolean")
+        out.append(LabeledExample(str(row.get("id", number)), str(row.get("client_id", path.stem)), row["prompt"], row["completion"], row["label"]))
     return out

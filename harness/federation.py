@@ -8,6 +8,7 @@ server half forms the next global adapter, which is checkpointed after every rou
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import time
@@ -21,7 +22,7 @@ from fedbench.harness.aggregation import params_nbytes, validate_updates
 from fedbench.harness.checkpoint import RunDir
 from fedbench.harness.data import Example, load_pairs
 from fedbench.harness.errors import FedbenchError
-from fedbench.harness.interfaces import Aggregator, ClientUpdate, Layout, LocalTrainingArgs, Method, Params
+from fedbench.harness.interfaces import Aggregator, ClientHook, ClientUpdate, Layout, LocalTrainingArgs, Method, Params
 from fedbench.harness.models import attach_lora, fresh_adapter, load_adapter, load_base, read_adapter
 from fedbench.harness.refcache import ReferenceCache
 from fedbench.harness.registry import Registry
@@ -60,12 +61,12 @@ def client_seed(seed: int, round_index: int, client_id: str) -> int:
     return zlib.crc32(f"{seed}:{round_index}:{client_id}".encode())
 
 
-def partition(cell: Cell) -> dict[str, list[Example]]:
-    """Load, convert and lay out the cell's data; refuses more clients per round than clients."""
+def partition(cell: Cell, for_rounds: bool = True) -> dict[str, list[Example]]:
+    """Load, convert and lay out the cell's data; refuses more clients per round than clients ``for_rounds``."""
     spec = cell.spec
     examples = cell.method.examples(load_pairs(spec.data, dict(spec.data_columns)))
     clients = cell.layout.partition(examples, spec.partition_seed)
-    if spec.clients_per_round > len(clients):
+    if for_rounds and spec.clients_per_round > len(clients):
         raise FedbenchError(
             f"clients_per_round is {spec.clients_per_round} but the data has only {len(clients)} clients",
             f"set clients_per_round to at most {len(clients)}",
@@ -99,37 +100,106 @@ def run_federation(
     force: bool = False,
 ) -> CellOutcome:
     """Train one cell to its last round, resuming from its newest complete checkpoint."""
-    spec = cell.spec
-    run_dir = RunDir(runs_root, spec)
+    run_dir = RunDir(runs_root, cell.spec)
     if run_dir.done and not force:
-        import json
-
-        return CellOutcome(run_dir.path, run_dir.adapter_dir, json.loads((run_dir.path / "result.json").read_text())["history"], skipped=True)
+        return finished_outcome(run_dir)
     clients = partition(cell)
-    model, tokenizer = load_base(spec.model, spec.dtype)
-    peft_model = attach_lora(model, spec.lora)
-    run_dir.prepare()
-
-    checkpoint = None if force else run_dir.latest()
-    if checkpoint is None:
-        global_params = fresh_adapter(peft_model, spec.seed)
-        cell.aggregator.setup(global_params, len(clients))
-        start, history = 0, []
-    else:
-        global_params = checkpoint.adapter
-        cell.aggregator.setup(global_params, len(clients))
-        cell.aggregator.load_state_dict(checkpoint.server_state)
-        start, history = checkpoint.round, checkpoint.history
-
+    model, tokenizer = load_base(cell.spec.model, cell.spec.dtype)
+    peft_model = attach_lora(model, cell.spec.lora)
+    global_params, start, history = begin(cell, run_dir, peft_model, len(clients), force)
     try:
         history, global_params = _rounds(cell, run_dir, clients, peft_model, tokenizer, global_params, start, history, on_event, on_step)
     except Exception as err:
         run_dir.mark_failed(f"{type(err).__name__}: {err}")
         raise
+    return conclude(cell, run_dir, peft_model, global_params, history, engine="local")
+
+
+def finished_outcome(run_dir: RunDir) -> CellOutcome:
+    """The outcome of a cell a previous run already finished (skipped unless forced)."""
+    history = json.loads((run_dir.path / "result.json").read_text())["history"]
+    return CellOutcome(run_dir.path, run_dir.adapter_dir, history, skipped=True)
+
+
+def begin(cell: Cell, run_dir: RunDir, peft_model: Any, num_clients: int, force: bool) -> tuple[Params, int, list[dict[str, Any]]]:
+    """Global adapter, first round to run and history: fresh (seeded), or from the newest complete checkpoint.
+
+    Shared by every engine, so a run started on one engine resumes on another.
+    """
+    run_dir.prepare()
+    checkpoint = None if force else run_dir.latest()
+    if checkpoint is None:
+        global_params = fresh_adapter(peft_model, cell.spec.seed)
+        cell.aggregator.setup(global_params, num_clients)
+        return global_params, 0, []
+    cell.aggregator.setup(checkpoint.adapter, num_clients)
+    cell.aggregator.load_state_dict(checkpoint.server_state)
+    return checkpoint.adapter, checkpoint.round, checkpoint.history
+
+
+def conclude(cell: Cell, run_dir: RunDir, peft_model: Any, global_params: Params, history: list[dict[str, Any]], engine: str) -> CellOutcome:
+    """Write the final adapter in PEFT format and mark the cell done (``engine`` is recorded, not hashed)."""
     load_adapter(peft_model, global_params)
     save_peft_adapter(peft_model, run_dir.adapter_dir)
-    run_dir.finish({"spec": spec.to_dict(), "hash": spec.hash, "rounds": spec.rounds, "history": history})
+    spec = cell.spec
+    run_dir.finish({"spec": spec.to_dict(), "hash": spec.hash, "rounds": spec.rounds, "engine": engine, "history": history})
     return CellOutcome(run_dir.path, run_dir.adapter_dir, history)
+
+
+def train_one(
+    cell: Cell, peft_model: Any, tokenizer: Any, data: Any, global_params: Params, hook: ClientHook | None,
+    round_index: int, client_id: str, num_examples: int, workdir: Path,
+    on_step: Callable[[float | None], None] | None = None, reference: ReferenceCache | None = None,
+) -> ClientUpdate:
+    """One client's local training from the global adapter: the client half of every engine."""
+    spec = cell.spec
+    lr = spec.lr_at(round_index)
+    load_adapter(peft_model, global_params)
+    args = LocalTrainingArgs(
+        output_dir=str(workdir), steps=spec.local_steps, batch_size=spec.batch_size,
+        grad_accum=spec.grad_accum, learning_rate=lr, max_length=spec.max_length,
+        seed=client_seed(spec.seed, round_index, client_id), bf16=spec.dtype == "bfloat16",
+    )
+    t0 = time.perf_counter()
+    # A new trainer starts at row 0 (KTO's sampler is sequential): a per-(round, client) seeded
+    # shuffle lets every round see other rows, and stays reproducible for resume.
+    result = train_client(cell.method, peft_model, tokenizer, data.shuffle(seed=args.seed % 2**32), args, hook, on_step, reference)
+    metrics = {"loss": result.loss, "train_seconds": time.perf_counter() - t0}
+    update = ClientUpdate(client_id, read_adapter(peft_model), num_examples, metrics=metrics)
+    return hook.finish(update, result.steps, lr) if hook is not None else update
+
+
+def close_round(
+    cell: Cell, run_dir: RunDir, round_index: int, global_params: Params, updates: Sequence[ClientUpdate],
+    history: list[dict[str, Any]], started: float, failures: dict[str, str] | None = None,
+    reference: ReferenceCache | None = None,
+) -> tuple[Params, list[str]]:
+    """Validate and aggregate a round's updates, append its history entry and checkpoint it.
+
+    ``failures`` are clients that sent no update (a distributed engine's failed node), recorded
+    with the rejected ones. Returns the new global adapter and every rejected client's id.
+    """
+    accepted, rejections = validate_updates(global_params, updates)
+    if accepted:
+        global_params = cell.aggregator.aggregate(global_params, accepted)
+    rejected = {x.client_id: x.reason for x in rejections} | dict(failures or {})
+    losses = [u.metrics["loss"] for u in accepted if math.isfinite(u.metrics["loss"])]
+    history.append({
+        "round": round_index + 1,
+        "lr": cell.spec.lr_at(round_index),
+        "clients": [u.client_id for u in updates] + list(failures or {}),
+        "loss": sum(losses) / len(losses) if losses else None,
+        "client_loss": {u.client_id: u.metrics["loss"] for u in updates},
+        "rejected": rejected,
+        "bytes_down": params_nbytes(global_params) * (len(updates) + len(failures or {})),
+        "bytes_up": sum(params_nbytes(u.params) + params_nbytes(u.extras) for u in updates),
+        "train_seconds": sum(u.metrics.get("train_seconds", 0.0) for u in updates),
+        "round_seconds": time.perf_counter() - started,
+    })
+    if reference is not None:
+        reference.save()  # before the checkpoint, so a checkpointed round never needs rescoring
+    run_dir.save_round(round_index + 1, global_params, cell.aggregator.state_dict(), history)
+    return global_params, list(rejected)
 
 
 def _rounds(
@@ -143,52 +213,19 @@ def _rounds(
     reference = ReferenceCache.for_run(run_dir.path, cell.method, spec)
     for r in range(start, spec.rounds):
         started = time.perf_counter()
-        lr = spec.lr_at(r)
         updates: list[ClientUpdate] = []
-        train_seconds = 0.0
         for cid in sample_clients(list(clients), spec.clients_per_round, spec.seed, r):
-            load_adapter(peft_model, global_params)
             hook = cell.aggregator.client_hook(cid, global_params)
-            args = LocalTrainingArgs(
-                output_dir=str(run_dir.path / "tmp"), steps=spec.local_steps, batch_size=spec.batch_size,
-                grad_accum=spec.grad_accum, learning_rate=lr, max_length=spec.max_length,
-                seed=client_seed(spec.seed, r, cid), bf16=spec.dtype == "bfloat16",
+            update = train_one(
+                cell, peft_model, tokenizer, datasets_by_client[cid], global_params, hook, r, cid,
+                len(clients[cid]), run_dir.path / "tmp", on_step, reference,
             )
-            t0 = time.perf_counter()
-            # A new trainer starts at row 0 (KTO's sampler is sequential): a per-(round, client) seeded
-            # shuffle lets every round see other rows, and stays reproducible for resume.
-            data = datasets_by_client[cid].shuffle(seed=args.seed % 2**32)
-            result = train_client(cell.method, peft_model, tokenizer, data, args, hook, on_step, reference)
-            train_seconds += time.perf_counter() - t0
-            update = ClientUpdate(cid, read_adapter(peft_model), len(clients[cid]), metrics={"loss": result.loss})
-            if hook is not None:
-                update = hook.finish(update, result.steps, lr)
             updates.append(update)
             if on_event:
-                on_event(RoundEvent(r + 1, cid, result.loss))
-        accepted, rejections = validate_updates(global_params, updates)
-        if accepted:
-            global_params = cell.aggregator.aggregate(global_params, accepted)
-        down = params_nbytes(global_params) * len(updates)
-        up = sum(params_nbytes(u.params) + params_nbytes(u.extras) for u in updates)
-        losses = [u.metrics["loss"] for u in accepted if math.isfinite(u.metrics["loss"])]
-        history.append({
-            "round": r + 1,
-            "lr": lr,
-            "clients": [u.client_id for u in updates],
-            "loss": sum(losses) / len(losses) if losses else None,
-            "client_loss": {u.client_id: u.metrics["loss"] for u in updates},
-            "rejected": {x.client_id: x.reason for x in rejections},
-            "bytes_down": down,
-            "bytes_up": up,
-            "train_seconds": train_seconds,
-            "round_seconds": time.perf_counter() - started,
-        })
-        if reference is not None:
-            reference.save()  # before the checkpoint, so a checkpointed round never needs rescoring
-        run_dir.save_round(r + 1, global_params, cell.aggregator.state_dict(), history)
+                on_event(RoundEvent(r + 1, cid, update.metrics["loss"]))
+        global_params, rejected = close_round(cell, run_dir, r, global_params, updates, history, started, reference=reference)
         if on_event:
-            on_event(RoundEvent(r + 1, None, history[-1]["loss"], [x.client_id for x in rejections]))
+            on_event(RoundEvent(r + 1, None, history[-1]["loss"], rejected))
     return history, global_params
 
 

@@ -142,6 +142,16 @@ class Aggregator(ABC):
         """The client half for this client's round, or None when the strategy has none."""
         return None
 
+    def client_state(self, client_id: str) -> Params:
+        """What of :meth:`state_dict` this client's hook needs when the hook is built on another machine.
+
+        A distributed engine (Flower) sends it with the round's adapter; the client loads it into
+        its own instance (``setup``, then ``load_state_dict`` when non-empty) and calls
+        :meth:`client_hook`. The default is safe for any plugin: the whole state when the aggregator
+        has a client half, nothing when it has none. Override it to send less (SCAFFOLD: c and c_i).
+        """
+        return self.state_dict() if type(self).client_hook is not Aggregator.client_hook else {}
+
     def state_dict(self) -> Params:
         """Server (and per-client) state to checkpoint, so a resumed run continues the same trajectory."""
         return {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rich.console import Console
@@ -32,34 +32,22 @@ def quiet_libraries() -> None:
     logging.getLogger("trl").setLevel(logging.ERROR)
 
 
-def train_cells(console: Console, cells: Sequence[Cell], runs_root: Path, force: bool = False) -> list[CellOutcome]:
-    """Train each cell in turn with a progress bar, then print a summary of where everything is."""
+def train_cells(
+    console: Console, cells: Sequence[Cell], runs_root: Path, force: bool = False,
+    engine: Callable[[Cell], CellOutcome] | None = None,
+) -> list[CellOutcome]:
+    """Train each cell in turn, then print a summary of where everything is.
+
+    The local engine gets a progress bar fed per step; another ``engine`` (Flower's) trains
+    the cell elsewhere and logs its own rounds.
+    """
     quiet_libraries()
     outcomes = []
     for i, cell in enumerate(cells, start=1):
         spec = cell.spec
         console.rule(f"[bold]cell {i}/{len(cells)}: {spec.cell}[/]  ({spec.hash})")
         console.print_json(data=spec.to_dict())
-        total = spec.rounds * spec.clients_per_round * spec.local_steps
-        with Progress(
-            TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
-        ) as progress:
-            task = progress.add_task("loading model and data", total=total)
-
-            def on_step(loss: float | None) -> None:
-                progress.update(task, advance=1, description=f"training  loss {loss:.4f}" if loss is not None else "training")
-
-            def on_event(event: RoundEvent) -> None:
-                if event.client is None:
-                    note = f"  [red]rejected: {', '.join(event.rejected)}[/]" if event.rejected else ""
-                    loss = f"{event.loss:.4f}" if event.loss is not None else "n/a"
-                    progress.console.log(f"[bold]round {event.round}/{spec.rounds}[/] done, mean loss {loss}{note}")
-                else:
-                    progress.console.log(f"round {event.round} client {event.client}: loss {event.loss:.4f}")
-
-            outcome = run_federation(cell, runs_root, on_event=on_event, on_step=on_step, force=force)
-            progress.update(task, completed=total)
+        outcome = engine(cell) if engine is not None else _train_local(console, cell, runs_root, force)
         outcomes.append(outcome)
         if outcome.skipped:
             console.print(f"[green]already finished[/] (use --force to redo): {outcome.run_dir}")
@@ -74,6 +62,32 @@ def train_cells(console: Console, cells: Sequence[Cell], runs_root: Path, force:
         )
     console.print(summary)
     return outcomes
+
+
+def _train_local(console: Console, cell: Cell, runs_root: Path, force: bool) -> CellOutcome:
+    """The local engine with a progress bar per step and a log line per client and round."""
+    spec = cell.spec
+    total = spec.rounds * spec.clients_per_round * spec.local_steps
+    with Progress(
+        TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
+    ) as progress:
+        task = progress.add_task("loading model and data", total=total)
+
+        def on_step(loss: float | None) -> None:
+            progress.update(task, advance=1, description=f"training  loss {loss:.4f}" if loss is not None else "training")
+
+        def on_event(event: RoundEvent) -> None:
+            if event.client is None:
+                note = f"  [red]rejected: {', '.join(event.rejected)}[/]" if event.rejected else ""
+                loss = f"{event.loss:.4f}" if event.loss is not None else "n/a"
+                progress.console.log(f"[bold]round {event.round}/{spec.rounds}[/] done, mean loss {loss}{note}")
+            else:
+                progress.console.log(f"round {event.round} client {event.client}: loss {event.loss:.4f}")
+
+        outcome = run_federation(cell, runs_root, on_event=on_event, on_step=on_step, force=force)
+        progress.update(task, completed=total)
+    return outcome
 
 
 def evaluate_subjects(

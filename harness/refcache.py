@@ -74,14 +74,16 @@ class ReferenceCache:
         self._saved = len(self.rows)  # rows are only ever added, so a count tells what is new
 
     @classmethod
-    def for_run(cls, run_path: Path, method: Method, spec: RunSpec) -> ReferenceCache | None:
-        """The cache of a run directory, or None when the spec turns it off or the method has no reference."""
+    def for_run(cls, run_path: Path | None, method: Method, spec: RunSpec) -> ReferenceCache | None:
+        """The cache of a run directory (in memory only when ``run_path`` is None, as on a Flower client),
+        or None when the spec turns it off or the method has no reference."""
         columns = tuple(getattr(method, "ref_columns", ()))
         if not spec.ref_cache or not columns:
             return None
         identity = {"format": FORMAT, "model": spec.model, "dtype": spec.dtype, "method": method.name, "columns": list(columns)}
         tag = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
-        return cls(Path(run_path) / CACHE_DIR / f"{method.name}-{tag}.json", columns, identity)
+        path = None if run_path is None else Path(run_path) / CACHE_DIR / f"{method.name}-{tag}.json"
+        return cls(path, columns, identity)
 
     def _load(self, path: Path) -> None:
         try:

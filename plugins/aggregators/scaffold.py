@@ -88,6 +88,13 @@ class Scaffold(Aggregator):
     def client_hook(self, client_id: str, global_params: Params) -> ClientHook:
         return ControlVariateHook(global_params, list(self.c.values()), self._client_variate(client_id))
 
+    def client_state(self, client_id: str) -> Params:
+        """c and this client's c_i only: the other clients' variates never leave the server."""
+        state = export_state("c", self.c)
+        if client_id in self.ci:
+            state |= export_state(f"ci/{client_id}", self.ci[client_id])
+        return state
+
     def aggregate(self, global_params: Params, updates: Sequence[ClientUpdate]) -> Params:
         keys = list(global_params)
         for u in updates:
