@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -214,3 +215,20 @@ def test_scaffold_sends_a_client_only_its_own_control_variate() -> None:
     fedadam = registry.create("aggregator", "fedadam")
     fedadam.setup(x, 2)
     assert fedadam.client_state("u1") == {}, "an aggregator without a client half sends nothing"
+
+
+def test_a_local_run_interrupted_after_round_one_resumes_on_flower(tiny_model, tmp_path) -> None:
+    data = write_pairs(tmp_path / "pairs.jsonl", n=12, clients=2)
+    spec = spec_for(tiny_model, data, aggregator="fedadam")  # server state (m, v) must carry over
+    registry = load_registry(entry_points=False)
+    whole = run_federation(build_cell(spec, registry), tmp_path / "whole")
+    interrupted = run_federation(build_cell(spec, registry), tmp_path / "resumed")
+    (interrupted.run_dir / "result.json").unlink()
+    for leftover in ("rounds/round_00002", "adapter"):
+        shutil.rmtree(interrupted.run_dir / leftover)
+
+    resumed = flower.simulate(build_cell(spec, registry), tmp_path / "resumed", flower.Resources(num_cpus=1, num_gpus=0))
+
+    assert [h["round"] for h in resumed.history] == [1, 2]
+    a, b = final_adapter(whole.run_dir, 2), final_adapter(resumed.run_dir, 2)
+    assert max((a[k] - b[k]).abs().max().item() for k in a) <= TOLERANCE
