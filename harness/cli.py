@@ -105,7 +105,8 @@ def run(
     superlink: Optional[str] = typer.Option(None, "--superlink", help="flower: submit to this SuperLink connection (Flower's config.toml) instead of simulating"),
     client_cpus: Optional[float] = typer.Option(None, "--client-cpus", help="flower simulation: CPUs per client (default 1)"),
     client_gpus: Optional[float] = typer.Option(None, "--client-gpus", help="flower simulation: GPUs per client (default 1 with CUDA, else 0; 0.5 = two per GPU)"),
-    min_nodes: Optional[int] = typer.Option(None, "--min-nodes", help="flower deployment: SuperNodes to wait for (default clients_per_round)"),
+    min_nodes: Optional[int] = typer.Option(None, "--min-nodes", help="flower deployment: SuperNodes that make up the federation (default clients_per_round)"),
+    round_timeout: Optional[float] = typer.Option(None, "--round-timeout", help="flower: seconds before a silent client is rejected for the round (deployment 3600, simulation none)"),
 ) -> None:
     """Train the named cells of the matrix (resuming unfinished ones), then answer, judge and store the benchmarks."""
     try:
@@ -124,7 +125,7 @@ def run(
         cells = expand_cells(registry, settings, console)
         if not cells:
             raise FedbenchError("no runnable cell in the requested matrix", "check --method/--layout (dpo cannot use redistributed)")
-        trainer = _engine(engine, out, force, superlink, client_cpus, client_gpus, min_nodes)
+        trainer = _engine(engine, out, force, superlink, client_cpus, client_gpus, min_nodes, round_timeout)
         outcomes = train_cells(console, [c for _, c in cells], out, force=force, engine=trainer)
         if not skip_eval:
             evaluate_subjects(console, [o.run_dir for o in outcomes], evaluation, registry, out)
@@ -133,10 +134,14 @@ def run(
 
 
 def _engine(
-    name: str, out: Path, force: bool, superlink: str | None, client_cpus: float | None, client_gpus: float | None, min_nodes: int | None,
+    name: str, out: Path, force: bool, superlink: str | None, client_cpus: float | None, client_gpus: float | None,
+    min_nodes: int | None, round_timeout: float | None,
 ) -> Callable[[Any], Any] | None:
     """How cells train: None for the local engine, else a Flower simulation or deployment launcher."""
-    flower_only = {"--superlink": superlink, "--client-cpus": client_cpus, "--client-gpus": client_gpus, "--min-nodes": min_nodes}
+    flower_only = {
+        "--superlink": superlink, "--client-cpus": client_cpus, "--client-gpus": client_gpus, "--min-nodes": min_nodes,
+        "--round-timeout": round_timeout,
+    }
     if name == "local":
         given = [flag for flag, value in flower_only.items() if value is not None]
         if given:
@@ -148,11 +153,11 @@ def _engine(
     if superlink:
         if client_cpus is not None or client_gpus is not None:
             raise FedbenchError("--client-cpus/--client-gpus size simulated clients; a deployment's SuperNodes bring their own", "drop them, or drop --superlink to simulate")
-        return lambda cell: flower.deploy(cell, out, superlink, min_nodes, force=force)
+        return lambda cell: flower.deploy(cell, out, superlink, min_nodes, timeout=round_timeout or 3600, force=force)
     if min_nodes is not None:
         raise FedbenchError("--min-nodes applies to a deployment (--superlink); a simulation starts one node per client", "drop --min-nodes, or add --superlink")
     resources = flower.Resources.auto(client_cpus, client_gpus)
-    return lambda cell: flower.simulate(cell, out, resources, force=force)
+    return lambda cell: flower.simulate(cell, out, resources, force=force, timeout=round_timeout)
 
 
 def load_flower() -> Any:

@@ -137,12 +137,15 @@ def begin(cell: Cell, run_dir: RunDir, peft_model: Any, num_clients: int, force:
     return checkpoint.adapter, checkpoint.round, checkpoint.history
 
 
-def conclude(cell: Cell, run_dir: RunDir, peft_model: Any, global_params: Params, history: list[dict[str, Any]], engine: str) -> CellOutcome:
+def conclude(
+    cell: Cell, run_dir: RunDir, peft_model: Any, global_params: Params, history: list[dict[str, Any]], engine: str,
+    extra: dict[str, Any] | None = None,
+) -> CellOutcome:
     """Write the final adapter in PEFT format and mark the cell done (``engine`` is recorded, not hashed)."""
     load_adapter(peft_model, global_params)
     save_peft_adapter(peft_model, run_dir.adapter_dir)
     spec = cell.spec
-    run_dir.finish({"spec": spec.to_dict(), "hash": spec.hash, "rounds": spec.rounds, "engine": engine, "history": history})
+    run_dir.finish({"spec": spec.to_dict(), "hash": spec.hash, "rounds": spec.rounds, "engine": engine, "history": history} | dict(extra or {}))
     return CellOutcome(run_dir.path, run_dir.adapter_dir, history)
 
 
@@ -172,12 +175,13 @@ def train_one(
 def close_round(
     cell: Cell, run_dir: RunDir, round_index: int, global_params: Params, updates: Sequence[ClientUpdate],
     history: list[dict[str, Any]], started: float, failures: dict[str, str] | None = None,
-    reference: ReferenceCache | None = None,
+    reference: ReferenceCache | None = None, sampled: Sequence[str] | None = None,
 ) -> tuple[Params, list[str]]:
     """Validate and aggregate a round's updates, append its history entry and checkpoint it.
 
-    ``failures`` are clients that sent no update (a distributed engine's failed node), recorded
-    with the rejected ones. Returns the new global adapter and every rejected client's id.
+    ``failures`` are sampled clients that sent no update (a distributed engine's failed node),
+    recorded with the rejected ones; ``sampled`` is the round's sampling order (default: the
+    updates' order). Returns the new global adapter and every rejected client's id.
     """
     accepted, rejections = validate_updates(global_params, updates)
     if accepted:
@@ -187,7 +191,7 @@ def close_round(
     history.append({
         "round": round_index + 1,
         "lr": cell.spec.lr_at(round_index),
-        "clients": [u.client_id for u in updates] + list(failures or {}),
+        "clients": list(sampled) if sampled is not None else [u.client_id for u in updates],
         "loss": sum(losses) / len(losses) if losses else None,
         "client_loss": {u.client_id: u.metrics["loss"] for u in updates},
         "rejected": rejected,

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import Strategy
 from rich.console import Console
+from rich.markup import escape
 
 from fedbench.harness.checkpoint import RunDir, atomic_write_json
 from fedbench.harness.data import Example, read_examples
@@ -77,34 +79,30 @@ def from_record(record: ArrayRecord, like: Params | None = None) -> Params:
 # ---------------------------------------------------------------- server half
 
 
-@dataclass(frozen=True)
-class Node:
-    """A SuperNode as the server knows it: Flower's node id and the fedbench client it holds."""
-
-    node_id: int
-    client_id: str
-    num_examples: int
-
-
 class FedbenchStrategy(Strategy):
     """A Flower strategy whose sampling, aggregation and server state are the fedbench cell's.
 
+    ``clients`` is the federation (client id -> example count), fixed when the run started, so
+    sampling never depends on which SuperNodes happen to be up; ``nodes`` maps the connected
+    ones to Flower node ids, and a sampled client without a node is a failure for that round.
     Flower's round counter starts at 1 in every ServerApp run; ``first_round`` (0-based) maps it
     onto the cell's rounds, so a resumed run continues the same trajectory as the local engine.
     """
 
     def __init__(
-        self, cell: Cell, run_dir: RunDir, nodes: Mapping[str, Node], first_round: int,
+        self, cell: Cell, run_dir: RunDir, clients: Mapping[str, int], nodes: Mapping[str, int], first_round: int,
         history: list[dict[str, Any]], global_params: Params, log: Console,
     ) -> None:
         self.cell = cell
         self.run_dir = run_dir
+        self.clients = dict(clients)
         self.nodes = dict(nodes)
         self.first_round = first_round
         self.history = history
         self.global_params = global_params
         self.log = log
         self._sampled: list[str] = []
+        self._sent: dict[str, Message] = {}
         self._started = 0.0
 
     def _round_index(self, server_round: int) -> int:
@@ -114,38 +112,43 @@ class FedbenchStrategy(Strategy):
         spec = self.cell.spec
         r = self._round_index(server_round)
         self._started = time.perf_counter()
-        self._sampled = sample_clients(list(self.nodes), spec.clients_per_round, spec.seed, r)
+        self._sampled = sample_clients(list(self.clients), spec.clients_per_round, spec.seed, r)
         adapter = to_record(self.global_params)
-        messages = []
+        self._sent = {}
         for cid in self._sampled:
+            if cid not in self.nodes:
+                continue
             content = RecordDict({
                 "arrays": adapter,
                 "client-state": to_record(self.cell.aggregator.client_state(cid)),
-                "config": ConfigRecord({"spec": spec_json(spec), "round": r, "client-id": cid, "num-clients": len(self.nodes)}),
+                "config": ConfigRecord({"spec": spec_json(spec), "round": r, "client-id": cid, "num-clients": len(self.clients)}),
             })
-            messages.append(Message(content=content, message_type="train", dst_node_id=self.nodes[cid].node_id))
-        return messages
+            self._sent[cid] = Message(content=content, message_type="train", dst_node_id=self.nodes[cid])
+        return list(self._sent.values())
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        """Updates in sampling order (as the local engine sums them); a failed or silent client is rejected.
+        """Updates in sampling order (as the local engine sums them); a failed, silent or absent client is rejected.
 
         A round in which no client at all sent an update fails the run instead: nothing trained
         means something is wrong everywhere, and continuing would only copy the adapter forward.
         """
         r = self._round_index(server_round)
-        by_node = {m.metadata.src_node_id: m for m in replies}
+        sent_ids = {m.metadata.message_id: cid for cid, m in self._sent.items()}
+        by_client = {sent_ids[m.metadata.reply_to_message_id]: m for m in replies if m.metadata.reply_to_message_id in sent_ids}
         updates: list[ClientUpdate] = []
         failures: dict[str, str] = {}
         for cid in self._sampled:
-            reply = by_node.get(self.nodes[cid].node_id)
-            if reply is None:
+            reply = by_client.get(cid)
+            if cid not in self._sent:
+                failures[cid] = "its SuperNode is not connected"
+            elif reply is None:
                 failures[cid] = "no reply before the round's timeout"
             elif reply.has_error():
                 failures[cid] = f"client failed: {reply.error.reason}"
             else:
                 content = reply.content
                 updates.append(ClientUpdate(
-                    cid, from_record(content["arrays"], self.global_params), self.nodes[cid].num_examples,
+                    cid, from_record(content["arrays"], self.global_params), self.clients[cid],
                     extras=from_record(content["extras"], self.global_params),
                     metrics={k: float(v) for k, v in content["metrics"].items()},
                 ))
@@ -155,9 +158,12 @@ class FedbenchStrategy(Strategy):
                 f"round {r + 1}: no sampled client sent an update ({detail})",
                 "read the SuperNodes' logs (or the error above), fix the cause and rerun the same command: it resumes from the last complete round",
             )
-        self.global_params, rejected = close_round(self.cell, self.run_dir, r, self.global_params, updates, self.history, self._started, failures)
+        self.global_params, rejected = close_round(
+            self.cell, self.run_dir, r, self.global_params, updates, self.history, self._started, failures, sampled=self._sampled,
+        )
         loss = self.history[-1]["loss"]
-        note = f", rejected: {', '.join(rejected)}" if rejected else ""
+        reasons = self.history[-1]["rejected"]
+        note = escape(", rejected: " + "; ".join(f"{c} ({reasons[c]})" for c in rejected)) if rejected else ""
         self.log.log(f"[bold]round {r + 1}/{self.cell.spec.rounds}[/] done, mean loss {'n/a' if loss is None else f'{loss:.4f}'}{note}")
         return to_record(self.global_params), MetricRecord({"loss": loss if loss is not None else float("nan")})
 
@@ -169,50 +175,72 @@ class FedbenchStrategy(Strategy):
 
     def summary(self) -> None:
         spec = self.cell.spec
-        self.log.log(f"fedbench cell {spec.cell} ({spec.hash}): rounds {self.first_round + 1}..{spec.rounds}, {len(self.nodes)} clients")
+        self.log.log(
+            f"fedbench cell {spec.cell} ({spec.hash}): rounds {self.first_round + 1}..{spec.rounds}, "
+            f"{len(self.nodes)} of {len(self.clients)} clients connected"
+        )
 
 
 def spec_json(spec: RunSpec) -> str:
     return json.dumps(spec.to_dict(), sort_keys=True)
 
 
-def discover(grid: Grid, spec: RunSpec, expected: int, timeout: float) -> dict[str, Node]:
-    """Wait for ``expected`` SuperNodes, then ask each which client it holds and how many examples."""
-    deadline = time.monotonic() + timeout
+ROSTER = "flower-clients.json"
+"""The federation a Flower run started with (client id -> examples), kept in its run directory for resume."""
+
+
+def discover(grid: Grid, spec: RunSpec, expected: int, timeout: float | None, log: Console) -> tuple[dict[str, int], dict[str, int]]:
+    """Wait for ``expected`` SuperNodes, then ask each which client it holds: (client -> examples, client -> node id).
+
+    A node that cannot load its data fails the run with its reason; one the SuperLink reports as
+    unavailable (e.g. the stale entry of a restarted SuperNode) is skipped with a warning.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
     while len(node_ids := list(grid.get_node_ids())) < expected:
-        if time.monotonic() > deadline:
+        if deadline is not None and time.monotonic() > deadline:
             raise FedbenchError(
                 f"only {len(node_ids)} of {expected} SuperNodes connected within {timeout:.0f} s",
-                "start the missing SuperNodes (or lower min-nodes) and rerun: finished rounds are kept",
+                "start the missing SuperNodes (or lower --min-nodes) and rerun: finished rounds are kept",
             )
         time.sleep(POLL_SECONDS)
     question = ConfigRecord({"spec": spec_json(spec)})
-    replies = grid.send_and_receive(
-        [Message(RecordDict({"config": question}), message_type="query", dst_node_id=n) for n in node_ids], timeout=timeout
-    )
-    nodes: dict[str, Node] = {}
+    sent = {n: Message(RecordDict({"config": question}), message_type="query", dst_node_id=n) for n in node_ids}
+    replies = list(grid.send_and_receive(list(sent.values()), timeout=timeout))
+    target = {m.metadata.message_id: n for n, m in sent.items()}
+    counts: dict[str, int] = {}
+    nodes: dict[str, int] = {}
     for reply in replies:
-        source = reply.metadata.src_node_id
+        node = target.get(reply.metadata.reply_to_message_id)
+        if node is None:
+            continue
         if reply.has_error():
-            raise FedbenchError(f"SuperNode {source} could not load its data: {reply.error.reason}", "fix that node's --node-config or data file and rerun")
+            if reply.metadata.src_node_id != node:  # the SuperLink answered for a node it could not reach
+                log.log(f"[yellow]SuperNode {node} is unavailable ({reply.error.reason}); going on without it[/]")
+                continue
+            raise FedbenchError(f"SuperNode {node} could not load its data: {reply.error.reason}", "fix that node's --node-config or data file and rerun")
         site = reply.content["site"]
         cid = str(site["client-id"])
         if cid in nodes:
-            raise FedbenchError(f"SuperNodes {nodes[cid].node_id} and {source} both hold client '{cid}'", "give every SuperNode its own data-file or partition-id")
-        nodes[cid] = Node(source, cid, int(site["num-examples"]))
-    if len(nodes) < spec.clients_per_round:
+            raise FedbenchError(f"SuperNodes {nodes[cid]} and {node} both hold client '{cid}'", "give every SuperNode its own data-file or partition-id")
+        nodes[cid], counts[cid] = node, int(site["num-examples"])
+    if len(nodes) < expected:
         raise FedbenchError(
-            f"clients_per_round is {spec.clients_per_round} but only {len(nodes)} SuperNodes answered",
-            f"start more SuperNodes or set clients_per_round to at most {len(nodes)}",
+            f"{len(nodes)} of the {expected} SuperNodes waited for answered which client they hold",
+            "read the SuperNodes' logs, restart the missing ones and rerun (or lower --min-nodes)",
         )
-    return nodes
+    return counts, nodes
 
 
 def serve(grid: Grid, context: Context, preset: Mapping[str, Any] | None = None) -> None:
     """The ServerApp's main: train the cell named by the run config, writing the usual run directory.
 
     Config keys (``[tool.flwr.app.config]`` or ``preset``): ``spec`` (the RunSpec as JSON), ``out``
-    (runs folder), ``min-nodes`` (SuperNodes to wait for), ``timeout`` (seconds), ``force``.
+    (runs folder), ``min-nodes`` (SuperNodes that make up the federation on a fresh start),
+    ``timeout`` (seconds per round and for discovery; absent or None: no limit), ``force``, and
+    ``attempt`` (written to result.json, so the launcher knows the result is this run's).
+
+    The federation is fixed on a fresh start and saved (``flower-clients.json``); a resumed run
+    waits for those clients' SuperNodes, and samples among all of them as the first start did.
     """
     config = dict(context.run_config) | dict(preset or {})
     spec = spec_from_dict(json.loads(str(config["spec"])))
@@ -224,15 +252,35 @@ def serve(grid: Grid, context: Context, preset: Mapping[str, Any] | None = None)
         log.log(f"{spec.cell} is already finished in {run_dir.path}")
         return
     run_dir.prepare()
+    timeout = float(config["timeout"]) if config.get("timeout") else None
     try:
-        timeout = float(config.get("timeout", 3600))
-        nodes = discover(grid, spec, int(config.get("min-nodes", spec.clients_per_round)), timeout)
+        roster_file = run_dir.path / ROSTER
+        roster = None if force or not roster_file.is_file() else json.loads(roster_file.read_text())["clients"]
+        checkpoint = None if force else run_dir.latest()
+        if roster is not None and checkpoint is not None and checkpoint.round >= spec.rounds:
+            clients, nodes = roster, {}  # every round is checkpointed: only the adapter is left to write
+        else:
+            expected = len(roster) if roster is not None else int(config.get("min-nodes", spec.clients_per_round))
+            counts, nodes = discover(grid, spec, expected, timeout, log)
+            if roster is None:
+                clients = counts
+                atomic_write_json(roster_file, {"clients": clients})
+            else:
+                strangers = sorted(set(nodes) - set(roster))
+                if strangers:
+                    log.log(f"[yellow]ignoring clients that joined after the run started: {', '.join(strangers)}[/]")
+                clients, nodes = roster, {c: n for c, n in nodes.items() if c in roster}
+        if spec.clients_per_round > len(clients):
+            raise FedbenchError(
+                f"clients_per_round is {spec.clients_per_round} but the federation has {len(clients)} clients",
+                f"start more SuperNodes (--min-nodes) or set clients_per_round to at most {len(clients)}",
+            )
         model, _ = load_base(spec.model, spec.dtype)
         peft_model = attach_lora(model, spec.lora)
-        global_params, start, history = begin(cell, run_dir, peft_model, len(nodes), force)
-        strategy = FedbenchStrategy(cell, run_dir, nodes, start, history, global_params, log)
+        global_params, start, history = begin(cell, run_dir, peft_model, len(clients), force)
+        strategy = FedbenchStrategy(cell, run_dir, clients, nodes, start, history, global_params, log)
         strategy.start(grid, to_record(global_params), num_rounds=spec.rounds - start, timeout=timeout)
-        conclude(cell, run_dir, peft_model, strategy.global_params, strategy.history, engine="flower")
+        conclude(cell, run_dir, peft_model, strategy.global_params, strategy.history, engine="flower", extra={"attempt": config.get("attempt", "")})
     except Exception as err:
         reason = err.problem if isinstance(err, FedbenchError) else f"{type(err).__name__}: {err}"
         run_dir.mark_failed(reason)
@@ -259,10 +307,13 @@ class _Site:
     client_id: str
     num_examples: int
     dataset: Any
-    workdir: Path
 
 
+# Per-process caches. A Ray simulation actor serves many virtual nodes and many rounds, so these
+# save reloading data; a deployed SuperNode starts a fresh ClientApp process per message (Flower
+# 1.42), where they hold one entry and each round reloads model and data.
 _SITES: dict[tuple[str, str], _Site] = {}
+_PARTITIONS: dict[str, dict[str, list[Example]]] = {}
 _REFERENCES: dict[str, ReferenceCache | None] = {}
 
 
@@ -286,7 +337,9 @@ def site_examples(cell: Cell, node_config: Mapping[str, Any]) -> tuple[str, list
             examples = cell.method.examples(examples)
         return str(node_config.get("client-id", path.stem)), examples
     if "partition-id" in node_config:
-        clients = partition(cell)
+        if cell.spec.hash not in _PARTITIONS:  # one actor answers for many virtual nodes: lay the data out once
+            _PARTITIONS[cell.spec.hash] = partition(cell)
+        clients = _PARTITIONS[cell.spec.hash]
         ids = sorted(clients)
         pid, total = int(node_config["partition-id"]), int(node_config.get("num-partitions", len(ids)))
         if total != len(ids) or not 0 <= pid < total:
@@ -311,7 +364,7 @@ def _site(context: Context, spec_text: str) -> _Site:
         cell = build_cell(spec, default_registry())
         client_id, examples = site_examples(cell, context.node_config)
         dataset = to_dataset(cell.method.records(examples, spec.template))
-        _SITES[key] = _Site(cell, client_id, len(examples), dataset, Path(tempfile.mkdtemp(prefix="fedbench-client-")))
+        _SITES[key] = _Site(cell, client_id, len(examples), dataset)
     return _SITES[key]
 
 
@@ -336,17 +389,19 @@ def _train(msg: Message, context: Context) -> Message:
     model, tokenizer = load_base(spec.model, spec.dtype)
     peft_model = attach_lora(model, spec.lora)
     global_params = from_record(msg.content["arrays"])
-    aggregator = cell.aggregator
+    # a fresh instance per message: one process may serve several clients, and no state may leak between them
+    aggregator = default_registry().create("aggregator", spec.aggregator, dict(spec.aggregator_params))
     aggregator.setup(global_params, int(config["num-clients"]))
     state = from_record(msg.content["client-state"])
     if state:
         aggregator.load_state_dict(state)
     if spec.hash not in _REFERENCES:
         _REFERENCES[spec.hash] = ReferenceCache.for_run(None, cell.method, spec)
-    update = train_one(
-        cell, peft_model, tokenizer, site.dataset, global_params, aggregator.client_hook(site.client_id, global_params),
-        int(config["round"]), site.client_id, site.num_examples, site.workdir, reference=_REFERENCES[spec.hash],
-    )
+    with tempfile.TemporaryDirectory(prefix="fedbench-client-") as workdir:
+        update = train_one(
+            cell, peft_model, tokenizer, site.dataset, global_params, aggregator.client_hook(site.client_id, global_params),
+            int(config["round"]), site.client_id, site.num_examples, Path(workdir), reference=_REFERENCES[spec.hash],
+        )
     content = RecordDict({"arrays": to_record(update.params), "extras": to_record(update.extras), "metrics": MetricRecord(dict(update.metrics))})
     return Message(content, reply_to=msg)
 
@@ -368,21 +423,31 @@ class Resources:
         return cls(num_cpus if num_cpus is not None else 1.0, gpus)
 
 
-def _outcome(run_dir: RunDir, where: str) -> CellOutcome:
-    """The finished cell, or the reason the Flower run left it unfinished."""
+def _outcome(run_dir: RunDir, attempt: str, where: str) -> CellOutcome:
+    """The cell as this attempt finished it, or the reason the Flower run left it unfinished."""
     if run_dir.done:
-        history = json.loads((run_dir.path / "result.json").read_text())["history"]
-        return CellOutcome(run_dir.path, run_dir.adapter_dir, history)
+        result = json.loads((run_dir.path / "result.json").read_text())
+        if result.get("attempt") == attempt:
+            return CellOutcome(run_dir.path, run_dir.adapter_dir, result["history"])
     failed = run_dir.path / "failed.json"
-    reason = json.loads(failed.read_text())["reason"] if failed.is_file() else f"no result.json in {run_dir.path}"
+    reason = json.loads(failed.read_text())["reason"] if failed.is_file() else f"this run wrote no result.json in {run_dir.path}"
     raise FedbenchError(
         f"the Flower run ended without finishing {run_dir.spec.cell}: {reason}",
         f"see the log above ({where}); fix the cause and rerun the same command: it resumes from the last complete round",
     )
 
 
-def simulate(cell: Cell, runs_root: Path, resources: Resources | None = None, force: bool = False) -> CellOutcome:
-    """Run the cell in Flower's simulation engine (Ray): one virtual SuperNode per client, in parallel as resources allow."""
+def _server_config(cell: Cell, runs_root: Path, min_nodes: int, timeout: float | None, force: bool) -> dict[str, Any]:
+    config = {"spec": spec_json(cell.spec), "out": str(Path(runs_root).resolve()), "min-nodes": min_nodes, "force": force, "attempt": uuid.uuid4().hex}
+    return config | ({"timeout": timeout} if timeout else {})
+
+
+def simulate(cell: Cell, runs_root: Path, resources: Resources | None = None, force: bool = False, timeout: float | None = None) -> CellOutcome:
+    """Run the cell in Flower's simulation engine (Ray): one virtual SuperNode per client, in parallel as resources allow.
+
+    ``timeout`` (seconds per round) defaults to none: a simulated client is slow, never gone, and
+    rejecting it would silently leave the local engine's trajectory.
+    """
     try:
         import ray  # noqa: F401  (flwr imports it lazily, after the run has started)
     except ModuleNotFoundError as err:
@@ -394,15 +459,13 @@ def simulate(cell: Cell, runs_root: Path, resources: Resources | None = None, fo
         return finished_outcome(run_dir)
     resources = resources or Resources.auto()
     num_clients = len(partition(cell))
-    preset = {"spec": spec_json(cell.spec), "out": str(Path(runs_root).resolve()), "min-nodes": num_clients, "force": force}
+    preset = _server_config(cell, runs_root, num_clients, timeout, force)
     app = ServerApp()
 
     @app.main()
     def _main(grid: Grid, context: Context) -> None:
         serve(grid, context, preset)
 
-    if force:
-        (run_dir.path / "result.json").unlink(missing_ok=True)
     flwr_logger = logging.getLogger("flwr")
     level = flwr_logger.level
     flwr_logger.setLevel(logging.ERROR)  # fedbench logs each round; Flower's banner and summary repeat it
@@ -413,7 +476,7 @@ def simulate(cell: Cell, runs_root: Path, resources: Resources | None = None, fo
         )
     finally:
         flwr_logger.setLevel(level)
-    return _outcome(run_dir, "Flower simulation")
+    return _outcome(run_dir, preset["attempt"], "Flower simulation")
 
 
 FLWR_APP_TOML = """\
@@ -441,9 +504,8 @@ clientapp = "fedbench.harness.flower:client_app"
 """
 
 
-def write_app(cell: Cell, runs_root: Path, target: Path, min_nodes: int, timeout: float, force: bool) -> Path:
+def write_app(target: Path, config: Mapping[str, Any], cell: Cell) -> Path:
     """A Flower app folder whose run config is this cell: what ``flwr run`` bundles and submits."""
-    config = {"spec": spec_json(cell.spec), "out": str(Path(runs_root).resolve()), "min-nodes": min_nodes, "timeout": timeout, "force": force}
     lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in config.items())
     target.mkdir(parents=True, exist_ok=True)
     (target / "pyproject.toml").write_text(FLWR_APP_TOML.format(cell=cell.spec.cell, hash=cell.spec.hash, config=lines))
@@ -460,24 +522,19 @@ def flwr_command() -> str:
 
 
 def deploy(
-    cell: Cell, runs_root: Path, superlink: str, min_nodes: int | None = None, timeout: float = 3600, force: bool = False,
-    run_timeout: float | None = None,
+    cell: Cell, runs_root: Path, superlink: str, min_nodes: int | None = None, timeout: float | None = 3600, force: bool = False,
 ) -> CellOutcome:
     """Submit the cell to a running SuperLink (``superlink`` names a connection in Flower's config.toml) and wait.
 
-    The ServerApp writes the run directory on the SuperLink's machine: run this there (or on a
-    shared file system) to see the result here.
+    ``min_nodes`` is the federation's size on a fresh start (default: clients_per_round); a
+    sampled client whose site has not answered within ``timeout`` seconds is rejected for the
+    round. The ServerApp writes the run directory on the SuperLink's machine: run this there
+    (or on a shared file system) to see the result here.
     """
     run_dir = RunDir(runs_root, cell.spec)
     if run_dir.done and not force:
         return finished_outcome(run_dir)
-    app_dir = write_app(cell, runs_root, Path(runs_root) / ".flower-apps" / cell.spec.hash, min_nodes or cell.spec.clients_per_round, timeout, force)
-    if force:
-        (run_dir.path / "result.json").unlink(missing_ok=True)
-    try:
-        done = subprocess.run([flwr_command(), "run", str(app_dir), superlink, "--stream"], timeout=run_timeout, check=False)
-    except subprocess.TimeoutExpired as err:
-        raise FedbenchError(f"`flwr run` did not finish within {run_timeout:.0f} s", "check that the SuperLink and SuperNodes are up; rerun to resume") from err
-    if done.returncode != 0 and run_dir.path.is_dir() and not (run_dir.done or (run_dir.path / "failed.json").is_file()):
-        atomic_write_json(run_dir.path / "failed.json", {"reason": f"`flwr run` exited with status {done.returncode}"})
-    return _outcome(run_dir, f"`flwr run` against SuperLink connection '{superlink}'")
+    config = _server_config(cell, runs_root, min_nodes or cell.spec.clients_per_round, timeout, force)
+    app_dir = write_app(Path(runs_root) / ".flower-apps" / cell.spec.hash, config, cell)
+    subprocess.run([flwr_command(), "run", str(app_dir), superlink, "--stream"], check=False)
+    return _outcome(run_dir, config["attempt"], f"`flwr run` against SuperLink connection '{superlink}'")

@@ -48,8 +48,8 @@ def final_adapter(run_dir: Path, round_number: int) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("aggregator", ["fedavg", "fedadam", "scaffold"])
 def test_simulation_reaches_the_local_engines_adapter(tiny_model, tmp_path, aggregator) -> None:
-    data = write_pairs(tmp_path / "pairs.jsonl", n=12, clients=2)
-    spec = spec_for(tiny_model, data, aggregator=aggregator)
+    data = write_pairs(tmp_path / "pairs.jsonl", n=12, clients=3)  # 2 of 3 per round: sampling must agree too
+    spec = spec_for(tiny_model, data, aggregator=aggregator, seed=2)  # seed 2 samples user1+user2, then user1+user0
     registry = load_registry(entry_points=False)
     local = run_federation(build_cell(spec, registry), tmp_path / "local")
     simulated = flower.simulate(build_cell(spec, registry), tmp_path / "flower", flower.Resources(num_cpus=1, num_gpus=0))
@@ -60,6 +60,7 @@ def test_simulation_reaches_the_local_engines_adapter(tiny_model, tmp_path, aggr
     assert max((a[k] - start[k]).abs().max().item() for k in a) > 1e-3, "round 2 must move the adapter"
     assert max((a[k] - b[k]).abs().max().item() for k in a) <= TOLERANCE
     assert [h["clients"] for h in simulated.history] == [h["clients"] for h in local.history]
+    assert len({tuple(sorted(h["clients"])) for h in local.history}) == 2, "the two rounds sample different pairs of clients"
     assert [h["loss"] for h in simulated.history] == pytest.approx([h["loss"] for h in local.history], abs=1e-6)
     result = json.loads((simulated.run_dir / "result.json").read_text())
     assert result["engine"] == "flower" and result["hash"] == spec.hash
@@ -149,6 +150,7 @@ def test_localhost_deployment_trains_a_round_from_each_sites_own_file(tiny_model
     (run_dir,) = (tmp_path / "runs").glob("kto-redistributed-fedavg-*")
     result = json.loads((run_dir / "result.json").read_text())
     assert result["engine"] == "flower"
+    assert json.loads((run_dir / "flower-clients.json").read_text()) == {"clients": {"user0": 12, "user1": 12}}
     assert sorted(result["history"][0]["clients"]) == ["user0", "user1"]
     # the same cell on the local engine, from the same (centrally laid-out) data, lands on the same adapter
     spec = RunSpec(**result["spec"] | {"lora_targets": tuple(result["spec"]["lora_targets"])})
@@ -229,6 +231,7 @@ def test_a_local_run_interrupted_after_round_one_resumes_on_flower(tiny_model, t
 
     resumed = flower.simulate(build_cell(spec, registry), tmp_path / "resumed", flower.Resources(num_cpus=1, num_gpus=0))
 
+    assert resumed.history[0] == interrupted.history[0], "round 1 comes from the checkpoint, not retrained (timings would differ)"
     assert [h["round"] for h in resumed.history] == [1, 2]
     a, b = final_adapter(whole.run_dir, 2), final_adapter(resumed.run_dir, 2)
     assert max((a[k] - b[k]).abs().max().item() for k in a) <= TOLERANCE
