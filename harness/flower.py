@@ -37,7 +37,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from fedbench.harness.checkpoint import RunDir, atomic_write_json
-from fedbench.harness.data import Example, read_examples
+from fedbench.harness.data import Example, PreferencePair, read_examples
 from fedbench.harness.errors import FedbenchError
 from fedbench.harness.federation import (
     Cell, CellOutcome, begin, build_cell, close_round, conclude, finished_outcome, partition, sample_clients, train_one,
@@ -327,13 +327,13 @@ def site_examples(cell: Cell, node_config: Mapping[str, Any]) -> tuple[str, list
     if "data-file" in node_config:
         path = Path(str(node_config["data-file"])).expanduser()
         examples = read_examples(path)
-        kinds = {type(e).__name__ for e in examples}
-        if cell.method.data_form == "paired" and kinds != {"PreferencePair"}:
+        paired = all(isinstance(e, PreferencePair) for e in examples)  # read_examples never mixes the two forms
+        if cell.method.data_form == "paired" and not paired:
             raise FedbenchError(
                 f"{path} holds labelled single responses but method '{cell.method.name}' needs preference pairs",
                 "give this site a pair file (prompt, chosen, rejected) or run an unpaired method such as kto",
             )
-        if kinds == {"PreferencePair"}:
+        if paired:
             examples = cell.method.examples(examples)
         return str(node_config.get("client-id", path.stem)), examples
     if "partition-id" in node_config:
