@@ -223,7 +223,10 @@ def partition_(
 def plugins() -> None:
     """List every plugin by kind, with where it comes from, plus load failures and API-version warnings."""
     console = _console()
-    registry = load_registry()
+    try:
+        registry = load_registry()
+    except FedbenchError as err:
+        _fail(err)
     table = Table(title="fedbench plugins")
     for col in ("kind", "name", "source", "description"):
         table.add_column(col)

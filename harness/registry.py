@@ -29,15 +29,28 @@ BUILTIN = "built-in"
 
 
 def registry_path() -> Path:
-    """registry.toml: beside the plugins package (installed) or at the source tree's top."""
+    """registry.toml, shipped as package data of ``fedbench.plugins``.
+
+    A wheel holds it as ``fedbench/plugins/registry.toml``; the source tree keeps it at the top
+    (the user's layout) with ``plugins/registry.toml`` linking to it, so an editable install
+    finds it at the same place a regular one does.
+    """
     import fedbench.plugins
 
-    return Path(fedbench.plugins.__file__).resolve().parent.parent / "registry.toml"
+    return Path(fedbench.plugins.__file__).resolve().parent / "registry.toml"
 
 
 @cache
 def registry_toml() -> dict[str, Any]:
-    return read_toml(registry_path())
+    """The built-in plugin table and run profiles; a missing file is a broken installation, not a user error."""
+    path = registry_path()
+    if not path.is_file():
+        raise FedbenchError(
+            f"fedbench's plugin registry {path} is missing: this installation of fedbench is incomplete",
+            "reinstall fedbench (pip install --force-reinstall fedbench); when building it yourself, "
+            "keep registry.toml as package data of fedbench.plugins",
+        )
+    return read_toml(path)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,281 @@
+"""The statistics behind the leaderboard: confidence intervals, repeated training seeds, paired comparisons.
+
+A leaderboard that ranks fine-tuning variants by a mean over a few hundred questions invites reading
+noise as progress. Everything here exists so each number comes with its uncertainty, so differences
+between variants are tested on the questions they share, and so a "winner" is only named when the
+evidence, corrected for the many comparisons a leaderboard makes, supports it. All resampling is
+seeded, so the same results always print the same intervals.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+from .errors import FedbenchError
+
+CONFIDENCE = 0.95
+RESAMPLES = 2000
+# Randomised p-values cannot go below 2 / (resamples + 1); with 9999 that floor is 0.0002, so Holm over
+# a family of up to ~250 comparisons can still reach 0.05. RESAMPLES (floor 0.001) would cap it near 50.
+_PERMUTATIONS = 9999
+# Bounds the memory of scipy's jackknife (batch x n) and bootstrap (batch x n) arrays on large benchmarks.
+_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A confidence interval together with how it was made, so a reader can judge it."""
+
+    low: float
+    high: float
+    method: str
+
+
+def _check_confidence(confidence: float) -> None:
+    if not 0.0 < confidence < 1.0:
+        raise FedbenchError(f"confidence must lie strictly between 0 and 1, got {confidence}.",
+                            "pass a level such as 0.95.")
+
+
+def _finite(values: Sequence[float], what: str) -> np.ndarray:
+    array = np.asarray(values, dtype=float).reshape(-1)
+    if not np.all(np.isfinite(array)):
+        raise FedbenchError(f"{what} contain NaN or infinite values.",
+                            "drop or re-score the unscored questions before computing statistics.")
+    return array
+
+
+def wilson(successes: int, n: int, confidence: float = CONFIDENCE) -> Interval | None:
+    """Wilson score interval for a proportion (0..1 scale); None when n == 0.
+
+    Pass rates on small benchmarks sit near 0 or 1, where the textbook normal interval collapses to
+    zero width or leaves [0, 1]; Wilson's interval stays inside [0, 1] and keeps close to its nominal
+    coverage there, which is why rates use it rather than a bootstrap.
+    """
+    _check_confidence(confidence)
+    if n < 0 or not 0 <= successes <= max(n, 0):
+        raise FedbenchError(f"cannot form a rate from {successes} successes out of {n}.",
+                            "pass 0 <= successes <= n with n >= 0.")
+    if n == 0:
+        return None
+    ci = stats.binomtest(successes, n).proportion_ci(confidence_level=confidence, method="wilson")
+    return Interval(float(ci.low), float(ci.high), "wilson")
+
+
+def bootstrap_mean(values: Sequence[float], seed: int = 0, resamples: int = RESAMPLES,
+                   confidence: float = CONFIDENCE) -> Interval | None:
+    """Seeded bootstrap CI of the mean over questions; None when fewer than 2 values.
+
+    Uses scipy's BCa interval: judge scores (1..10) and per-question rates are bounded and often
+    skewed towards one end, where the plain percentile interval is biased and under-covers at the
+    tens-to-hundreds of questions a benchmark has; BCa corrects for that bias and skew at the price
+    of a jackknife over the questions. All-equal values have no spread, so the interval is exactly
+    [mean, mean]. When BCa is undefined for other degenerate samples (scipy returns NaN) the
+    percentile interval from the same seed is used instead, and `method` says which one was made.
+    """
+    _check_confidence(confidence)
+    if resamples < 1:
+        raise FedbenchError(f"resamples must be positive, got {resamples}.", f"use the default, {RESAMPLES}.")
+    data = _finite(values, "scores")
+    if data.size < 2:
+        return None
+    mean = float(data.mean())
+    if np.all(data == data[0]):
+        return Interval(mean, mean, "bootstrap-percentile")
+    for method, label in (("BCa", "bootstrap-bca"), ("percentile", "bootstrap-percentile")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ci = stats.bootstrap((data,), np.mean, n_resamples=resamples, batch=_BATCH, vectorized=True,
+                                 confidence_level=confidence, method=method,
+                                 rng=np.random.default_rng(seed)).confidence_interval
+        if np.isfinite(ci.low) and np.isfinite(ci.high):
+            return Interval(float(ci.low), float(ci.high), label)
+    return Interval(mean, mean, "bootstrap-percentile")
+
+
+def score_interval(values: Sequence[float], binary: bool, seed: int = 0) -> Interval | None:
+    """Wilson when every value is 0/1 and binary is True (a rate), else bootstrap_mean.
+
+    Values stay on their native scale (0/1 or 1..10), so the interval brackets the same number the
+    leaderboard prints. A benchmark declared binary whose values are not all 0/1 (e.g. partial
+    credit) is not a rate, so it falls back to the bootstrap rather than miscounting successes.
+    """
+    data = _finite(values, "scores")
+    if binary and np.all((data == 0) | (data == 1)):
+        return wilson(int(data.sum()), int(data.size))
+    return bootstrap_mean(data, seed=seed)
+
+
+def seeds_interval(per_seed: Sequence[Sequence[float]], seed: int = 0, resamples: int = RESAMPLES,
+                   confidence: float = CONFIDENCE) -> Interval | None:
+    """Interval of the mean over training seeds that accounts for both seeds and questions.
+
+    Two training seeds of the same variant can differ by more than any question-level interval
+    suggests, so pooling their answers would overstate certainty. This is a two-level (hierarchical)
+    percentile bootstrap: resample seeds with replacement, then questions within each chosen seed,
+    and take the mean of per-seed means (each seed weighs the same). scipy has no hierarchical
+    bootstrap, so both levels are drawn here with numpy.random.default_rng(seed), vectorised over
+    resamples (the only Python loop is over the distinct seeds). Resampling questions on top of seeds
+    counts question noise slightly twice, which errs towards wider intervals and fewer claimed wins.
+    Seeds with fewer than 2 values are left out; with one seed left this is bootstrap_mean of its
+    values; None when no seed has >= 2 values.
+    """
+    _check_confidence(confidence)
+    if resamples < 1:
+        raise FedbenchError(f"resamples must be positive, got {resamples}.", f"use the default, {RESAMPLES}.")
+    groups = [data for data in (_finite(v, "scores") for v in per_seed) if data.size >= 2]
+    if not groups:
+        return None
+    if len(groups) == 1:
+        return bootstrap_mean(groups[0], seed=seed, resamples=resamples, confidence=confidence)
+    rng = np.random.default_rng(seed)
+    chosen = rng.integers(0, len(groups), size=(resamples, len(groups)))
+    seed_means = np.empty(chosen.shape)
+    for g, data in enumerate(groups):
+        slots = chosen == g
+        picks = rng.integers(0, data.size, size=(int(slots.sum()), data.size))
+        seed_means[slots] = data[picks].mean(axis=1)
+    alpha = 1.0 - confidence
+    low, high = np.quantile(seed_means.mean(axis=1), [alpha / 2, 1 - alpha / 2])
+    return Interval(float(low), float(high), "seeds x questions bootstrap")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Variant a against variant b on the units both were scored on."""
+
+    a: str
+    b: str
+    difference: float
+    interval: Interval | None
+    p_value: float
+    p_holm: float
+    n: int
+
+
+def _mean_axis(x: np.ndarray, axis: int) -> np.ndarray:
+    return np.mean(x, axis=axis)
+
+
+def paired_comparison(a: Mapping[tuple[int, str], float], b: Mapping[tuple[int, str], float],
+                      label_a: str, label_b: str, seed: int = 0) -> Comparison | None:
+    """Compare two variants on the (training seed, question id) units both have; None below 2 units.
+
+    Pairing removes question difficulty from the comparison, which is far more sensitive than
+    comparing two independent intervals. d = a - b per shared unit. The interval is a paired
+    bootstrap of mean d: seeds_interval over per-seed differences when several seeds are shared
+    (falling back to bootstrap_mean of all d when no seed has 2 shared questions), else bootstrap_mean.
+    The p-value is a two-sided sign-flip randomisation test on d (scipy.stats.permutation_test with
+    permutation_type='samples', exact for up to 13 units, else 9999 seeded flips), which assumes
+    nothing about the shape of d; it is 1.0 when all d are 0. p_holm equals p_value until holm().
+    """
+    keys = sorted(a.keys() & b.keys())
+    if len(keys) < 2:
+        return None
+    d = _finite([a[k] - b[k] for k in keys], f"scores of '{label_a}' and '{label_b}'")
+    train_seeds = sorted({k[0] for k in keys})
+    interval = None
+    if len(train_seeds) > 1:
+        per_seed = [[a[k] - b[k] for k in keys if k[0] == s] for s in train_seeds]
+        interval = seeds_interval(per_seed, seed=seed)
+    if interval is None:
+        interval = bootstrap_mean(d, seed=seed)
+    if np.all(d == 0):
+        p_value = 1.0
+    else:
+        p_value = float(stats.permutation_test((d,), _mean_axis, permutation_type="samples", vectorized=True,
+                                               n_resamples=_PERMUTATIONS, batch=_BATCH, alternative="two-sided",
+                                               rng=np.random.default_rng(seed)).pvalue)
+    return Comparison(label_a, label_b, float(d.mean()), interval, p_value, p_value, len(keys))
+
+
+def holm_adjust(p_values: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni step-down adjusted p-values, in the order given, monotone and capped at 1.
+
+    A leaderboard compares many pairs at once, and at alpha = 0.05 one in twenty null comparisons
+    would look significant by luck. Holm controls the chance of any false win across the whole
+    family, is never less powerful than Bonferroni, and needs no assumption about how the
+    comparisons depend on each other (they share questions and variants, so they do).
+    """
+    p = np.asarray(p_values, dtype=float).reshape(-1)
+    if np.any(np.isnan(p)) or np.any((p < 0) | (p > 1)):
+        raise FedbenchError(f"p-values must lie in [0, 1], got {list(p_values)}.",
+                            "pass the raw p-values of the comparisons.")
+    m = p.size
+    order = np.argsort(p, kind="stable")
+    stepped = np.maximum.accumulate((m - np.arange(m)) * p[order])
+    adjusted = np.empty(m)
+    adjusted[order] = np.minimum(stepped, 1.0)
+    return [float(x) for x in adjusted]
+
+
+def holm(comparisons: Sequence[Comparison]) -> list[Comparison]:
+    """The same comparisons with p_holm filled in over the whole family.
+
+    The family is whatever is passed in, so pass every comparison the leaderboard reports at once:
+    adjusting group by group would quietly loosen the correction.
+    """
+    adjusted = holm_adjust([c.p_value for c in comparisons])
+    return [dataclasses.replace(c, p_holm=p) for c, p in zip(comparisons, adjusted)]
+
+
+def winner(comparisons_for_group: Sequence[Comparison], scores: Mapping[str, float],
+           alpha: float = 0.05) -> str | None:
+    """The best-scoring variant of one (aggregator, benchmark) group, or None when it is not separated.
+
+    A leaderboard that bolds the top mean invites readers to treat a coin flip as a result. The
+    variant with the highest score is named only if, for every other variant in `scores` (the
+    runner-up included), a Holm-adjusted comparison shows p_holm < alpha with the difference in its
+    favour; comparisons may be oriented either way (a - b or b - a). A tie for first, a single
+    variant, or a missing comparison (too few shared units) gives None.
+    """
+    if not 0.0 < alpha < 1.0:
+        raise FedbenchError(f"alpha must lie strictly between 0 and 1, got {alpha}.", "pass a level such as 0.05.")
+    if len(scores) < 2:
+        return None
+    ranked = sorted(scores, key=lambda label: scores[label], reverse=True)
+    best = ranked[0]
+    if math.isclose(scores[best], scores[ranked[1]], rel_tol=0.0, abs_tol=1e-12):
+        return None
+    for rival in ranked[1:]:
+        found = [c for c in comparisons_for_group if {c.a, c.b} == {best, rival}]
+        if not any(c.p_holm < alpha and (c.difference if c.a == best else -c.difference) > 0 for c in found):
+            return None
+    return best
+
+
+@dataclass(frozen=True)
+class ClientSpread:
+    """How evenly a federated model serves its clients, beyond the average."""
+
+    clients: int
+    mean: float
+    worst: float
+    p10: float
+    spread: float
+    worst_client: str
+
+
+def client_spread(per_client: Mapping[str, float]) -> ClientSpread | None:
+    """Fairness summary across clients; None when there are none.
+
+    Federated averaging can raise the mean while leaving small or unusual clients behind, so the
+    leaderboard shows the unweighted mean of client scores next to the worst client, the 10th
+    percentile (numpy's linear interpolation) and the max - min spread. Ties for worst go to the
+    alphabetically first client, so the name is stable across runs.
+    """
+    if not per_client:
+        return None
+    names = sorted(per_client)
+    scores = _finite([per_client[name] for name in names], "client scores")
+    worst = int(np.argmin(scores))
+    return ClientSpread(clients=len(names), mean=float(scores.mean()), worst=float(scores[worst]),
+                        p10=float(np.percentile(scores, 10, method="linear")),
+                        spread=float(scores.max() - scores.min()), worst_client=names[worst])
