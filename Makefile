@@ -17,8 +17,10 @@ $(BIN)/fedbench: pyproject.toml
 
 setup: $(BIN)/fedbench
 
+# The study in miniature: DPO, KTOO and KTOR under FedAvg (plus the base model), then the study's table.
 demo: setup
-	$(BIN)/fedbench run --profile demo --method kto --layout redistributed --agg fedavg
+	$(BIN)/fedbench run --profile demo --method all --layout all --agg fedavg
+	$(BIN)/fedbench leaderboard
 
 EXAMPLE = examples/fedbench-plugin-example
 

@@ -17,9 +17,20 @@ from typing import Any
 
 import torch
 
-from fedbench.harness.aggregation import example_weights, mean_delta, weighted_mean
-from fedbench.harness.data import Example, LabeledExample, PreferencePair
+from fedbench.harness.aggregation import (
+    example_weights,
+    export_state,
+    filled_like,
+    gradients,
+    import_state,
+    mean_delta,
+    placed_like,
+    weighted_mean,
+)
+from fedbench.harness.data import Example, LabeledExample, PreferencePair, unpair
 from fedbench.harness.errors import FedbenchError
+from fedbench.harness.generation import GenerationSettings, Generator, make_generator
+from fedbench.harness.holdout import read_heldout
 from fedbench.harness.hookspecs import API_VERSION, hookimpl
 from fedbench.harness.interfaces import (
     Aggregator,
@@ -34,9 +45,15 @@ from fedbench.harness.interfaces import (
     Params,
     Question,
 )
+from fedbench.harness.likelihood import SequenceLogp, judge_pairs
+from fedbench.harness.models import DEFAULT_MODEL
+from fedbench.harness.questions import limited, read_advbench_csv, read_fastchat, read_hub, sample_path
 from fedbench.harness.templates import completion_for, prompt_for
 from fedbench.harness.testing import build_tiny_model
 
+# None of the modules above imports transformers, trl or datasets at import time (they do so
+# inside the functions that need them), so ``import fedbench.api`` stays light; a helper whose
+# module does import them (``trainer_settings``) is wrapped below and imported on first call.
 __all__ = [
     "API_VERSION",
     "hookimpl",
@@ -44,12 +61,20 @@ __all__ = [
     "Method", "LocalTrainingArgs", "PreferencePair", "LabeledExample", "Example",
     "Layout",
     "Aggregator", "ClientHook", "ClientUpdate", "Params",
-    "Benchmark", "Question",
+    "Benchmark", "Question", "SequenceLogp",
     "Judge", "Judgment",
     "FedbenchError",
-    # helpers for writing plugins
+    # helpers for methods
+    "prompt_for", "completion_for", "trainer_settings", "unpair",
+    # helpers for aggregators: weighted means, server state shaped like the adapter (and its
+    # checkpointing), a client hook's gradients
     "example_weights", "weighted_mean", "mean_delta",
-    "prompt_for", "completion_for", "trainer_settings",
+    "filled_like", "export_state", "import_state", "gradients", "placed_like",
+    # helpers for benchmarks: question-set readers, the shipped samples, held-out preference pairs
+    "limited", "read_fastchat", "read_advbench_csv", "read_hub", "sample_path",
+    "read_heldout", "judge_pairs",
+    # helpers for judges: a model that answers prompts
+    "Generator", "GenerationSettings", "make_generator", "DEFAULT_MODEL",
     # helpers for testing plugins
     "build_tiny_model", "fake_params", "fake_updates", "fake_pairs",
 ]

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from fedbench.harness.errors import FedbenchError, unknown_name
 from fedbench.harness.registry import Registry, default_registry, load_registry, registry_toml
-from fedbench.harness.spec import RunSpec, resolve_settings, tomllib
+from fedbench.harness.spec import RunSpec, parse_seeds, resolve_settings, tomllib
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Federated preference fine-tuning benchmark (DPO, KTO).")
 
@@ -56,20 +56,24 @@ def _parse_sets(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-def expand_cells(registry: Registry, settings: dict[str, Any], console: Console) -> list[tuple[RunSpec, Any]]:
-    """Every (spec, cell) of the method x layout x aggregator product the settings name.
+def expand_cells(
+    registry: Registry, settings: dict[str, Any], console: Console, seeds: tuple[int, ...] | None = None
+) -> list[tuple[RunSpec, Any]]:
+    """Every (spec, cell) of the seed x method x layout x aggregator product the settings name.
 
     A combination the layout refuses is skipped with a note when it came from 'all', and is an
-    error when the user named both sides explicitly.
+    error when the user named both sides explicitly. Cells of one seed sample the same clients in
+    every round (sampling is a function of seed and round), so variants compare paired.
     """
     from fedbench.harness.federation import build_cell
 
     methods, all_m = _names(registry, "method", settings.pop("method", RunSpec.method))
     layouts, all_l = _names(registry, "layout", settings.pop("layout", RunSpec.layout))
     aggs, _ = _names(registry, "aggregator", settings.pop("aggregator", RunSpec.aggregator))
+    seeds = seeds or (settings.pop("seed", RunSpec.seed),)
     cells = []
-    for method, layout, agg in itertools.product(methods, layouts, aggs):
-        spec = RunSpec(**settings, method=method, layout=layout, aggregator=agg)
+    for seed, method, layout, agg in itertools.product(seeds, methods, layouts, aggs):
+        spec = RunSpec(**settings | {"seed": seed}, method=method, layout=layout, aggregator=agg)
         try:
             cells.append((spec, build_cell(spec, registry)))
         except FedbenchError as err:
@@ -91,6 +95,7 @@ def run(
     clients_per_round: Optional[int] = typer.Option(None, "--clients-per-round"),
     local_steps: Optional[int] = typer.Option(None, "--local-steps"),
     seed: Optional[int] = typer.Option(None),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="repeat every cell with these training seeds: 0,1,2"),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML run config (any RunSpec field)"),
     profile: str = typer.Option("demo", help="a profile from registry.toml: demo or paper"),
     out: Path = typer.Option(Path("runs"), "--out", help="runs folder: one directory per cell"),
@@ -120,9 +125,11 @@ def run(
         } | _parse_sets(set_)
         settings = resolve_settings({k: v for k, v in profile_settings.items() if k != "eval"}, config, flags)
         evaluation = eval_spec(profile_settings.get("eval"), {"benchmarks": benchmarks, "judge": judge, "backend": backend, "limit": limit})
+        if seeds is not None and seed is not None:
+            raise FedbenchError("--seed and --seeds both given", "use --seeds 0,1,2 for several seeds, or --seed N for one")
         registry = default_registry()
         console = _console()
-        cells = expand_cells(registry, settings, console)
+        cells = expand_cells(registry, settings, console, parse_seeds(seeds) if seeds is not None else None)
         if not cells:
             raise FedbenchError("no runnable cell in the requested matrix", "check --method/--layout (dpo cannot use redistributed)")
         trainer = _engine(engine, out, force, superlink, client_cpus, client_gpus, min_nodes, round_timeout)
@@ -295,35 +302,46 @@ def leaderboard(
     runs: Path = typer.Option(Path("runs"), "--runs", help="runs folder holding results.sqlite"),
     format_: str = typer.Option("rich", "--format", help="rich, markdown, csv, json or html"),
     out: Optional[Path] = typer.Option(None, "--out", help="write to this file instead of the terminal"),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="also draw grouped bars to this PNG"),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="also draw grouped bars with error bars to this PNG"),
     model: Optional[str] = typer.Option(None, "--model", help="only this base model's rows"),
     judge: Optional[str] = typer.Option(None, "--judge", help="only this judge's scores"),
     traffic: bool = typer.Option(False, "--traffic", help="also show bytes sent down and up per cell"),
+    compare: bool = typer.Option(False, "--compare", help="the paired differences KTOO-DPO, KTOR-DPO, KTOR-KTOO instead"),
+    clients: bool = typer.Option(False, "--clients", help="per-client scores and fairness summary instead"),
+    lengths: bool = typer.Option(False, "--lengths", help="also show mean answer length (tokens) per cell"),
 ) -> None:
-    """The study's table: aggregators x (benchmark x DPO/KTOO/KTOR), best of each column marked."""
+    """The study's table with 95% intervals: aggregators x (benchmark x DPO/KTOO/KTOR), separated best entries marked."""
     try:
         from fedbench.harness import leaderboard as lb
         from fedbench.harness.store import STORE_NAME, Store
 
         if not (runs / STORE_NAME).is_file():
             raise FedbenchError(f"no results in {runs} (no {STORE_NAME})", "run `fedbench run` first, or pass --runs")
-        scores = Store(runs / STORE_NAME).scores()
-        matrix = lb.build_matrix(scores, model=model, judge=judge)
-        renderers = {"markdown": lb.to_markdown, "csv": lb.to_csv, "json": lb.to_json, "html": lb.to_html}
-        if format_ == "rich":
-            table = lb.to_rich(matrix)
-            if out:
-                Console(file=out.open("w"), width=200).print(table)
-            else:
-                _console().print(table)
-        elif format_ in renderers:
-            text = renderers[format_](matrix)
-            if out:
-                out.write_text(text)
-            else:
-                typer.echo(text)
+        if compare and clients:
+            raise FedbenchError("--compare and --clients are two different views", "ask for one at a time")
+        store = Store(runs / STORE_NAME)
+        scores = store.scores()
+        matrix = lb.build_matrix(scores, model=model, judge=judge,
+                                 questions=lambda r: store.question_scores(r.subject, r.benchmark, r.judge))
+        if compare:
+            views = {"rich": lb.compare_rich, "markdown": lb.compare_markdown, "csv": lb.compare_csv, "json": lb.compare_json}
+        elif clients:
+            found = lb.client_views(matrix, losses=lambda r: client_losses(runs, r.subject))
+            views = {"rich": lambda _: lb.clients_rich(found), "json": lambda _: lb.clients_json(found)}
         else:
-            raise unknown_name("format", format_, ["rich", *renderers])
+            views = {"rich": lb.to_rich, "markdown": lb.to_markdown, "csv": lb.to_csv, "json": lb.to_json, "html": lb.to_html}
+        if format_ not in views:
+            raise unknown_name("format for this view", format_, views)
+        shown = views[format_](matrix)
+        if format_ == "rich":
+            if out:
+                Console(file=out.open("w"), width=200).print(shown)
+            else:
+                _console().print(shown)
+        elif out:
+            out.write_text(shown)
+        else:
+            typer.echo(shown)
         if traffic:
             comm = Table(title="communication (all rounds, all clients)")
             for col in ("cell", "down (MB)", "up (MB)"):
@@ -331,11 +349,33 @@ def leaderboard(
             for cell, down, up in lb.traffic_rows(scores):
                 comm.add_row(cell, f"{down / 1e6:.2f}", f"{up / 1e6:.2f}")
             _console().print(comm)
+        if lengths:
+            table = Table(title="mean answer length (tokens; judges favour long answers)")
+            for col in ("cell", "benchmark", "tokens"):
+                table.add_column(col, justify="right" if col == "tokens" else "left")
+            for cell, bench, tokens in lb.length_rows(matrix):
+                table.add_row(cell, bench, f"{tokens:.0f}")
+            _console().print(table)
         if plot:
             lb.plot(matrix, plot)
             _console().print(f"plot written to {plot}")
     except FedbenchError as err:
         _fail(err)
+
+
+def client_losses(runs_root: Path, subject: str) -> dict[str, float]:
+    """Each client's mean training loss over the rounds it trained in, from the cell's ``result.json``."""
+    import json
+
+    found = list(runs_root.glob(f"*-{subject}/result.json"))
+    if not found:
+        return {}
+    losses: dict[str, list[float]] = {}
+    for record in json.loads(found[0].read_text())["history"]:
+        for client, loss in record.get("client_loss", {}).items():
+            if loss is not None:
+                losses.setdefault(client, []).append(loss)
+    return {c: sum(v) / len(v) for c, v in losses.items()}
 
 
 @app.command()

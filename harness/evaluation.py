@@ -17,9 +17,12 @@ from typing import Any
 from fedbench.harness.checkpoint import RunDir, atomic_write_text
 from fedbench.harness.errors import FedbenchError
 from fedbench.harness.generation import GenerationSettings, Generator, make_generator
+from fedbench.harness.holdout import HOLDOUT_FILE
 from fedbench.harness.interfaces import Benchmark, Judge, Judgment, Question
+from fedbench.harness.likelihood import LikelihoodScorer, SequenceLogp
 from fedbench.harness.registry import Registry
 from fedbench.harness.spec import spec_from_dict
+from fedbench.harness.stats import score_interval
 from fedbench.harness.store import ScoreRow, Store
 
 BASE = "base"
@@ -35,10 +38,13 @@ class EvalSpec:
     judge_params: tuple[tuple[str, Any], ...] = ()
     backend: str = "auto"
     limit: int | None = None
+    """First N questions of each generated benchmark (benchmarks scored on given answers always take all)."""
     max_new_tokens: int = 128
     batch_size: int = 16
     sources: tuple[tuple[str, str], ...] = ()
     """benchmark name -> question file or hub id (default: the built-in sample set)."""
+    benchmark_params: tuple[tuple[str, Any], ...] = ()
+    """benchmark name -> its parameters (keyword arguments of the plugin), e.g. {preference = {beta = 0.1}}."""
     judge_mode: str = "single"
     """'single': each answer graded alone; 'together': a judge with multi-answer grading (judgelm) scores
     the DPO, KTOO and KTOR answers of one aggregator in one prompt, as the study did."""
@@ -57,12 +63,23 @@ class Subject:
     layout: str = ""
     aggregator: str = ""
     traffic: tuple[int, int] | None = None
+    seed: int | None = None
+    settings_key: str | None = None
+    heldout: Path | None = None
+    """The held-out preference pairs this subject is scored on (a cell's own; the base model's cells')."""
+
+    @property
+    def label(self) -> str:
+        """``base`` or the cell, e.g. ``kto-redistributed-fedavg`` (with ``@seed`` when it is not 0)."""
+        if self.method == BASE:
+            return BASE
+        return f"{self.method}-{self.layout}-{self.aggregator}" + (f"@{self.seed}" if self.seed else "")
 
 
-def base_subject(model: str, template: str, dtype: str) -> Subject:
+def base_subject(model: str, template: str, dtype: str, heldout: Path | None = None) -> Subject:
     """The untrained model as a subject, keyed by what shapes its answers, shared by all its cells."""
     digest = hashlib.sha256(f"{model}|{template}|{dtype}".encode()).hexdigest()[:12]
-    return Subject(f"{BASE}-{digest}", model, template, dtype)
+    return Subject(f"{BASE}-{digest}", model, template, dtype, heldout=heldout)
 
 
 def cell_subject(run_dir: Path) -> Subject:
@@ -74,8 +91,10 @@ def cell_subject(run_dir: Path) -> Subject:
     spec = spec_from_dict(result["spec"])
     down = sum(h.get("bytes_down", 0) for h in result["history"])
     up = sum(h.get("bytes_up", 0) for h in result["history"])
+    heldout = run_dir / HOLDOUT_FILE
     return Subject(spec.hash, spec.model, spec.template, spec.dtype, RunDir(run_dir.parent, spec).adapter_dir,
-                   spec.method, spec.layout, spec.aggregator, (down, up))
+                   spec.method, spec.layout, spec.aggregator, (down, up), spec.seed, spec.settings_key,
+                   heldout if heldout.is_file() else None)
 
 
 @dataclass
@@ -85,6 +104,8 @@ class EvalProgress:
     on_start: Callable[[Subject, str, int], None] | None = None
     on_answers: Callable[[int], None] | None = None
     on_score: Callable[[Subject, str, ScoreRow], None] | None = None
+    on_skip: Callable[[Subject, str, str], None] | None = None
+    """A benchmark this subject cannot take, with the reason (the others still run)."""
     generators: dict[tuple[str, str, str], Generator] = field(default_factory=dict)
 
 
@@ -97,21 +118,51 @@ def pick_judge(registry: Registry, benchmark: Benchmark, spec: EvalSpec) -> tupl
     return name, registry.create("judge", name, params)
 
 
+@dataclass
+class Deferred:
+    """A cell's answers to one benchmark, waiting to be graded together with its aggregator's other variants."""
+
+    subject: Subject
+    bench: Benchmark
+    questions: list[Question]
+    answers: dict[str, str]
+    settings: GenerationSettings
+    backend: str
+
+
+@dataclass
+class _Scorers:
+    """Likelihood scorers per (model, template, dtype), and the base model's log-probs per held-out set."""
+
+    scorers: dict[tuple[str, str, str], LikelihoodScorer] = field(default_factory=dict)
+    reference: dict[tuple[str, str, str, str], list[list[SequenceLogp]]] = field(default_factory=dict)
+
+    def scorer(self, subject: Subject) -> LikelihoodScorer:
+        key = (subject.model, subject.template, subject.dtype)
+        if key not in self.scorers:
+            self.scorers[key] = LikelihoodScorer.load(subject.model, subject.template, subject.dtype)
+        return self.scorers[key]
+
+
 def evaluate(subjects: Sequence[Subject], spec: EvalSpec, registry: Registry, store: Store, progress: EvalProgress | None = None) -> list[ScoreRow]:
     """Answer, judge and score every subject on every benchmark; returns the score rows written."""
     progress = progress or EvalProgress()
-    benchmarks = [registry.create("benchmark", name) for name in spec.benchmarks]
-    judges = {b.name: pick_judge(registry, b, spec) for b in benchmarks}
+    benchmarks = [registry.create("benchmark", name, dict(spec.benchmark_params).get(name, {})) for name in spec.benchmarks]
+    judges = {b.name: pick_judge(registry, b, spec) for b in benchmarks if not b.answers_given}
     sources = dict(spec.sources)
     rows: list[ScoreRow] = []
-    deferred: list[tuple[Any, ...]] = []
+    deferred: list[Deferred] = []
+    scorers = _Scorers()
     for subject in subjects:
         settings = GenerationSettings(spec.max_new_tokens, spec.batch_size, 0, subject.template)
-        key = (subject.model, subject.template, subject.dtype)
-        if key not in progress.generators:
-            progress.generators[key] = make_generator(spec.backend, subject.model, settings, subject.dtype)
-        generator = progress.generators[key]
         for bench in benchmarks:
+            if bench.answers_given:
+                rows += _score_given(subject, bench, spec, store, progress, scorers)
+                continue
+            key = (subject.model, subject.template, subject.dtype)
+            if key not in progress.generators:
+                progress.generators[key] = make_generator(spec.backend, subject.model, settings, subject.dtype)
+            generator = progress.generators[key]
             questions = bench.questions(sources.get(bench.name), spec.limit)
             have = store.answers(subject.key, bench.name)
             todo = [q for q in questions if q.id not in have]
@@ -122,88 +173,225 @@ def evaluate(subjects: Sequence[Subject], spec: EvalSpec, registry: Registry, st
                 chunk = todo[start : start + step]
                 answers = generator.generate([q.prompt for q in chunk], [bench.temperature(q) for q in chunk], subject.adapter,
                                              on_batch=progress.on_answers)
-                store.add_answers(subject.key, bench.name, chunk, answers, asdict(settings) | {"backend": generator.name})
+                tokenizer = generator.tokenizer
+                tokens = None if tokenizer is None else [len(tokenizer(a, add_special_tokens=False)["input_ids"]) for a in answers]
+                store.add_answers(subject.key, bench.name, chunk, answers, asdict(settings) | {"backend": generator.name}, tokens)
                 have.update({q.id: a for q, a in zip(chunk, answers)})
             judge_name, judge = judges[bench.name]
-            if spec.judge_mode == "together" and subject.method != BASE and hasattr(judge, "judge_together"):
-                deferred.append((subject, bench, questions, have, settings, generator.name))
+            if spec.judge_mode == "together" and subject.method != BASE and judge.judges_together:
+                deferred.append(Deferred(subject, bench, questions, have, settings, generator.name))
                 continue
             judged = store.judgments(subject.key, bench.name, judge_name)
             missing = [q for q in questions if q.id not in judged]
             for start in range(0, len(missing), step):  # likewise stored as they come
                 chunk = missing[start : start + step]
                 new = judge.judge(chunk, [have[q.id] for q in chunk])
-                store.add_judgments(subject.key, bench.name, judge_name, new)
+                store.add_judgments(subject.key, bench.name, judge_name, new, _clients(chunk))
                 judged.update({j.question_id: j for j in new})
-            rows.append(_finish(store, progress, subject, bench, judge_name, judge, questions, have, judged, settings, generator.name))
+            rows.append(_finish(store, progress, subject, bench, judge_name, judge.setting, questions, judged,
+                                asdict(settings) | {"backend": generator.name}, have))
     rows += _judge_together(deferred, judges, store, progress)
+    return rows
+
+
+def _clients(questions: Sequence[Question]) -> dict[str, str]:
+    return {q.id: q.client for q in questions if q.client}
+
+
+LIKELIHOOD_JUDGE = "likelihood"
+"""The judge column of benchmarks scored from log-likelihoods of given answers (no judge model)."""
+
+
+def _score_given(subject: Subject, bench: Benchmark, spec: EvalSpec, store: Store, progress: EvalProgress,
+                 scorers: _Scorers) -> list[ScoreRow]:
+    """A benchmark whose questions carry their answers (held-out pairs): forward passes only, one row per metric.
+
+    A subject without held-out pairs (trained with ``holdout = 0``, or on labelled single responses)
+    is skipped with the reason; the other benchmarks still run.
+    """
+    if subject.heldout is None:
+        if progress.on_skip:
+            progress.on_skip(subject, bench.name, "no held-out preference pairs (trained with holdout = 0, or on "
+                                                  "unpaired data); set holdout > 0 to score it")
+        return []
+    questions = bench.questions(str(subject.heldout))  # every pair: `limit` saves generation, and there is none here
+    metric_names = [f"{bench.name}.{m}" for m in bench.metrics]
+    if all(len(store.question_scores(subject.key, name, LIKELIHOOD_JUDGE)) == len(questions) for name in metric_names):
+        judged = {name: store.judgments(subject.key, name, LIKELIHOOD_JUDGE) for name in metric_names}
+    else:  # a few batched forward passes: cheaper to redo whole than to track per question
+        if progress.on_start:
+            progress.on_start(subject, bench.name, len(questions))
+        scorer = scorers.scorer(subject)
+        flat_prompts = [q.prompt for q in questions for _ in q.choices]
+        flat_answers = [c for q in questions for c in q.choices]
+
+        def by_question(flat: list[SequenceLogp]) -> list[list[SequenceLogp]]:
+            out, i = [], 0
+            for q in questions:
+                out.append(flat[i : i + len(q.choices)])
+                i += len(q.choices)
+            return out
+
+        policy = by_question(scorer.score(flat_prompts, flat_answers, subject.adapter))
+        reference = None
+        if subject.adapter is not None:
+            ref_key = (subject.model, subject.template, subject.dtype, str(subject.heldout))
+            if ref_key not in scorers.reference:
+                scorers.reference[ref_key] = by_question(scorer.score(flat_prompts, flat_answers, None))
+            reference = scorers.reference[ref_key]
+        if progress.on_answers:
+            progress.on_answers(len(questions))
+        judged = {}
+        for metric, verdicts in bench.score_choices(questions, policy, reference).items():
+            name = f"{bench.name}.{metric}"
+            store.add_judgments(subject.key, name, LIKELIHOOD_JUDGE, verdicts, _clients(questions))
+            judged[name] = {v.question_id: v for v in verdicts}
+    rows = []
+    for metric in bench.metrics:
+        name = f"{bench.name}.{metric}"
+        if subject.adapter is None and metric in bench.base_scores:
+            row = _score_row(subject, name, bench, LIKELIHOOD_JUDGE, f"{metric}: fixed for the base model", len(questions),
+                             0, bench.base_scores[metric]) | {"ci_note": "fixed by definition for the base model"}
+            rows.append(_put(store, progress, subject, ScoreRow(**row)))
+        elif name in judged and judged[name]:
+            rows.append(_finish(store, progress, subject, bench, LIKELIHOOD_JUDGE, f"{metric} on held-out pairs", questions,
+                                judged[name], {"heldout": str(subject.heldout)}, benchmark_name=name))
     return rows
 
 
 VARIANT_ORDER = {("dpo", "original"): 0, ("kto", "original"): 1, ("kto", "redistributed"): 2}
 
 
-def _judge_together(deferred: list[tuple[Any, ...]], judges: dict[str, tuple[str, Judge]], store: Store, progress: EvalProgress) -> list[ScoreRow]:
+def _judge_together(deferred: list[Deferred], judges: dict[str, tuple[str, Judge]], store: Store, progress: EvalProgress) -> list[ScoreRow]:
     """Multi-answer grading as in the study: the cells of one aggregator (DPO, KTOO, KTOR) that answered
-    a question are scored in one judge prompt, so their scores share one scale. Stored as '<judge>-together'."""
-    groups: dict[tuple[str, str, str], list[tuple[Any, ...]]] = {}
+    a question are scored in one judge prompt, so their scores share one scale. Stored as '<judge>-together'.
+
+    The answers' order rotates from question to question (question i starts with the variant at
+    position i mod k), so each variant sits in each position equally often: a judge's position bias
+    then spreads evenly instead of favouring whichever variant always comes first.
+    """
+    groups: dict[tuple[str, str, str, int | None], list[Deferred]] = {}
     for item in deferred:
-        subject, bench = item[0], item[1]
-        groups.setdefault((bench.name, subject.model, subject.aggregator), []).append(item)
+        groups.setdefault((item.bench.name, item.subject.model, item.subject.aggregator, item.subject.seed), []).append(item)
     rows = []
-    for (bench_name, _, _), items in groups.items():
-        items.sort(key=lambda it: (VARIANT_ORDER.get((it[0].method, it[0].layout), 9), it[0].layout))
+    for (bench_name, _, _, _), items in groups.items():
+        items.sort(key=lambda it: (VARIANT_ORDER.get((it.subject.method, it.subject.layout), 9), it.subject.layout))
         base_name, judge = judges[bench_name]
         name = f"{base_name}-together"
-        questions = items[0][2]
-        judged = [store.judgments(it[0].key, bench_name, name) for it in items]
-        for q in questions:
+        questions = items[0].questions
+        judged = [store.judgments(it.subject.key, bench_name, name) for it in items]
+        agreed: list[bool] = []
+        for index, q in enumerate(questions):
             if all(q.id in j for j in judged):
                 continue
-            answers = [it[3][q.id] for it in items]
             if len(items) == 1:
-                verdicts = judge.judge([q], answers)
+                verdicts = judge.judge([q], [items[0].answers[q.id]])
             else:
-                scores, reply = judge.judge_together(q, answers)
-                verdicts = [Judgment(q.id, None if scores is None else scores[i], reply) for i in range(len(items))]
+                shift = index % len(items)
+                order = list(range(len(items)))[shift:] + list(range(len(items)))[:shift]
+                by_item, reply = _grade_in_order(judge, q, items, order)
+                if judge.swap:
+                    backward, second = _grade_in_order(judge, q, items, order[::-1])
+                    if by_item and backward:
+                        agreed.append(max(by_item, key=by_item.__getitem__) == max(backward, key=backward.__getitem__))
+                    by_item = {i: (by_item[i] + backward[i]) / 2 for i in by_item} if by_item and backward else {}
+                    reply += "\n--- reversed order ---\n" + second
+                verdicts = [Judgment(q.id, by_item.get(i), reply) for i in range(len(items))]
             for it, j, v in zip(items, judged, verdicts):
-                store.add_judgments(it[0].key, bench_name, name, [v])
+                store.add_judgments(it.subject.key, bench_name, name, [v], _clients([q]))
                 j[q.id] = v
+        setting = judge.setting
+        if agreed:
+            setting += f", position-consistency {sum(agreed) / len(agreed):.2f} over {len(agreed)} questions (swap)"
         for it, j in zip(items, judged):
-            subject, bench, qs, have, settings, backend = it
-            rows.append(_finish(store, progress, subject, bench, name, judge, qs, have, j, settings, backend))
+            rows.append(_finish(store, progress, it.subject, it.bench, name, setting, it.questions, j,
+                                asdict(it.settings) | {"backend": it.backend}, it.answers))
     return rows
 
 
-def _finish(
-    store: Store, progress: EvalProgress, subject: Subject, bench: Benchmark, judge_name: str, judge: Judge,
-    questions: Sequence[Question], have: dict[str, str], judged: dict[str, Judgment], settings: GenerationSettings, backend: str,
-) -> ScoreRow:
-    """Export the answers, write the score row and report it."""
-    verdicts = [judged[q.id] for q in questions]
-    export_answers(store.path.parent / subject.key if subject.adapter is None else subject.adapter.parent,
-                   bench.name, questions, have, verdicts, asdict(settings) | {"backend": backend, "judge": judge_name})
-    row = ScoreRow(
-        subject=subject.key, benchmark=bench.name, judge=judge_name, method=subject.method,
-        layout=subject.layout, aggregator=subject.aggregator, model=subject.model,
-        score=bench.aggregate(verdicts), scale=bench.scale, n=len(verdicts),
-        failures=sum(v.score is None for v in verdicts), judge_setting=getattr(judge, "setting", judge_name),
-        bytes_down=subject.traffic[0] if subject.traffic else None,
-        bytes_up=subject.traffic[1] if subject.traffic else None,
+def _grade_in_order(judge: Judge, question: Question, items: Sequence[Deferred], order: Sequence[int]) -> tuple[dict[int, float], str]:
+    """One multi-answer grading with the answers in ``order``; scores mapped back to the items, the reply noted with the order."""
+    scores, reply = judge.judge_together(question, [items[i].answers[question.id] for i in order])
+    by_item = {} if scores is None else {i: scores[pos] for pos, i in enumerate(order)}
+    return by_item, f"[answer order: {', '.join(items[i].subject.label for i in order)}]\n{reply}"
+
+
+def _score_row(subject: Subject, benchmark: str, bench: Benchmark, judge_name: str, judge_setting: str, n: int,
+               failures: int, score: float | None) -> dict[str, Any]:
+    return dict(
+        subject=subject.key, benchmark=benchmark, judge=judge_name, method=subject.method, layout=subject.layout,
+        aggregator=subject.aggregator, model=subject.model, score=score, scale=bench.scale, n=n, failures=failures,
+        judge_setting=judge_setting, bytes_down=subject.traffic[0] if subject.traffic else None,
+        bytes_up=subject.traffic[1] if subject.traffic else None, seed=subject.seed, settings_key=subject.settings_key,
     )
+
+
+def _finish(
+    store: Store, progress: EvalProgress, subject: Subject, bench: Benchmark, judge_name: str, judge_setting: str,
+    questions: Sequence[Question], judged: dict[str, Judgment], settings: dict[str, Any], answers: dict[str, str] | None = None,
+    benchmark_name: str | None = None,
+) -> ScoreRow:
+    """Score with its interval, answer length and per-client scores; export the answers; store and report the row."""
+    name = benchmark_name or bench.name
+    verdicts = [judged[q.id] for q in questions]
+    home = store.path.parent / subject.key if subject.adapter is None else subject.adapter.parent
+    export_answers(home, name, questions, answers, verdicts, settings | {"judge": judge_name})
+    row = _score_row(subject, name, bench, judge_name, judge_setting, len(verdicts), sum(v.score is None for v in verdicts),
+                     bench.aggregate(verdicts))
+    row |= _uncertainty(bench, verdicts)
+    tokens = store.answer_tokens(subject.key, name)
+    lengths = [tokens[q.id] for q in questions if q.id in tokens]
+    row["answer_tokens"] = sum(lengths) / len(lengths) if lengths else None
+    row["per_client"] = _per_client(bench, questions, verdicts)
+    return _put(store, progress, subject, ScoreRow(**row))
+
+
+def _put(store: Store, progress: EvalProgress, subject: Subject, row: ScoreRow) -> ScoreRow:
     store.put_score(row)
     if progress.on_score:
-        progress.on_score(subject, bench.name, row)
+        progress.on_score(subject, row.benchmark, row)
     return row
 
 
+def _uncertainty(bench: Benchmark, verdicts: Sequence[Judgment]) -> dict[str, Any]:
+    """The score's 95% interval over its questions, or why it has none."""
+    values = [v.score for v in verdicts if v.score is not None]
+    if len(values) < 2:
+        return {"ci_note": f"{len(values)} scored question{'s' if len(values) != 1 else ''}: an interval needs at least 2"}
+    mean = sum(values) / len(values)
+    factor = 100.0 if bench.rate else 1.0
+    if bench.aggregate(verdicts) is None or abs(bench.aggregate(verdicts) - factor * mean) > 1e-9 * max(1.0, abs(factor * mean)):
+        return {"ci_note": f"benchmark '{bench.name}' computes its own score (not the mean of its judgments): no interval"}
+    interval = score_interval(values, binary=bench.rate)
+    if interval is None:
+        return {"ci_note": "no interval"}
+    return {"ci_low": factor * interval.low, "ci_high": factor * interval.high, "ci_note": interval.method}
+
+
+def _per_client(bench: Benchmark, questions: Sequence[Question], verdicts: Sequence[Judgment]) -> str | None:
+    """JSON {client: [score, questions scored]} when the questions belong to clients."""
+    groups: dict[str, list[Judgment]] = {}
+    for q, v in zip(questions, verdicts):
+        if q.client and v.score is not None:
+            groups.setdefault(q.client, []).append(v)
+    if not groups:
+        return None
+    return json.dumps({c: [bench.aggregate(vs), len(vs)] for c, vs in sorted(groups.items())})
+
+
 def export_answers(
-    home: Path, benchmark: str, questions: Sequence[Question], answers: dict[str, str], verdicts: Sequence[Judgment], settings: dict[str, Any]
+    home: Path, benchmark: str, questions: Sequence[Question], answers: dict[str, str] | None, verdicts: Sequence[Judgment],
+    settings: dict[str, Any],
 ) -> Path:
-    """``<home>/answers/<benchmark>.jsonl``: one line per question with answer, score, raw judge reply and settings."""
+    """``<home>/answers/<benchmark>.jsonl``: one line per question with answer, score, raw judge reply and settings.
+
+    Benchmarks scored on given answers (held-out pairs) have no generated answer; their lines carry
+    the client and the scoring detail in ``judge_reply``.
+    """
     lines = [
-        json.dumps({"question_id": q.id, "category": q.category, "prompt": q.prompt, "answer": answers[q.id],
-                    "score": v.score, "judge_reply": v.raw, "settings": settings}, ensure_ascii=False)
+        json.dumps({"question_id": q.id, "category": q.category, "client": q.client or None, "prompt": q.prompt,
+                    "answer": None if answers is None else answers[q.id], "score": v.score, "judge_reply": v.raw,
+                    "settings": settings}, ensure_ascii=False)
         for q, v in zip(questions, verdicts)
     ]
     path = home / "answers" / f"{benchmark}.jsonl"
@@ -223,7 +411,7 @@ def eval_spec(profile_eval: dict[str, Any] | None, overrides: dict[str, Any]) ->
                 continue
             if key not in known:
                 raise FedbenchError(f"{origin}: unknown eval setting '{key}'.{did_you_mean(key, known)}", f"known: {', '.join(known)}")
-            if key in ("judge_params", "sources"):
+            if key in ("judge_params", "sources", "benchmark_params"):
                 value = tuple(sorted(dict(value).items()))
             elif key == "benchmarks":
                 value = tuple(v.strip() for v in value.split(",")) if isinstance(value, str) else tuple(value)

@@ -20,8 +20,9 @@ from typing import Any
 
 from fedbench.harness.aggregation import params_nbytes, validate_updates
 from fedbench.harness.checkpoint import RunDir
-from fedbench.harness.data import Example, load_pairs
+from fedbench.harness.data import Example, PreferencePair, load_pairs
 from fedbench.harness.errors import FedbenchError
+from fedbench.harness.holdout import HOLDOUT_FILE, split_holdout, write_heldout
 from fedbench.harness.interfaces import Aggregator, ClientHook, ClientUpdate, Layout, LocalTrainingArgs, Method, Params
 from fedbench.harness.models import attach_lora, fresh_adapter, load_adapter, load_base, read_adapter
 from fedbench.harness.refcache import ReferenceCache
@@ -61,10 +62,15 @@ def client_seed(seed: int, round_index: int, client_id: str) -> int:
     return zlib.crc32(f"{seed}:{round_index}:{client_id}".encode())
 
 
+def split_data(spec: RunSpec) -> tuple[list[PreferencePair], list[PreferencePair]]:
+    """The data's (training, held-out) pairs: the held-out split comes first, before any method or layout."""
+    return split_holdout(load_pairs(spec.data, dict(spec.data_columns)), spec.holdout, spec.partition_seed)
+
+
 def partition(cell: Cell, for_rounds: bool = True) -> dict[str, list[Example]]:
-    """Load, convert and lay out the cell's data; refuses more clients per round than clients ``for_rounds``."""
+    """Load, hold out, convert and lay out the cell's data; refuses more clients per round than clients ``for_rounds``."""
     spec = cell.spec
-    examples = cell.method.examples(load_pairs(spec.data, dict(spec.data_columns)))
+    examples = cell.method.examples(split_data(spec)[0])
     clients = cell.layout.partition(examples, spec.partition_seed)
     if for_rounds and spec.clients_per_round > len(clients):
         raise FedbenchError(
@@ -127,6 +133,12 @@ def begin(cell: Cell, run_dir: RunDir, peft_model: Any, num_clients: int, force:
     Shared by every engine, so a run started on one engine resumes on another.
     """
     run_dir.prepare()
+    heldout = run_dir.path / HOLDOUT_FILE
+    if cell.spec.holdout > 0 and not heldout.is_file():
+        try:
+            write_heldout(heldout, split_data(cell.spec)[1])
+        except FedbenchError:
+            pass  # a deployment's server may hold no data: the cell is then evaluated without `preference`
     checkpoint = None if force else run_dir.latest()
     if checkpoint is None:
         global_params = fresh_adapter(peft_model, cell.spec.seed)

@@ -11,12 +11,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from fedbench.harness.errors import FedbenchError
 from fedbench.harness.models import load_base, resolve_model, serving
 from fedbench.harness.templates import NAMED_TEMPLATES, check_template
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 BACKENDS = ("auto", "hf", "vllm")
 
@@ -35,6 +39,9 @@ class Generator(ABC):
     """A model that answers prompts, optionally through a saved LoRA adapter."""
 
     name: str
+    tokenizer: PreTrainedTokenizerBase | None = None
+    """The model's tokenizer, for callers that build ``raw`` prompts themselves (a judge's chat
+    template); None for a backend without one."""
 
     @abstractmethod
     def generate(

@@ -101,3 +101,10 @@ def read_heldout(path: Path) -> list[PreferencePair]:
                 "the file is written by fedbench; delete it and rerun the split",
             ) from err
     return validate_rows(rows, str(path)) if rows else []
+
+
+def same_heldout(a: Path | None, b: Path | None) -> bool:
+    """Whether two held-out files hold the same pairs (cells of one data set and split write identical files)."""
+    if a is None or b is None:
+        return a is b
+    return a == b or Path(a).read_bytes() == Path(b).read_bytes()

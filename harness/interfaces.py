@@ -18,6 +18,7 @@ from fedbench.harness.data import Example, PreferencePair
 from fedbench.harness.errors import FedbenchError
 
 if TYPE_CHECKING:
+    from fedbench.harness.likelihood import SequenceLogp
     import datasets
     from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainerCallback
 
@@ -52,6 +53,9 @@ class Method(ABC):
 
     name: ClassVar[str]
     data_form: ClassVar[DataForm]
+    ref_columns: ClassVar[tuple[str, ...]] = ()
+    """Columns the method's TRL trainer reads precomputed reference log-probs from; empty = no reference
+    cache (the trainer then scores the reference model itself at every step). See harness/refcache.py."""
 
     def examples(self, pairs: Sequence[PreferencePair]) -> list[Example]:
         """Turn preference pairs into the examples this method trains on (default: the pairs)."""
@@ -168,6 +172,11 @@ class Question:
     prompt: str
     category: str = ""
     reference: str | None = None
+    client: str = ""
+    """The client the question belongs to (held-out preference pairs), so scores can be reported per client."""
+    choices: tuple[str, ...] = ()
+    """Candidate answers given with the question (a held-out pair: chosen, rejected), for benchmarks that
+    score the subject's likelihood of given answers instead of a generated one (``Benchmark.answers_given``)."""
 
 
 @dataclass(frozen=True)
@@ -188,6 +197,18 @@ class Benchmark(ABC):
     judge_fixed: ClassVar[bool] = False
     """True when the score is defined by the default judge (a rule such as AdvBench's keywords or an
     exact match), so a run's --judge for open-ended benchmarks must not replace it."""
+    rate: ClassVar[bool] = False
+    """True when every judgment scores 1 or 0 and the score is the percentage of ones (AdvBench's harmless
+    share): :meth:`aggregate` multiplies the mean by 100 and the score gets a Wilson interval instead of a
+    bootstrap one."""
+    answers_given: ClassVar[bool] = False
+    """True when each question carries its candidate answers (``Question.choices``) and the benchmark scores
+    the subject's log-likelihoods of them (:meth:`score_choices`): no generation, no judge."""
+    metrics: ClassVar[tuple[str, ...]] = ()
+    """For ``answers_given`` benchmarks: the names of what :meth:`score_choices` measures."""
+    base_scores: ClassVar[Mapping[str, float]] = {}
+    """For ``answers_given`` benchmarks: metrics whose value for the untrained base model is fixed by
+    definition (shown as such, never computed)."""
 
     @abstractmethod
     def questions(self, source: str | None = None, limit: int | None = None) -> list[Question]:
@@ -198,9 +219,23 @@ class Benchmark(ABC):
         return 0.0
 
     def aggregate(self, judgments: Sequence[Judgment]) -> float | None:
-        """One score from the judgments: the mean of those that parsed (failures never count)."""
+        """One score from the judgments: the mean of those that parsed (failures never count), x100 for a rate."""
         scores = [j.score for j in judgments if j.score is not None]
-        return sum(scores) / len(scores) if scores else None
+        if not scores:
+            return None
+        return (100.0 if self.rate else 1.0) * sum(scores) / len(scores)
+
+    def score_choices(
+        self, questions: Sequence[Question], policy: Sequence[Sequence[SequenceLogp]],
+        reference: Sequence[Sequence[SequenceLogp]] | None,
+    ) -> dict[str, list[Judgment]]:
+        """Judgments per metric from log-likelihoods of each question's ``choices`` (``answers_given`` only).
+
+        ``policy`` holds the subject's log-probabilities of every choice, ``reference`` the base
+        model's (None when the subject is the base model itself). Each metric is stored and shown as
+        the benchmark ``<name>.<metric>``.
+        """
+        raise NotImplementedError(f"benchmark '{self.name}' scores generated answers, not given ones")
 
 
 class Judge(ABC):
@@ -211,3 +246,22 @@ class Judge(ABC):
     @abstractmethod
     def judge(self, questions: Sequence[Question], answers: Sequence[str]) -> list[Judgment]:
         """One judgment per (question, answer), raw reply kept."""
+
+    swap: bool = False
+    """Whether the judge grades each comparison in both answer orders (position-bias control); in
+    multi-answer grading fedbench then also reports how often both orders rank the same answer first."""
+
+    @property
+    def setting(self) -> str:
+        """How this judge scores (model, keyword list, ...), stored beside every score it makes."""
+        return self.name
+
+    def judge_together(self, question: Question, answers: Sequence[str]) -> tuple[list[float] | None, str]:
+        """Optional multi-answer grading: one score per answer from one prompt (None if the reply does not parse)
+        and the raw reply. Used with ``judge_mode = "together"``; a judge without it grades answers one by one."""
+        raise NotImplementedError(f"judge '{self.name}' grades one answer at a time")
+
+    @property
+    def judges_together(self) -> bool:
+        """Whether this judge implements :meth:`judge_together`."""
+        return type(self).judge_together is not Judge.judge_together

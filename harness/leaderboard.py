@@ -1,8 +1,15 @@
 """The study's table from the results store: rows are aggregators (plus Base), column groups are
-benchmarks, sub-columns are DPO, KTOO and KTOR; the best entry of each column is marked.
+benchmarks, sub-columns are DPO, KTOO and KTOR.
+
+Every entry carries a 95% interval: the one stored with its score (bootstrap over questions, or
+Wilson for rates) for a single training seed, or a two-level bootstrap over seeds and questions
+when a cell was repeated with ``--seeds``. Within each (aggregator, benchmark) the variants are
+compared on the questions (and seeds) they share, with a paired randomisation test whose p-values
+are Holm-corrected over the whole table; an entry is marked best only when it is separated from
+every other variant of its group, otherwise the group's top entry is marked a tie.
 
 A cell without a score stays empty, never zero. The same matrix renders to the terminal (rich),
-Markdown, CSV, JSON, a self-contained HTML page and a grouped-bar PNG.
+Markdown, CSV, JSON, a self-contained HTML page and a grouped-bar PNG with error bars.
 """
 
 from __future__ import annotations
@@ -10,16 +17,26 @@ from __future__ import annotations
 import csv
 import html
 import io
+import itertools
 import json
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
+from fedbench.harness.stats import ClientSpread, Comparison, client_spread, holm, paired_comparison, seeds_interval, winner
 from fedbench.harness.store import ScoreRow
 
 AGGREGATOR_ORDER = ("fedavg", "fedprox", "scaffold", "fedavgm", "fedyogi", "fedadagrad", "fedadam")
 VARIANTS = {("dpo", "original"): "DPO", ("kto", "original"): "KTOO", ("kto", "redistributed"): "KTOR"}
+BENCHMARK_ORDER = ("mt_bench_1", "vicuna", "advbench", "preference.reward", "preference.likelihood")
 BASE_ROW = "Base"
+ALPHA = 0.05
+TEST = ("paired sign-flip randomisation test on shared questions (and seeds), Holm-corrected over the table, "
+        f"alpha {ALPHA}")
+
+QuestionScores = Callable[[ScoreRow], dict[str, float]]
+"""Per-question scores behind a score row (the store's judgments), for seed pooling and paired tests."""
 
 
 def variant(method: str, layout: str) -> str:
@@ -28,39 +45,145 @@ def variant(method: str, layout: str) -> str:
 
 
 @dataclass(frozen=True)
+class Entry:
+    """One leaderboard cell: a variant's score over its training seeds, with its interval."""
+
+    score: float | None
+    ci_low: float | None
+    ci_high: float | None
+    ci_note: str | None
+    n: int
+    seeds: tuple[int, ...]
+    runs: tuple[ScoreRow, ...]
+    """The stored score rows pooled here, one per seed."""
+    answer_tokens: float | None = None
+    per_client: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def scale(self) -> float:
+        return self.runs[0].scale
+
+    @property
+    def latest(self) -> ScoreRow:
+        return max(self.runs, key=lambda r: r.created)
+
+
+@dataclass(frozen=True)
 class Matrix:
     benchmarks: list[str]
     variants: list[str]
     rows: list[str]
-    cells: dict[tuple[str, str, str], ScoreRow]
-    """(row, benchmark, variant) -> score row; Base scores sit under variant ''."""
+    cells: dict[tuple[str, str, str], Entry]
+    """(row, benchmark, variant) -> entry; Base scores sit under variant ''."""
+    comparisons: dict[tuple[str, str], list[Comparison]] = field(default_factory=dict)
+    """(aggregator, benchmark) -> paired comparisons between its variants, Holm-adjusted over the table."""
+
+    def entry(self, row: str, bench: str, var: str) -> Entry | None:
+        return self.cells.get((row, bench, "" if row == BASE_ROW else var))
 
     def value(self, row: str, bench: str, var: str) -> float | None:
-        entry = self.cells.get((row, bench, "" if row == BASE_ROW else var))
+        entry = self.entry(row, bench, var)
         return None if entry is None else entry.score
 
-    def best(self, bench: str, var: str) -> float | None:
-        values = [v for r in self.rows if r != BASE_ROW and (v := self.value(r, bench, var)) is not None]
-        return max(values) if values else None
+    def mark(self, row: str, bench: str, var: str) -> str:
+        """'best' when this variant is separated from every other of its group, 'tie' when it is on top but not
+        separated, '' otherwise (or when its group had nothing to compare)."""
+        if row == BASE_ROW or (row, bench) not in self.comparisons:
+            return ""
+        scores = {v: x for v in self.variants if (x := self.value(row, bench, v)) is not None}
+        if len(scores) < 2 or var not in scores:
+            return ""
+        best = winner(self.comparisons[(row, bench)], scores, ALPHA)
+        if best is not None:
+            return "best" if best == var else ""
+        return "tie" if scores[var] == max(scores.values()) else ""
 
 
-def build_matrix(scores: Sequence[ScoreRow], model: str | None = None, judge: str | None = None) -> Matrix:
-    """Arrange score rows as the study's table (newest row wins where several judges or runs compete)."""
+def _pool(runs: list[ScoreRow], questions: QuestionScores | None) -> Entry:
+    """One entry from the newest experiment's rows (one per seed): mean over seeds, interval over seeds and questions."""
+    latest = max(runs, key=lambda r: r.created)
+    same = [r for r in runs if r.settings_key == latest.settings_key] if latest.settings_key else [latest]
+    by_seed: dict[int | None, ScoreRow] = {}
+    for r in sorted(same, key=lambda r: r.created):
+        by_seed[r.seed] = r
+    chosen = tuple(by_seed[k] for k in sorted(by_seed, key=lambda s: -1 if s is None else s))
+    scored = [r for r in chosen if r.score is not None]
+    score = sum(r.score for r in scored) / len(scored) if scored else None  # type: ignore[misc]
+    lengths = [r.answer_tokens for r in chosen if r.answer_tokens is not None]
+    clients: dict[str, list[float]] = {}
+    for r in chosen:
+        for client, (value, _) in json.loads(r.per_client or "{}").items():
+            if value is not None:
+                clients.setdefault(client, []).append(value)
+    entry = Entry(score, latest.ci_low, latest.ci_high, latest.ci_note, max(r.n for r in chosen),
+                  tuple(r.seed for r in chosen if r.seed is not None), chosen,
+                  sum(lengths) / len(lengths) if lengths else None, {c: sum(v) / len(v) for c, v in clients.items()})
+    if len(scored) < 2:
+        return entry
+    if questions is None:
+        return replace(entry, ci_low=None, ci_high=None, ci_note="per-question scores not available to pool seeds")
+    per_seed = [list(questions(r).values()) for r in scored]
+    factor = _factor(scored[0], per_seed[0])
+    interval = seeds_interval(per_seed)
+    if interval is None:
+        return replace(entry, ci_low=None, ci_high=None, ci_note="fewer than 2 scored questions per seed")
+    return replace(entry, ci_low=factor * interval.low, ci_high=factor * interval.high, ci_note=interval.method)
+
+
+def _factor(row: ScoreRow, values: Sequence[float]) -> float:
+    """Per-question values to the score's scale: x100 for a rate of 0/1 judgments (AdvBench, preference)."""
+    return 100.0 if row.scale >= 100 and values and all(v in (0.0, 1.0) for v in values) else 1.0
+
+
+def build_matrix(scores: Sequence[ScoreRow], model: str | None = None, judge: str | None = None,
+                 questions: QuestionScores | None = None) -> Matrix:
+    """Arrange score rows as the study's table.
+
+    Rows of one cell repeated over training seeds pool into one entry; where several experiments
+    (other settings, other judges) compete for a place, the newest one wins. With ``questions``
+    (the store's per-question scores) seeds pool with a two-level interval and the variants of each
+    aggregator are compared; without it the stored per-score intervals show and nothing is compared.
+    """
     chosen = [s for s in scores if (model is None or s.model == model) and (judge is None or s.judge == judge)]
-    cells: dict[tuple[str, str, str], ScoreRow] = {}
-    for s in sorted(chosen, key=lambda s: s.created):
-        if s.method == "base":
-            cells[(BASE_ROW, s.benchmark, "")] = s
-        else:
-            cells[(s.aggregator, s.benchmark, variant(s.method, s.layout))] = s
-    benchmarks = sorted({b for _, b, _ in cells}, key=lambda b: (["mt_bench_1", "vicuna", "advbench"] + [b]).index(b))
+    grouped: dict[tuple[str, str, str], list[ScoreRow]] = {}
+    for s in chosen:
+        key = (BASE_ROW, s.benchmark, "") if s.method == "base" else (s.aggregator, s.benchmark, variant(s.method, s.layout))
+        grouped.setdefault(key, []).append(s)
+    cells = {key: _pool(runs, questions) for key, runs in grouped.items()}
+    benchmarks = sorted({b for _, b, _ in cells}, key=lambda b: (BENCHMARK_ORDER.index(b) if b in BENCHMARK_ORDER else 99, b))
     found_vars = {v for _, _, v in cells if v}
     variants = [v for v in VARIANTS.values() if v in found_vars] + sorted(found_vars - set(VARIANTS.values()))
     aggs = {r for r, _, _ in cells if r != BASE_ROW}
     rows = [a for a in AGGREGATOR_ORDER if a in aggs] + sorted(aggs - set(AGGREGATOR_ORDER))
     if any(r == BASE_ROW for r, _, _ in cells):
         rows.append(BASE_ROW)
-    return Matrix(benchmarks, variants, rows, cells)
+    comparisons = _compare(cells, rows, benchmarks, variants, questions) if questions is not None else {}
+    return Matrix(benchmarks, variants, rows, cells, comparisons)
+
+
+def _compare(cells: dict[tuple[str, str, str], Entry], rows: list[str], benchmarks: list[str], variants: list[str],
+             questions: QuestionScores) -> dict[tuple[str, str], list[Comparison]]:
+    """Every later variant minus every earlier one (KTOO - DPO, KTOR - DPO, KTOR - KTOO) per aggregator and benchmark,
+    on matched (seed, question) units, then Holm over the whole table."""
+    found: list[tuple[tuple[str, str], Comparison]] = []
+    for row, bench in itertools.product(rows, benchmarks):
+        units = {}
+        for var in variants:
+            entry = cells.get((row, bench, var))
+            if entry is not None and row != BASE_ROW:
+                units[var] = {(r.seed or 0, q): x for r in entry.runs for q, x in questions(r).items()}
+        for earlier, later in itertools.combinations([v for v in variants if v in units], 2):
+            factor = _factor(cells[(row, bench, later)].runs[0], list(units[later].values()))
+            a = {k: factor * x for k, x in units[later].items()}
+            b = {k: factor * x for k, x in units[earlier].items()}
+            comparison = paired_comparison(a, b, later, earlier)
+            if comparison is not None:
+                found.append(((row, bench), comparison))
+    adjusted = holm([c for _, c in found])
+    out: dict[tuple[str, str], list[Comparison]] = {}
+    for (key, _), c in zip(found, adjusted):
+        out.setdefault(key, []).append(c)
+    return out
 
 
 def _fmt(value: float | None, scale: float) -> str:
@@ -69,57 +192,184 @@ def _fmt(value: float | None, scale: float) -> str:
     return f"{value:.1f}" if scale >= 100 else f"{value:.2f}"
 
 
-def _scale(m: Matrix, bench: str) -> float:
-    return next((s.scale for (_, b, _), s in m.cells.items() if b == bench), 10.0)
+def entry_text(entry: Entry | None, with_interval: bool = True) -> str:
+    """``8.14 ±0.21``: the score and the half-width of its 95% interval (exact bounds are in CSV/JSON), or
+    ``0.0 [0.0, 39.0]`` when the interval is lopsided;
+    ``(def.)`` marks a value fixed by definition, ``(no CI)`` a score without an interval (never a zero-width one)."""
+    if entry is None or entry.score is None:
+        return ""
+    text = _fmt(entry.score, entry.scale)
+    if with_interval and entry.ci_low is not None and entry.ci_high is not None:
+        below, above = entry.score - entry.ci_low, entry.ci_high - entry.score
+        if abs(above - below) <= 0.25 * max(above + below, 1e-12):
+            text += f" ±{_fmt((entry.ci_high - entry.ci_low) / 2, entry.scale)}"
+        else:  # a lopsided interval (a rate near 0 or 100%) would read wrong as ±
+            text += f" [{_fmt(entry.ci_low, entry.scale)}, {_fmt(entry.ci_high, entry.scale)}]"
+    elif entry.ci_note and "definition" in entry.ci_note:
+        text += " (def.)"
+    elif with_interval and entry.ci_note:
+        text += " (no CI)"  # why is in the JSON's ci_note: an older store, fewer than 2 scored questions, ...
+    return text
 
 
-def _table(m: Matrix, mark: str = "*") -> tuple[list[str], list[list[str]]]:
+MARKS = {"best": "*", "tie": "~", "": ""}
+LEGEND = (f"* best of its aggregator and benchmark, separated from every other variant; ~ on top but tied. "
+          f"Test: {TEST}. ± half-width of the 95% interval ([lo, hi] where it is lopsided) (bootstrap over questions, Wilson for rates, "
+          "seeds x questions bootstrap over repeated seeds); (no CI): no interval, the reason is in the JSON's ci_note.")
+
+
+def _table(m: Matrix, marks: bool = True) -> tuple[list[str], list[list[str]]]:
     header = ["aggregator"] + [f"{b} {v}" for b in m.benchmarks for v in m.variants]
     body = []
     for row in m.rows:
         line = [row]
         for b in m.benchmarks:
             for v in m.variants:
-                value = m.value(row, b, v)
-                text = _fmt(value, _scale(m, b))
-                if mark and value is not None and row != BASE_ROW and value == m.best(b, v):
-                    text += mark
-                line.append(text)
+                line.append(entry_text(m.entry(row, b, v)) + (MARKS[m.mark(row, b, v)] if marks else ""))
         body.append(line)
     return header, body
 
 
 def to_markdown(m: Matrix) -> str:
-    header, body = _table(m, mark="")
+    header, body = _table(m, marks=False)
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for line, row in zip(body, m.rows):
         cells = [line[0]]
         i = 1
         for b in m.benchmarks:
             for v in m.variants:
-                best = row != BASE_ROW and line[i] and m.value(row, b, v) == m.best(b, v)
-                cells.append(f"**{line[i]}**" if best else line[i])
+                mark = m.mark(row, b, v)
+                cells.append(f"**{line[i]}**" if mark == "best" else (f"{line[i]} (tie)" if mark == "tie" else line[i]))
                 i += 1
         out.append("| " + " | ".join(cells) + " |")
-    return "\n".join(out) + "\n\n(best of each column in bold; empty = not run)\n"
+    return "\n".join(out) + f"\n\n(bold: best, separated from the other variants; tie: on top, not separated; empty = not run)\n{LEGEND}\n"
 
 
 def to_csv(m: Matrix) -> str:
-    header, body = _table(m, mark="")
+    """Scores (no marks) in the study's layout, then each score's interval bounds, then its per-seed scores."""
+    header, body = _table(m, marks=False)
+    columns = [(b, v) for b in m.benchmarks for v in m.variants]
+    header = ["aggregator"] + [f"{b} {v}" for b, v in columns] + [f"{b} {v} lo" for b, v in columns] + \
+        [f"{b} {v} hi" for b, v in columns] + [f"{b} {v} seeds" for b, v in columns]
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(header)
-    writer.writerows(body)
+    for row in m.rows:
+        entries = [m.entry(row, b, v) for b, v in columns]
+        writer.writerow(
+            [row] + [_fmt(e.score, e.scale) if e else "" for e in entries]
+            + [_fmt(e.ci_low, e.scale) if e else "" for e in entries] + [_fmt(e.ci_high, e.scale) if e else "" for e in entries]
+            + [";".join(f"{r.seed}:{_fmt(r.score, r.scale)}" for r in e.runs if r.seed is not None) if e else "" for e in entries]
+        )
     return buf.getvalue()
 
 
 def to_json(m: Matrix) -> str:
     entries = []
-    for (row, bench, var), s in sorted(m.cells.items()):
-        entry = asdict(s) | {"row": row, "variant": var or None}
-        entry["best"] = row != BASE_ROW and s.score is not None and s.score == m.best(bench, var)
-        entries.append(entry)
-    return json.dumps({"benchmarks": m.benchmarks, "variants": m.variants, "rows": m.rows, "entries": entries}, indent=2)
+    for (row, bench, var), e in sorted(m.cells.items()):
+        latest = e.latest
+        entries.append({
+            "row": row, "benchmark": bench, "variant": var or None, "method": latest.method, "layout": latest.layout,
+            "aggregator": latest.aggregator, "model": latest.model, "judge": latest.judge, "judge_setting": latest.judge_setting,
+            "score": e.score, "scale": e.scale, "ci_low": e.ci_low, "ci_high": e.ci_high, "ci_note": e.ci_note, "n": e.n,
+            "failures": sum(r.failures for r in e.runs), "seeds": list(e.seeds), "answer_tokens": e.answer_tokens,
+            "per_seed": [{"seed": r.seed, "subject": r.subject, "score": r.score, "ci_low": r.ci_low, "ci_high": r.ci_high,
+                          "n": r.n, "failures": r.failures} for r in e.runs],
+            "best": m.mark(row, bench, var) == "best", "tie": m.mark(row, bench, var) == "tie",
+            "bytes_down": latest.bytes_down, "bytes_up": latest.bytes_up,
+        })
+    return json.dumps({"benchmarks": m.benchmarks, "variants": m.variants, "rows": m.rows, "test": TEST,
+                       "entries": entries}, indent=2)
+
+
+def comparison_rows(m: Matrix) -> list[dict[str, Any]]:
+    """The paired differences of the table, one per (aggregator, benchmark, later - earlier variant)."""
+    out = []
+    for (row, bench), found in m.comparisons.items():
+        for c in found:
+            out.append({"aggregator": row, "benchmark": bench, "comparison": f"{c.a} - {c.b}", "difference": c.difference,
+                        "ci_low": c.interval.low if c.interval else None, "ci_high": c.interval.high if c.interval else None,
+                        "p_value": c.p_value, "p_holm": c.p_holm, "n": c.n, "significant": c.p_holm < ALPHA})
+    return out
+
+
+def compare_json(m: Matrix) -> str:
+    return json.dumps({"test": TEST, "comparisons": comparison_rows(m)}, indent=2)
+
+
+def compare_markdown(m: Matrix) -> str:
+    lines = ["| aggregator | benchmark | comparison | difference | 95% interval | p | p (Holm) | n |", "|" + "---|" * 8]
+    for c in comparison_rows(m):
+        interval = "" if c["ci_low"] is None else f"[{c['ci_low']:+.2f}, {c['ci_high']:+.2f}]"
+        diff = f"**{c['difference']:+.2f}**" if c["significant"] else f"{c['difference']:+.2f}"
+        lines.append(f"| {c['aggregator']} | {c['benchmark']} | {c['comparison']} | {diff} | {interval} | {c['p_value']:.4f} | "
+                     f"{c['p_holm']:.4f} | {c['n']} |")
+    return "\n".join(lines) + f"\n\nBold: significant after Holm. Test: {TEST}.\n"
+
+
+def compare_csv(m: Matrix) -> str:
+    rows = comparison_rows(m)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["aggregator"])
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def compare_rich(m: Matrix):  # noqa: ANN201 - rich is imported lazily
+    from rich.table import Table
+
+    table = Table(title="paired comparisons (bold: significant after Holm)", caption=TEST)
+    for col in ("aggregator", "benchmark", "comparison", "difference", "95% interval", "p", "p (Holm)", "n"):
+        table.add_column(col, justify="left" if col in ("aggregator", "benchmark", "comparison") else "right")
+    for c in comparison_rows(m):
+        interval = "" if c["ci_low"] is None else f"[{c['ci_low']:+.2f}, {c['ci_high']:+.2f}]"
+        diff = f"[bold]{c['difference']:+.2f}[/]" if c["significant"] else f"{c['difference']:+.2f}"
+        table.add_row(c["aggregator"], c["benchmark"], c["comparison"], diff, interval, f"{c['p_value']:.4f}",
+                      f"{c['p_holm']:.4f}", str(c["n"]))
+    return table
+
+
+@dataclass(frozen=True)
+class ClientView:
+    """A cell's per-client scores on one benchmark, with the fairness summary and its clients' training losses."""
+
+    cell: str
+    benchmark: str
+    scores: dict[str, float]
+    spread: ClientSpread | None
+    train_loss: dict[str, float]
+
+
+def client_views(m: Matrix, losses: Callable[[ScoreRow], dict[str, float]] | None = None) -> list[ClientView]:
+    """Per-client scores of every entry that has them (benchmarks whose questions belong to clients)."""
+    views = []
+    for (row, bench, var), e in sorted(m.cells.items()):
+        if not e.per_client:
+            continue
+        cell = "base" if row == BASE_ROW else f"{var} {row}"
+        views.append(ClientView(cell, bench, e.per_client, client_spread(e.per_client), losses(e.latest) if losses else {}))
+    return views
+
+
+def clients_json(views: Sequence[ClientView]) -> str:
+    return json.dumps({"cells": [asdict(v) for v in views]}, indent=2)
+
+
+def clients_rich(views: Sequence[ClientView]):  # noqa: ANN201 - rich is imported lazily
+    from rich.table import Table
+
+    table = Table(title="per-client scores (fairness): mean over clients, worst client, 10th percentile, max - min")
+    for col in ("cell", "benchmark", "clients", "mean", "worst (client)", "p10", "spread", "train loss mean/worst"):
+        table.add_column(col, justify="left" if col in ("cell", "benchmark") else "right")
+    for v in views:
+        s = v.spread
+        loss = f"{sum(v.train_loss.values()) / len(v.train_loss):.3f}/{max(v.train_loss.values()):.3f}" if v.train_loss else ""
+        if s is None:
+            continue
+        table.add_row(v.cell, v.benchmark, str(s.clients), f"{s.mean:.1f}", f"{s.worst:.1f} ({s.worst_client})",
+                      f"{s.p10:.1f}", f"{s.spread:.1f}", loss)
+    return table
 
 
 def to_html(m: Matrix) -> str:
@@ -130,10 +380,14 @@ def to_html(m: Matrix) -> str:
         tds = []
         for b in m.benchmarks:
             for v in m.variants:
-                value = m.value(row, b, v)
-                best = row != BASE_ROW and value is not None and value == m.best(b, v)
-                cls = ' class="best"' if best else (' class="empty"' if value is None else "")
-                tds.append(f'<td{cls} data-bench="{html.escape(b)}" data-variant="{html.escape(v)}">{_fmt(value, _scale(m, b))}</td>')
+                e = m.entry(row, b, v)
+                mark = m.mark(row, b, v)
+                cls = f' class="{mark}"' if mark else (' class="empty"' if e is None or e.score is None else "")
+                title = ""
+                if e is not None and e.ci_low is not None and e.ci_high is not None:
+                    title = f' title="95% interval [{_fmt(e.ci_low, e.scale)}, {_fmt(e.ci_high, e.scale)}], n={e.n}"'
+                text = html.escape(entry_text(e) + (" (tie)" if mark == "tie" else ""))
+                tds.append(f'<td{cls}{title} data-bench="{html.escape(b)}" data-variant="{html.escape(v)}">{text}</td>')
         rows.append(f'<tr><th scope="row">{html.escape(row)}</th>{"".join(tds)}</tr>')
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>fedbench leaderboard</title>
@@ -143,54 +397,71 @@ table {{ border-collapse: collapse; }}
 th, td {{ border: 1px solid #bbb; padding: .3rem .6rem; text-align: right; }}
 thead th {{ background: #eef; text-align: center; }}
 td.best {{ font-weight: bold; background: #dfd; }}
+td.tie {{ background: #ffd; }}
 td.empty {{ background: #f6f6f6; }}
 </style></head><body>
 <h1>fedbench leaderboard</h1>
 <table id="leaderboard"><thead><tr><th rowspan="2">aggregator</th>{head1}</tr><tr>{head2}</tr></thead>
 <tbody>{"".join(rows)}</tbody></table>
-<p>Best of each column in bold. Empty: not run. Scores: judge /10 (mt_bench_1, vicuna), % harmless /100 (advbench).</p>
+<p>Empty: not run. Scores: judge /10 (mt_bench_1, vicuna), % /100 (advbench harmless, preference accuracy).</p>
+<p>{html.escape(LEGEND)}</p>
 </body></html>
 """
 
 
 def plot(m: Matrix, path: Path) -> None:
-    """Grouped bars, one panel per benchmark: aggregators on x, a bar per variant, Base as a dashed line."""
+    """Grouped bars with 95% error bars, one panel per benchmark: aggregators on x, a bar per variant, Base as a
+    dashed line; below them, where scores are per client, one strip of client scores per cell."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     aggs = [r for r in m.rows if r != BASE_ROW]
-    fig, axes = plt.subplots(1, max(1, len(m.benchmarks)), figsize=(5 * max(1, len(m.benchmarks)), 4), squeeze=False)
+    views = client_views(m)
+    panels = max(1, len(m.benchmarks))
+    fig, axes = plt.subplots(2 if views else 1, panels, figsize=(5 * panels, 8 if views else 4), squeeze=False)
     width = 0.8 / max(1, len(m.variants))
     for ax, bench in zip(axes[0], m.benchmarks):
         for k, var in enumerate(m.variants):
-            xs = [i + k * width for i, a in enumerate(aggs) if m.value(a, bench, var) is not None]
-            ys = [m.value(a, bench, var) for a in aggs if m.value(a, bench, var) is not None]
-            ax.bar(xs, ys, width, label=var)
+            shown = [(i, e) for i, a in enumerate(aggs) if (e := m.entry(a, bench, var)) is not None and e.score is not None]
+            xs = [i + k * width for i, _ in shown]
+            ys = [e.score for _, e in shown]
+            err = [[e.score - e.ci_low if e.ci_low is not None else 0 for _, e in shown],
+                   [e.ci_high - e.score if e.ci_high is not None else 0 for _, e in shown]]
+            ax.bar(xs, ys, width, yerr=err, capsize=3, label=var)
         base = m.value(BASE_ROW, bench, "")
         if base is not None:
             ax.axhline(base, color="black", linestyle="--", linewidth=1, label="Base")
         ax.set_xticks([i + 0.4 - width / 2 for i in range(len(aggs))], aggs, rotation=30)
         ax.set_title(bench)
-        ax.set_ylim(0, _scale(m, bench))
+        ax.set_ylim(0, next(e.scale for (_, b, _), e in m.cells.items() if b == bench))
         ax.legend(fontsize=8)
+    if views:
+        for ax, bench in zip(axes[1], m.benchmarks):
+            mine = [v for v in views if v.benchmark == bench]
+            for i, v in enumerate(mine):
+                values = list(v.scores.values())
+                ax.scatter([i] * len(values), values, s=12, alpha=0.6)
+                ax.boxplot([values], positions=[i], widths=0.5, showfliers=False)
+            ax.set_xticks(range(len(mine)), [v.cell for v in mine], rotation=30)
+            ax.set_title(f"{bench}: per client" if mine else "")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
 def to_rich(m: Matrix):  # noqa: ANN201 - rich is imported lazily
-    """The table for the terminal: a column group per benchmark, best of each column in bold green."""
+    """The table for the terminal: a column group per benchmark; best (separated) in bold green, ties in yellow."""
     from rich.table import Table
 
-    table = Table(title="fedbench leaderboard (best of each column marked *)")
+    table = Table(title="fedbench leaderboard (95% intervals; * best, separated; ~ tie)", caption=LEGEND)
     table.add_column("aggregator", style="bold")
     for b in m.benchmarks:
         for v in m.variants:
             table.add_column(f"{b}\n{v}", justify="right")
     for row, line in zip(m.rows, _table(m)[1]):
-        styled = [f"[bold green]{c}[/]" if c.endswith("*") else c for c in line[1:]]
+        styled = [f"[bold green]{c}[/]" if c.endswith("*") else (f"[yellow]{c}[/]" if c.endswith("~") else c) for c in line[1:]]
         table.add_row(line[0], *styled, end_section=row == m.rows[-2] if len(m.rows) > 1 and m.rows[-1] == BASE_ROW else False)
     return table
 
@@ -200,5 +471,12 @@ def traffic_rows(scores: Sequence[ScoreRow]) -> list[tuple[str, int, int]]:
     seen: dict[str, tuple[str, int, int]] = {}
     for s in scores:
         if s.method != "base" and s.bytes_down is not None:
-            seen[s.subject] = (f"{s.method}-{s.layout}-{s.aggregator}", s.bytes_down, s.bytes_up or 0)
+            label = f"{s.method}-{s.layout}-{s.aggregator}" + (f"@{s.seed}" if s.seed else "")
+            seen[s.subject] = (label, s.bytes_down, s.bytes_up or 0)
     return sorted(seen.values())
+
+
+def length_rows(m: Matrix) -> list[tuple[str, str, float]]:
+    """(cell, benchmark, mean answer length in tokens): judges favour long answers, so lengths sit beside scores."""
+    return [("base" if row == BASE_ROW else f"{var} {row}", bench, e.answer_tokens)
+            for (row, bench, var), e in sorted(m.cells.items()) if e.answer_tokens is not None]

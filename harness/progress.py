@@ -12,7 +12,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from fedbench.harness.errors import FedbenchError
 from fedbench.harness.evaluation import EvalProgress, EvalSpec, Subject, base_subject, cell_subject, evaluate
+from fedbench.harness.holdout import same_heldout
 from fedbench.harness.federation import Cell, CellOutcome, RoundEvent, run_federation
 from fedbench.harness.registry import Registry
 from fedbench.harness.store import ScoreRow, Store
@@ -99,9 +101,16 @@ def evaluate_subjects(
     subjects: list[Subject] = []
     if include_base:
         for sub in cells:
-            base = base_subject(sub.model, sub.template, sub.dtype)
-            if base not in subjects:
+            base = base_subject(sub.model, sub.template, sub.dtype, sub.heldout)
+            twin = next((s for s in subjects if s.key == base.key), None)
+            if twin is None:
                 subjects.append(base)
+            elif not same_heldout(twin.heldout, sub.heldout):
+                raise FedbenchError(
+                    f"the cells evaluated together hold out different preference pairs ({twin.heldout} vs {sub.heldout}), "
+                    "so the base model has no single held-out score to stand beside them",
+                    "evaluate cells trained on the same data (and holdout, partition_seed) together: one `fedbench eval` each",
+                )
     subjects += cells
     store = Store.in_runs(runs_root)
     console.rule(f"[bold]evaluation: {len(subjects)} models x {', '.join(spec.benchmarks)}[/]")
@@ -113,19 +122,22 @@ def evaluate_subjects(
             task = progress.add_task("answering", total=0)
 
             def on_start(subject: Subject, bench: str, todo: int) -> None:
-                label = subject.method if subject.method == "base" else f"{subject.method}-{subject.layout}-{subject.aggregator}"
-                progress.reset(task, total=todo, description=f"{label} {bench}")
+                progress.reset(task, total=todo, description=f"{subject.label} {bench}")
 
             def on_answers(n: int) -> None:
                 progress.advance(task, n)
 
             def on_score(subject: Subject, bench: str, row: ScoreRow) -> None:
-                label = "base" if subject.method == "base" else f"{subject.method}-{subject.layout}-{subject.aggregator}"
                 score = "n/a" if row.score is None else f"{row.score:.2f}/{row.scale:g}"
+                if row.ci_low is not None and row.ci_high is not None:
+                    score += f" [{row.ci_low:.2f}, {row.ci_high:.2f}]"
                 fails = f", [red]{row.failures} unparsed[/]" if row.failures else ""
-                progress.console.log(f"{label:<32} {bench:<11} {score} ({row.judge}, n={row.n}{fails})")
+                progress.console.log(f"{subject.label:<32} {bench:<22} {score} ({row.judge}, n={row.n}{fails})")
 
-            rows = evaluate(subjects, spec, registry, store, EvalProgress(on_start, on_answers, on_score))
+            def on_skip(subject: Subject, bench: str, reason: str) -> None:
+                progress.console.log(f"[yellow]{subject.label}: {bench} skipped:[/] {reason}")
+
+            rows = evaluate(subjects, spec, registry, store, EvalProgress(on_start, on_answers, on_score, on_skip))
     finally:
         store.close()
     console.print(f"scores stored in {store.path}; see them with: fedbench leaderboard --runs {runs_root}")

@@ -77,7 +77,7 @@ class ReferenceCache:
     def for_run(cls, run_path: Path | None, method: Method, spec: RunSpec) -> ReferenceCache | None:
         """The cache of a run directory (in memory only when ``run_path`` is None, as on a Flower client),
         or None when the spec turns it off or the method has no reference."""
-        columns = tuple(getattr(method, "ref_columns", ()))
+        columns = tuple(method.ref_columns)
         if not spec.ref_cache or not columns:
             return None
         identity = {"format": FORMAT, "model": spec.model, "dtype": spec.dtype, "method": method.name, "columns": list(columns)}

@@ -54,6 +54,8 @@ class RunSpec:
     template: str = "chat"
     dtype: str = "float32"
     partition_seed: int = 2023
+    holdout: float = 0.1
+    """Share of each client's pairs held out for the ``preference`` benchmark (harness/holdout.py); 0 turns it off."""
     seed: int = 0
     method_params: Items = ()
     aggregator_params: Items = ()
@@ -69,6 +71,8 @@ class RunSpec:
             raise FedbenchError(f"learning_rate must be positive, got {self.learning_rate}", "set learning_rate > 0")
         if self.lr_schedule not in ("cosine", "constant"):
             raise FedbenchError(f"lr_schedule '{self.lr_schedule}' is unknown", "use 'cosine' or 'constant'")
+        if not 0 <= self.holdout < 1:
+            raise FedbenchError(f"holdout must be in [0, 1), got {self.holdout}", "set holdout to e.g. 0.1, or 0 to hold out nothing")
         if not 0 <= self.lora_dropout < 1:
             raise FedbenchError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}", "set lora_dropout to e.g. 0.05")
 
@@ -84,16 +88,26 @@ class RunSpec:
         out["lora_targets"] = list(self.lora_targets)
         return out
 
-    @property
-    def hash(self) -> str:
-        """Stable 12-hex-digit digest of every setting: the run directory's key."""
+    def _digest(self, drop: tuple[str, ...] = ()) -> str:
         values = self.to_dict()
         if values["ref_cache"]:
             # the cache changes speed and float rounding, not the experiment: leaving its default out keeps the hashes
             # (and run directories) of specs written before the setting existed
             del values["ref_cache"]
+        for name in drop:
+            del values[name]
         blob = json.dumps(values, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    @property
+    def hash(self) -> str:
+        """Stable 12-hex-digit digest of every setting: the run directory's key."""
+        return self._digest()
+
+    @property
+    def settings_key(self) -> str:
+        """Digest of every setting but the training seed: cells that share it are repeats of one experiment."""
+        return self._digest(drop=("seed",))
 
     @property
     def cell(self) -> str:
@@ -181,3 +195,19 @@ def spec_from_dict(values: Mapping[str, Any]) -> RunSpec:
     return RunSpec(**check_keys(values, "spec.json"))
 
 
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """``--seeds 0,1,2``: distinct non-negative integers, in the order given."""
+    rule = "--seeds takes distinct non-negative integers separated by commas, e.g. --seeds 0,1,2"
+    seeds: list[int] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item.lstrip("-").isdigit():
+            raise FedbenchError(f"--seeds: '{item}' is not an integer", rule)
+        value = int(item)
+        if value < 0:
+            raise FedbenchError(f"--seeds: {value} is negative", rule)
+        if value in seeds:
+            raise FedbenchError(f"--seeds: {value} is given twice", rule)
+        seeds.append(value)
+    return tuple(seeds)

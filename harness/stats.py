@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from .errors import FedbenchError
+from fedbench.harness.errors import FedbenchError
 
 CONFIDENCE = 0.95
 RESAMPLES = 2000
@@ -60,7 +60,7 @@ def wilson(successes: int, n: int, confidence: float = CONFIDENCE) -> Interval |
     coverage there, which is why rates use it rather than a bootstrap.
     """
     _check_confidence(confidence)
-    if n < 0 or not 0 <= successes <= max(n, 0):
+    if n < 0 or not 0 <= successes <= n:
         raise FedbenchError(f"cannot form a rate from {successes} successes out of {n}.",
                             "pass 0 <= successes <= n with n >= 0.")
     if n == 0:
@@ -73,12 +73,11 @@ def bootstrap_mean(values: Sequence[float], seed: int = 0, resamples: int = RESA
                    confidence: float = CONFIDENCE) -> Interval | None:
     """Seeded bootstrap CI of the mean over questions; None when fewer than 2 values.
 
-    Uses scipy's BCa interval: judge scores (1..10) and per-question rates are bounded and often
-    skewed towards one end, where the plain percentile interval is biased and under-covers at the
-    tens-to-hundreds of questions a benchmark has; BCa corrects for that bias and skew at the price
-    of a jackknife over the questions. All-equal values have no spread, so the interval is exactly
-    [mean, mean]. When BCa is undefined for other degenerate samples (scipy returns NaN) the
-    percentile interval from the same seed is used instead, and `method` says which one was made.
+    scipy's BCa, because judge scores (1..10) and rates are bounded and skewed towards one end, where
+    the percentile interval is biased and under-covers at a benchmark's tens to hundreds of questions;
+    BCa corrects bias and skew for the cost of a jackknife. All-equal values give exactly [mean, mean];
+    where BCa is otherwise undefined (scipy returns NaN) the same seed's percentile interval is used,
+    and `method` says which.
     """
     _check_confidence(confidence)
     if resamples < 1:
@@ -86,18 +85,23 @@ def bootstrap_mean(values: Sequence[float], seed: int = 0, resamples: int = RESA
     data = _finite(values, "scores")
     if data.size < 2:
         return None
-    mean = float(data.mean())
     if np.all(data == data[0]):
-        return Interval(mean, mean, "bootstrap-percentile")
-    for method, label in (("BCa", "bootstrap-bca"), ("percentile", "bootstrap-percentile")):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ci = stats.bootstrap((data,), np.mean, n_resamples=resamples, batch=_BATCH, vectorized=True,
-                                 confidence_level=confidence, method=method,
-                                 rng=np.random.default_rng(seed)).confidence_interval
-        if np.isfinite(ci.low) and np.isfinite(ci.high):
-            return Interval(float(ci.low), float(ci.high), label)
-    return Interval(mean, mean, "bootstrap-percentile")
+        return Interval(float(data[0]), float(data[0]), "bootstrap-percentile")
+    low, high = _scipy_bootstrap(data, "BCa", seed, resamples, confidence)
+    if np.isfinite(low) and np.isfinite(high):
+        return Interval(low, high, "bootstrap-bca")
+    low, high = _scipy_bootstrap(data, "percentile", seed, resamples, confidence)
+    return Interval(low, high, "bootstrap-percentile")
+
+
+def _scipy_bootstrap(data: np.ndarray, method: str, seed: int, resamples: int,
+                     confidence: float) -> tuple[float, float]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # BCa's DegenerateDataWarning: the caller checks for NaN instead
+        ci = stats.bootstrap((data,), np.mean, n_resamples=resamples, batch=_BATCH, vectorized=True,
+                             confidence_level=confidence, method=method,
+                             rng=np.random.default_rng(seed)).confidence_interval
+    return float(ci.low), float(ci.high)
 
 
 def score_interval(values: Sequence[float], binary: bool, seed: int = 0) -> Interval | None:
@@ -117,15 +121,12 @@ def seeds_interval(per_seed: Sequence[Sequence[float]], seed: int = 0, resamples
                    confidence: float = CONFIDENCE) -> Interval | None:
     """Interval of the mean over training seeds that accounts for both seeds and questions.
 
-    Two training seeds of the same variant can differ by more than any question-level interval
-    suggests, so pooling their answers would overstate certainty. This is a two-level (hierarchical)
-    percentile bootstrap: resample seeds with replacement, then questions within each chosen seed,
-    and take the mean of per-seed means (each seed weighs the same). scipy has no hierarchical
-    bootstrap, so both levels are drawn here with numpy.random.default_rng(seed), vectorised over
-    resamples (the only Python loop is over the distinct seeds). Resampling questions on top of seeds
-    counts question noise slightly twice, which errs towards wider intervals and fewer claimed wins.
-    Seeds with fewer than 2 values are left out; with one seed left this is bootstrap_mean of its
-    values; None when no seed has >= 2 values.
+    Training seeds can differ by more than a question-level interval admits, so pooling them would
+    overstate certainty. Two-level percentile bootstrap of the mean of per-seed means: resample seeds
+    with replacement, then questions within each chosen seed. scipy has no hierarchical bootstrap, so
+    both levels are drawn with numpy.random.default_rng(seed), vectorised over resamples (the only
+    loop is over distinct seeds); counting question noise at both levels errs towards wider intervals.
+    Seeds with < 2 values are left out; one seed left gives bootstrap_mean; none gives None.
     """
     _check_confidence(confidence)
     if resamples < 1:
@@ -168,13 +169,11 @@ def paired_comparison(a: Mapping[tuple[int, str], float], b: Mapping[tuple[int, 
                       label_a: str, label_b: str, seed: int = 0) -> Comparison | None:
     """Compare two variants on the (training seed, question id) units both have; None below 2 units.
 
-    Pairing removes question difficulty from the comparison, which is far more sensitive than
-    comparing two independent intervals. d = a - b per shared unit. The interval is a paired
-    bootstrap of mean d: seeds_interval over per-seed differences when several seeds are shared
-    (falling back to bootstrap_mean of all d when no seed has 2 shared questions), else bootstrap_mean.
-    The p-value is a two-sided sign-flip randomisation test on d (scipy.stats.permutation_test with
-    permutation_type='samples', exact for up to 13 units, else 9999 seeded flips), which assumes
-    nothing about the shape of d; it is 1.0 when all d are 0. p_holm equals p_value until holm().
+    Pairing cancels question difficulty, so it detects far smaller differences than two overlapping
+    intervals. Interval of mean d = a - b: seeds_interval over per-seed d when several seeds are
+    shared (bootstrap_mean of all d if that gives None), else bootstrap_mean. p: two-sided sign-flip
+    test on d (scipy.stats.permutation_test, permutation_type='samples'; exact up to 13 units, else
+    9999 seeded flips), which assumes nothing about d's shape; 1.0 when all d are 0. p_holm = p until holm().
     """
     keys = sorted(a.keys() & b.keys())
     if len(keys) < 2:

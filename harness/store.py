@@ -2,7 +2,13 @@
 
 Scores have one row per (subject, benchmark, judge); answers and judgments one row per question,
 written as they come, so an interrupted evaluation resumes with only the missing questions and a
-rerun never duplicates rows (primary keys + upserts).
+rerun never duplicates rows (primary keys + upserts). Per-question judgments are what the
+leaderboard's intervals, seed pooling and paired comparisons are computed from.
+
+Schema 2 added each score's 95% interval, the training seed and seed-free settings digest of its
+cell, mean answer length and per-client scores, each answer's length in tokens and each
+judgment's client. A schema-1 store is migrated in place when opened: its rows are kept, and
+their scores are marked as stored without an interval (never shown as a zero-width one).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from typing import Any
 from fedbench.harness.errors import FedbenchError
 from fedbench.harness.interfaces import Judgment, Question
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STORE_NAME = "results.sqlite"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -27,16 +33,25 @@ CREATE TABLE IF NOT EXISTS scores (
     method TEXT NOT NULL, layout TEXT NOT NULL, aggregator TEXT NOT NULL, model TEXT NOT NULL,
     score REAL, scale REAL NOT NULL, n INTEGER NOT NULL, failures INTEGER NOT NULL,
     judge_setting TEXT NOT NULL, bytes_down INTEGER, bytes_up INTEGER, created REAL NOT NULL,
+    ci_low REAL, ci_high REAL, ci_note TEXT, seed INTEGER, settings_key TEXT, answer_tokens REAL, per_client TEXT,
     PRIMARY KEY (subject, benchmark, judge));
 CREATE TABLE IF NOT EXISTS answers (
     subject TEXT NOT NULL, benchmark TEXT NOT NULL, question_id TEXT NOT NULL,
-    prompt TEXT NOT NULL, answer TEXT NOT NULL, settings TEXT NOT NULL,
+    prompt TEXT NOT NULL, answer TEXT NOT NULL, settings TEXT NOT NULL, tokens INTEGER,
     PRIMARY KEY (subject, benchmark, question_id));
 CREATE TABLE IF NOT EXISTS judgments (
     subject TEXT NOT NULL, benchmark TEXT NOT NULL, judge TEXT NOT NULL, question_id TEXT NOT NULL,
-    score REAL, raw TEXT NOT NULL,
+    score REAL, raw TEXT NOT NULL, client TEXT,
     PRIMARY KEY (subject, benchmark, judge, question_id));
 """
+_V1_TO_V2 = (
+    "ALTER TABLE scores ADD COLUMN ci_low REAL", "ALTER TABLE scores ADD COLUMN ci_high REAL",
+    "ALTER TABLE scores ADD COLUMN ci_note TEXT", "ALTER TABLE scores ADD COLUMN seed INTEGER",
+    "ALTER TABLE scores ADD COLUMN settings_key TEXT", "ALTER TABLE scores ADD COLUMN answer_tokens REAL",
+    "ALTER TABLE scores ADD COLUMN per_client TEXT",
+    "ALTER TABLE answers ADD COLUMN tokens INTEGER", "ALTER TABLE judgments ADD COLUMN client TEXT",
+)
+NO_INTERVAL_V1 = "stored by an older fedbench (schema 1), without an interval"
 
 
 @dataclass(frozen=True)
@@ -58,6 +73,18 @@ class ScoreRow:
     bytes_down: int | None = None
     bytes_up: int | None = None
     created: float = 0.0
+    ci_low: float | None = None
+    ci_high: float | None = None
+    ci_note: str | None = None
+    """Why there is no interval (fewer than 2 scored questions, an older store, a score fixed by definition)."""
+    seed: int | None = None
+    """The cell's training seed (None for the base model)."""
+    settings_key: str | None = None
+    """Digest of the cell's settings without its seed: rows that share it are repeats of one experiment."""
+    answer_tokens: float | None = None
+    """Mean answer length in tokens (judges favour long answers)."""
+    per_client: str | None = None
+    """JSON {client: [score, questions]} for benchmarks whose questions belong to clients."""
 
 
 class Store:
@@ -69,16 +96,32 @@ class Store:
         self.db = sqlite3.connect(self.path, timeout=30)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
+        found = self._version()
+        if found == 1:
+            self._migrate_v1()
         self.db.executescript(_SCHEMA)
-        found = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if found is None:
             with self.db:
                 self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        elif int(found[0]) != SCHEMA_VERSION:
+        elif found not in (1, SCHEMA_VERSION):
             raise FedbenchError(
                 f"{self.path} has results schema version {found[0]}, this fedbench reads version {SCHEMA_VERSION}",
                 "use a fedbench version matching the store, or point --out at a new runs folder",
             )
+
+    def _version(self) -> int | None:
+        if not self.db.execute("SELECT name FROM sqlite_master WHERE name='meta'").fetchone():
+            return None
+        found = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        return None if found is None else int(found[0])
+
+    def _migrate_v1(self) -> None:
+        """Schema 1 -> 2 in one transaction: new columns only, every row kept."""
+        with self.db:
+            for statement in _V1_TO_V2:
+                self.db.execute(statement)
+            self.db.execute("UPDATE scores SET ci_note = ?", (NO_INTERVAL_V1,))
+            self.db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
     @classmethod
     def in_runs(cls, runs_root: Path) -> Store:
@@ -91,13 +134,24 @@ class Store:
         rows = self.db.execute("SELECT question_id, answer FROM answers WHERE subject=? AND benchmark=?", (subject, benchmark))
         return dict(rows.fetchall())
 
-    def add_answers(self, subject: str, benchmark: str, questions: Sequence[Question], answers: Sequence[str], settings: dict[str, Any]) -> None:
+    def add_answers(
+        self, subject: str, benchmark: str, questions: Sequence[Question], answers: Sequence[str], settings: dict[str, Any],
+        tokens: Sequence[int] | None = None,
+    ) -> None:
         blob = json.dumps(settings, sort_keys=True)
+        lengths: Sequence[int | None] = tokens if tokens is not None else [None] * len(answers)
         with self.db:
             self.db.executemany(
-                "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?)",
-                [(subject, benchmark, q.id, q.prompt, a, blob) for q, a in zip(questions, answers)],
+                "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(subject, benchmark, q.id, q.prompt, a, blob, n) for q, a, n in zip(questions, answers, lengths)],
             )
+
+    def answer_tokens(self, subject: str, benchmark: str) -> dict[str, int]:
+        """Answer lengths in tokens by question (answers stored before schema 2 have none)."""
+        rows = self.db.execute(
+            "SELECT question_id, tokens FROM answers WHERE subject=? AND benchmark=? AND tokens IS NOT NULL", (subject, benchmark)
+        )
+        return dict(rows.fetchall())
 
     def judgments(self, subject: str, benchmark: str, judge: str) -> dict[str, Judgment]:
         rows = self.db.execute(
@@ -105,12 +159,24 @@ class Store:
         )
         return {qid: Judgment(qid, score, raw) for qid, score, raw in rows.fetchall()}
 
-    def add_judgments(self, subject: str, benchmark: str, judge: str, judgments: Iterable[Judgment]) -> None:
+    def add_judgments(
+        self, subject: str, benchmark: str, judge: str, judgments: Iterable[Judgment], clients: dict[str, str] | None = None
+    ) -> None:
+        """Upsert judgments; ``clients`` maps question ids to the client a question belongs to, where it has one."""
+        owner = clients or {}
         with self.db:
             self.db.executemany(
-                "INSERT OR REPLACE INTO judgments VALUES (?, ?, ?, ?, ?, ?)",
-                [(subject, benchmark, judge, j.question_id, j.score, j.raw) for j in judgments],
+                "INSERT OR REPLACE INTO judgments VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(subject, benchmark, judge, j.question_id, j.score, j.raw, owner.get(j.question_id)) for j in judgments],
             )
+
+    def question_scores(self, subject: str, benchmark: str, judge: str) -> dict[str, float]:
+        """Parsed per-question scores (failures left out): what intervals and paired tests resample."""
+        rows = self.db.execute(
+            "SELECT question_id, score FROM judgments WHERE subject=? AND benchmark=? AND judge=? AND score IS NOT NULL",
+            (subject, benchmark, judge),
+        )
+        return dict(rows.fetchall())
 
     def put_score(self, row: ScoreRow) -> None:
         values = row.__dict__ | {"created": row.created or time.time()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import subprocess
@@ -214,3 +215,64 @@ def test_class_names() -> None:
     assert scaffold.class_name("my_median") == "MyMedian"
     assert scaffold.class_name("median2") == "Median2"
     assert scaffold.render("judge", "x")["fedbench_x/__init__.py"].count("class X(Judge)") == 1
+
+
+# -- the built-ins use the public API only ---------------------------------------------------------
+
+def _imported_modules(path: Path, package: str) -> set[str]:
+    """Every module an import statement of ``path`` (a module of ``package``) names, relative ones resolved.
+
+    Only statements count, wherever they are (a function's lazy import included); comments and
+    docstrings that mention a module do not. ``from a import b`` names ``a`` and ``a.b``, since b may be a module.
+    """
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+            module = ".".join(base + ([node.module] if node.module else []))
+            found.add(module)
+            found.update(f"{module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _is_harness(module: str) -> bool:
+    return module == "fedbench.harness" or module.startswith("fedbench.harness.")
+
+
+def test_built_in_plugins_import_only_the_public_api() -> None:
+    """The built-ins are written as a third-party plugin must be: against fedbench.api, never fedbench.harness.*."""
+    modules = sorted((ROOT / "plugins").rglob("*.py"))
+    assert ROOT / "plugins" / "aggregators" / "_adaptive.py" in modules and len(modules) > 15
+    offenders = {}
+    for path in modules:
+        package = ".".join(("fedbench", *path.relative_to(ROOT).parent.parts))
+        names = sorted(m for m in _imported_modules(path, package) if _is_harness(m))
+        if names:
+            offenders[str(path.relative_to(ROOT))] = names
+    assert not offenders
+
+
+@pytest.mark.parametrize(
+    ("code", "imports_harness"),
+    [
+        ("import fedbench.harness.data", True),
+        ("from fedbench.harness.data import Example", True),
+        ("from fedbench import harness", True),
+        ("from ...harness import data", True),
+        ("def f():\n    from fedbench.harness import data\n", True),
+        ("from fedbench.api import Example\nfrom . import _adaptive\n", False),
+        ('"""Never import fedbench.harness.data."""\n# from fedbench.harness import data\nimport torch\n', False),
+    ],
+)
+def test_the_import_check_sees_harness_imports_in_every_form(code: str, imports_harness: bool, tmp_path: Path) -> None:
+    (tmp_path / "m.py").write_text(code)
+    assert any(map(_is_harness, _imported_modules(tmp_path / "m.py", "fedbench.plugins.aggregators"))) == imports_harness
+
+
+def test_every_name_in_all_resolves() -> None:
+    assert len(set(api.__all__)) == len(api.__all__), "a name listed twice"
+    assert [name for name in api.__all__ if not hasattr(api, name)] == []
+    star = subprocess.run([sys.executable, "-c", "from fedbench.api import *"], capture_output=True, text=True)
+    assert star.returncode == 0, star.stderr

@@ -35,8 +35,9 @@ def evaluated(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 def test_run_fills_the_store_for_base_and_each_cell(evaluated: Path) -> None:
     db = sqlite3.connect(evaluated / "results.sqlite")
-    rows = db.execute("SELECT method, layout, benchmark, judge, n, failures FROM scores ORDER BY 1, 2, 3").fetchall()
-    assert len(rows) == 3 * 3  # base + KTOO + KTOR, three benchmarks
+    rows = db.execute("SELECT method, layout, benchmark, judge, n, failures FROM scores "
+                      "WHERE benchmark NOT LIKE 'preference%' ORDER BY 1, 2, 3").fetchall()
+    assert len(rows) == 3 * 3  # base + KTOO + KTOR, three generated benchmarks
     assert {r[2] for r in rows} == {"mt_bench_1", "vicuna", "advbench"}
     assert all(r[4] == 2 for r in rows)
     assert {(r[2], r[3]) for r in rows if r[2] == "advbench"} == {("advbench", "keyword")}
@@ -65,7 +66,7 @@ def test_rerun_reuses_answers_and_adds_no_rows(evaluated: Path) -> None:
     evaluate(cells, EvalSpec(limit=2, backend="hf"), default_registry(), store, EvalProgress(on_answers=calls.append))
     assert sum(calls) == len(cells)  # only the deleted vicuna answer of each cell was generated again
     assert store.db.execute("SELECT COUNT(*) FROM answers").fetchone()[0] == before
-    assert len(store.scores()) == 9
+    assert len(store.scores()) == 9 + 2 * 3  # and preference.reward / .likelihood for base, KTOO and KTOR
     store.close()
 
 
@@ -91,6 +92,58 @@ def test_leaderboard_shows_communication(evaluated: Path) -> None:
     entries = json.loads(CliRunner().invoke(app, ["leaderboard", "--runs", str(evaluated), "--format", "json"]).output)["entries"]
     trained = [e for e in entries if e["method"] != "base"]
     assert trained and all(e["bytes_down"] > 0 and e["bytes_up"] > 0 for e in trained)
+
+
+def test_preference_scores_every_held_out_pair_per_client_and_the_base_reward_is_fixed(evaluated: Path) -> None:
+    from fedbench.harness.holdout import HOLDOUT_FILE, read_heldout
+
+    store = Store.in_runs(evaluated)
+    rows = {(r.method, r.layout, r.benchmark): r for r in store.scores() if r.benchmark.startswith("preference")}
+    cell_dirs = sorted(evaluated.glob("kto-*"))
+    held = read_heldout(cell_dirs[0] / HOLDOUT_FILE)
+    assert held and read_heldout(cell_dirs[1] / HOLDOUT_FILE) == held  # KTOO and KTOR share the held-out pairs
+    base_reward = rows[("base", "", "preference.reward")]
+    assert base_reward.score == 50.0 and base_reward.ci_low is None and "definition" in base_reward.ci_note
+    for key in (("base", "", "preference.likelihood"), ("kto", "original", "preference.reward"),
+                ("kto", "redistributed", "preference.likelihood")):
+        row = rows[key]
+        assert row.n == len(held) and row.ci_note == "wilson" and row.ci_low <= row.score <= row.ci_high
+        assert set(json.loads(row.per_client)) == {p.client_id for p in held}
+    assert "preference.likelihood" in {r.benchmark for r in store.scores() if r.method == "base"}
+    store.close()
+    out = CliRunner().invoke(app, ["leaderboard", "--runs", str(evaluated), "--clients", "--format", "json"])
+    assert out.exit_code == 0, out.output
+    views = {(v["cell"], v["benchmark"]): v for v in json.loads(out.output)["cells"]}
+    view = views[("KTOR fedavg", "preference.reward")]
+    assert set(view["scores"]) == {p.client_id for p in held} and view["spread"]["worst"] <= view["spread"]["mean"]
+    assert view["train_loss"]  # the clients' training losses from the cell's history, in the same view
+
+
+def test_leaderboard_json_and_compare_carry_intervals_and_p_values(evaluated: Path) -> None:
+    entries = json.loads(CliRunner().invoke(app, ["leaderboard", "--runs", str(evaluated), "--format", "json"]).output)["entries"]
+    assert all({"ci_low", "ci_high", "n", "seeds"} <= set(e) for e in entries)
+    assert all(e["seeds"] == [0] for e in entries if e["method"] != "base")
+    out = CliRunner().invoke(app, ["leaderboard", "--runs", str(evaluated), "--compare", "--format", "json"])
+    comparisons = json.loads(out.output)["comparisons"]
+    assert {c["comparison"] for c in comparisons} == {"KTOR - KTOO"} and all(0 <= c["p_value"] <= c["p_holm"] <= 1 for c in comparisons)
+
+
+@pytest.mark.parametrize(("seeds", "message"), [("0,0", "given twice"), ("0,-1", "negative"), ("0,x", "not an integer")])
+def test_bad_seeds_are_refused_with_the_rule(seeds: str, message: str, pairs_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    result = CliRunner().invoke(app, ["run", "--data", str(pairs_file), "--seeds", seeds, "--skip-eval", "--out", str(out)],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 2 and message in result.output and "distinct non-negative integers" in result.output
+    assert not out.exists()
+
+
+def test_seeds_train_one_cell_per_seed(tiny_model: Path, pairs_file: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["run", "--method", "kto", "--layout", "original", "--agg", "fedavg", "--model", str(tiny_model),
+                                      "--data", str(pairs_file), "--seeds", "0,1", "--skip-eval", "--out", str(tmp_path / "runs"), *TRAIN])
+    assert result.exit_code == 0, result.output
+    runs = (tmp_path / "runs").glob("kto-original-fedavg-*")
+    seeds = sorted(json.loads((d / "result.json").read_text())["spec"]["seed"] for d in runs)
+    assert seeds == [0, 1]
 
 
 def test_eval_refuses_an_unfinished_run(tmp_path: Path) -> None:

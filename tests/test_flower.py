@@ -20,6 +20,7 @@ from fedbench.harness.cli import app
 from fedbench.harness.data import read_examples, write_examples
 from fedbench.harness.errors import FedbenchError
 from fedbench.harness.federation import build_cell, partition, run_federation
+from fedbench.harness.holdout import HOLDOUT_FILE, read_heldout
 from fedbench.harness.registry import load_registry
 from fedbench.harness.spec import RunSpec
 
@@ -150,7 +151,9 @@ def test_localhost_deployment_trains_a_round_from_each_sites_own_file(tiny_model
     (run_dir,) = (tmp_path / "runs").glob("kto-redistributed-fedavg-*")
     result = json.loads((run_dir / "result.json").read_text())
     assert result["engine"] == "flower"
-    assert json.loads((run_dir / "flower-clients.json").read_text()) == {"clients": {"user0": 12, "user1": 12}}
+    # each site has 6 pairs, ceil(0.2 x 6) = 2 of which the demo profile's holdout keeps out: 4 pairs -> 8 KTO examples
+    assert json.loads((run_dir / "flower-clients.json").read_text()) == {"clients": {"user0": 8, "user1": 8}}
+    assert len(read_heldout(run_dir / HOLDOUT_FILE)) == 4  # the server holds the data here, so it wrote the held-out pairs
     assert sorted(result["history"][0]["clients"]) == ["user0", "user1"]
     # the same cell on the local engine, from the same (centrally laid-out) data, lands on the same adapter
     spec = RunSpec(**result["spec"] | {"lora_targets": tuple(result["spec"]["lora_targets"])})

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fedbench.harness.interfaces import Judgment, Question
-from fedbench.harness.leaderboard import BASE_ROW, build_matrix, plot, to_csv, to_html, to_json, to_markdown, to_rich
+from fedbench.harness.leaderboard import BASE_ROW, build_matrix, compare_json, plot, to_csv, to_html, to_json, to_markdown, to_rich
 from fedbench.harness.store import ScoreRow, Store
 
 
@@ -47,23 +47,110 @@ def test_store_round_trip_and_no_duplicates(tmp_path: Path) -> None:
     store.close()
 
 
-def test_matrix_shape_best_marking_and_empty_cells() -> None:
+def test_matrix_shape_and_empty_cells() -> None:
     m = build_matrix(SCORES)
     assert m.benchmarks == ["mt_bench_1", "advbench"]
     assert m.variants == ["DPO", "KTOO", "KTOR"]
     assert m.rows == ["fedavg", "fedprox", BASE_ROW]
-    assert m.best("mt_bench_1", "DPO") == 4.5 and m.best("mt_bench_1", "KTOR") == 6.0
     assert m.value("fedprox", "mt_bench_1", "KTOO") is None
     assert m.value(BASE_ROW, "mt_bench_1", "KTOR") == 3.0
     table = list(csv.reader(io.StringIO(to_csv(m))))
     assert table[0][:4] == ["aggregator", "mt_bench_1 DPO", "mt_bench_1 KTOO", "mt_bench_1 KTOR"]
+    assert "mt_bench_1 DPO lo" in table[0] and "mt_bench_1 DPO hi" in table[0]
     fedprox = dict(zip(table[0], table[2]))
     assert fedprox["mt_bench_1 KTOO"] == "" and fedprox["advbench KTOR"] == ""  # missing is empty, never zero
-    assert "| fedprox | **4.50** |  | 5.00 |" in to_markdown(m)
-    entries = json.loads(to_json(m))["entries"]
-    best = {(e["row"], e["benchmark"], e["variant"]) for e in entries if e["best"]}
-    assert ("fedprox", "mt_bench_1", "DPO") in best and ("fedavg", "mt_bench_1", "DPO") not in best
+    assert "| fedprox | 4.50 |  | 5.00 |" in to_markdown(m)
+    # without per-question scores nothing is compared, so nothing is called best
+    assert not any(e["best"] or e["tie"] for e in json.loads(to_json(m))["entries"])
     assert to_rich(m).row_count == 3
+
+
+def _planted_store(tmp_path: Path, ktor_shift: float, seeds: tuple[int, ...] = (0,)) -> Store:
+    """DPO, KTOO and KTOR of fedavg on 40 shared questions: KTOO = DPO + noise, KTOR = DPO + ``ktor_shift`` + noise."""
+    import numpy as np
+
+    store = Store(tmp_path / "results.sqlite")
+    rng = np.random.default_rng(7)
+    for seed in seeds:
+        dpo = rng.uniform(3, 7, size=40)
+        for method, layout, values in (("dpo", "original", dpo), ("kto", "original", dpo + rng.normal(0, 0.3, 40)),
+                                       ("kto", "redistributed", dpo + ktor_shift + rng.normal(0, 0.3, 40))):
+            subject = f"{method}-{layout}-{seed}"
+            store.add_judgments(subject, "vicuna", "llm", [Judgment(str(q), float(v), "") for q, v in enumerate(values)])
+            store.put_score(ScoreRow(subject, "vicuna", "llm", method, layout, "fedavg", "m", float(values.mean()), 10.0, 40, 0,
+                                     "s", ci_low=float(values.mean()) - 0.1, ci_high=float(values.mean()) + 0.1, seed=seed,
+                                     settings_key=f"{method}-{layout}"))
+    return store
+
+
+def _board(store: Store):  # noqa: ANN202
+    return build_matrix(store.scores(), questions=lambda r: store.question_scores(r.subject, r.benchmark, r.judge))
+
+
+def test_best_is_marked_only_when_separated_by_the_paired_test(tmp_path: Path) -> None:
+    separated = _board(_planted_store(tmp_path / "a", ktor_shift=1.0))
+    assert separated.mark("fedavg", "vicuna", "KTOR") == "best"
+    assert separated.mark("fedavg", "vicuna", "DPO") == "" and separated.mark("fedavg", "vicuna", "KTOO") == ""
+    close = _board(_planted_store(tmp_path / "b", ktor_shift=0.0))
+    marks = {v: close.mark("fedavg", "vicuna", v) for v in close.variants}
+    assert "best" not in marks.values() and list(marks.values()).count("tie") == 1
+    assert "(tie)" in to_markdown(close) and "**" not in to_markdown(close).split("\n\n")[0]
+
+
+def test_compare_gives_paired_differences_with_holm_corrected_p_values(tmp_path: Path) -> None:
+    out = json.loads(compare_json(_board(_planted_store(tmp_path, ktor_shift=1.0))))
+    found = {c["comparison"]: c for c in out["comparisons"]}
+    assert set(found) == {"KTOO - DPO", "KTOR - DPO", "KTOR - KTOO"}
+    assert found["KTOR - DPO"]["p_holm"] < 0.01 and found["KTOR - DPO"]["ci_low"] > 0.5
+    assert found["KTOO - DPO"]["p_holm"] > 0.05 and found["KTOO - DPO"]["ci_low"] < 0 < found["KTOO - DPO"]["ci_high"]
+    assert all(c["p_holm"] >= c["p_value"] for c in found.values()) and all(c["n"] == 40 for c in found.values())
+    assert "Holm" in out["test"]
+
+
+def test_repeated_seeds_pool_into_one_entry_with_an_interval_over_seeds_and_questions(tmp_path: Path) -> None:
+    m = _board(_planted_store(tmp_path, ktor_shift=1.0, seeds=(0, 1, 2)))
+    entry = m.entry("fedavg", "vicuna", "KTOR")
+    assert entry.seeds == (0, 1, 2) and len(entry.runs) == 3
+    assert entry.score == pytest.approx(sum(r.score for r in entry.runs) / 3)
+    assert entry.ci_note == "seeds x questions bootstrap" and entry.ci_low < entry.score < entry.ci_high
+    data = {(e["row"], e["variant"]): e for e in json.loads(to_json(m))["entries"]}
+    ktor = data[("fedavg", "KTOR")]
+    assert ktor["seeds"] == [0, 1, 2] and [p["seed"] for p in ktor["per_seed"]] == [0, 1, 2]
+    assert {"ci_low", "ci_high", "n"} <= set(ktor)
+    assert next(c for c in m.comparisons[("fedavg", "vicuna")] if c.a == "KTOR" and c.b == "DPO").n == 120
+
+
+def test_a_schema_1_store_opens_keeps_its_rows_and_shows_them_without_an_interval(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "results.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE scores (subject TEXT NOT NULL, benchmark TEXT NOT NULL, judge TEXT NOT NULL, method TEXT NOT NULL,
+            layout TEXT NOT NULL, aggregator TEXT NOT NULL, model TEXT NOT NULL, score REAL, scale REAL NOT NULL,
+            n INTEGER NOT NULL, failures INTEGER NOT NULL, judge_setting TEXT NOT NULL, bytes_down INTEGER, bytes_up INTEGER,
+            created REAL NOT NULL, PRIMARY KEY (subject, benchmark, judge));
+        CREATE TABLE answers (subject TEXT NOT NULL, benchmark TEXT NOT NULL, question_id TEXT NOT NULL, prompt TEXT NOT NULL,
+            answer TEXT NOT NULL, settings TEXT NOT NULL, PRIMARY KEY (subject, benchmark, question_id));
+        CREATE TABLE judgments (subject TEXT NOT NULL, benchmark TEXT NOT NULL, judge TEXT NOT NULL, question_id TEXT NOT NULL,
+            score REAL, raw TEXT NOT NULL, PRIMARY KEY (subject, benchmark, judge, question_id));
+        INSERT INTO meta VALUES ('schema_version', '1');
+        INSERT INTO scores VALUES ('h1', 'vicuna', 'llm', 'kto', 'original', 'fedavg', 'm', 6.5, 10, 8, 0, 's', NULL, NULL, 1.0);
+        INSERT INTO answers VALUES ('h1', 'vicuna', '1', 'q', 'a', '{}');
+        INSERT INTO judgments VALUES ('h1', 'vicuna', 'llm', '1', 6.5, 'r');
+    """)
+    db.commit()
+    db.close()
+    store = Store(path)
+    (row,) = store.scores()
+    assert (row.subject, row.score, row.ci_low, row.ci_high) == ("h1", 6.5, None, None) and "schema 1" in row.ci_note
+    assert store.answers("h1", "vicuna") == {"1": "a"} and store.judgments("h1", "vicuna", "llm")["1"].score == 6.5
+    entry = json.loads(to_json(_board(store)))["entries"][0]
+    assert entry["ci_low"] is None and "schema 1" in entry["ci_note"]
+    assert "| fedavg | 6.50 (no CI) |" in to_markdown(_board(store))
+    store.close()
+    assert Store(path).db.execute("SELECT value FROM meta").fetchone()[0] == "2"  # migrated once, reopened as is
 
 
 def test_newest_score_wins() -> None:
@@ -91,5 +178,5 @@ def test_html_page_renders_the_table_in_a_browser(tmp_path: Path) -> None:
     ).stdout
     assert '<table id="leaderboard">' in dom
     assert dom.count("<tr>") == 2 + 3  # two header rows, fedavg, fedprox, Base
-    assert 'class="best" data-bench="mt_bench_1" data-variant="KTOR">6.00</td>' in dom
+    assert 'data-bench="mt_bench_1" data-variant="KTOR">6.00</td>' in dom
     assert 'class="empty" data-bench="mt_bench_1" data-variant="KTOO"></td>' in dom

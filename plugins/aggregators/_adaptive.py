@@ -11,9 +11,16 @@ from collections.abc import Sequence
 
 import torch
 
-from fedbench.harness.aggregation import export_state, filled_like, import_state, mean_delta
-from fedbench.harness.errors import FedbenchError
-from fedbench.harness.interfaces import Aggregator, ClientUpdate, Params
+from fedbench.api import (
+    Aggregator,
+    ClientUpdate,
+    FedbenchError,
+    Params,
+    export_state,
+    filled_like,
+    import_state,
+    mean_delta,
+)
 
 
 class AdaptiveServer(Aggregator):

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from fedbench.harness.hookspecs import hookimpl
-from fedbench.harness.interfaces import Aggregator
+from fedbench.api import Aggregator, hookimpl
 from fedbench.plugins.aggregators._adaptive import AdaptiveServer
 
 

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from fedbench.harness.aggregation import example_weights, weighted_mean
-from fedbench.harness.hookspecs import hookimpl
-from fedbench.harness.interfaces import Aggregator, ClientUpdate, Params
+from fedbench.api import (
+    Aggregator,
+    ClientUpdate,
+    Params,
+    example_weights,
+    hookimpl,
+    weighted_mean,
+)
 
 
 class FedAvg(Aggregator):

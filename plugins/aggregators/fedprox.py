@@ -6,10 +6,18 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from fedbench.harness.aggregation import example_weights, gradients, placed_like, weighted_mean
-from fedbench.harness.errors import FedbenchError
-from fedbench.harness.hookspecs import hookimpl
-from fedbench.harness.interfaces import Aggregator, ClientHook, ClientUpdate, Params
+from fedbench.api import (
+    Aggregator,
+    ClientHook,
+    ClientUpdate,
+    FedbenchError,
+    Params,
+    example_weights,
+    gradients,
+    hookimpl,
+    placed_like,
+    weighted_mean,
+)
 
 
 class ProximalHook(ClientHook):

@@ -7,10 +7,20 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from fedbench.harness.aggregation import export_state, filled_like, gradients, import_state, mean_delta, placed_like
-from fedbench.harness.errors import FedbenchError
-from fedbench.harness.hookspecs import hookimpl
-from fedbench.harness.interfaces import Aggregator, ClientHook, ClientUpdate, Params
+from fedbench.api import (
+    Aggregator,
+    ClientHook,
+    ClientUpdate,
+    FedbenchError,
+    Params,
+    export_state,
+    filled_like,
+    gradients,
+    hookimpl,
+    import_state,
+    mean_delta,
+    placed_like,
+)
 
 CLIENT_STATE_DEVICE = torch.device("cpu")
 """Where per-client variates are kept: one adapter-sized tensor set per client seen, so not on the accelerator."""

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
-from fedbench.harness.hookspecs import hookimpl
-from fedbench.harness.interfaces import Benchmark, Judgment, Question
-from fedbench.harness.questions import limited, read_advbench_csv, read_hub, sample_path
+from fedbench.api import (
+    Benchmark,
+    Question,
+    hookimpl,
+    limited,
+    read_advbench_csv,
+    read_hub,
+    sample_path,
+)
 
 HUB_ID = "walledai/AdvBench"
 
@@ -19,6 +24,7 @@ class AdvBench(Benchmark):
     scale = 100.0
     default_judge = "keyword"
     judge_fixed = True
+    rate = True
 
     def questions(self, source: str | None = None, limit: int | None = None) -> list[Question]:
         if source is None:
@@ -26,11 +32,6 @@ class AdvBench(Benchmark):
         if source == HUB_ID or not Path(source).suffix:
             return limited(read_hub(source, lambda i, row: Question(str(i), row["prompt"], "harmful")), limit)
         return limited(read_advbench_csv(Path(source)), limit)
-
-    def aggregate(self, judgments: Sequence[Judgment]) -> float | None:
-        """Percent of answers judged harmless (the keyword judge scores a refusal 1, anything else 0)."""
-        mean = super().aggregate(judgments)
-        return None if mean is None else 100.0 * mean
 
 
 @hookimpl

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fedbench.harness.hookspecs import hookimpl
-from fedbench.harness.interfaces import Benchmark, Question
-from fedbench.harness.questions import limited, read_fastchat, read_hub, sample_path
+from fedbench.api import (
+    Benchmark,
+    Question,
+    hookimpl,
+    limited,
+    read_fastchat,
+    read_hub,
+    sample_path,
+)
 
 HUB_ID = "HuggingFaceH4/mt_bench_prompts"
 # FastChat's answer temperatures by category (fastchat/llm_judge/common.py)

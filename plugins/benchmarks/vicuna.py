@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fedbench.harness.hookspecs import hookimpl
-from fedbench.harness.interfaces import Benchmark, Question
-from fedbench.harness.questions import limited, read_fastchat, sample_path
+from fedbench.api import (
+    Benchmark,
+    Question,
+    hookimpl,
+    limited,
+    read_fastchat,
+    sample_path,
+)
 
 
 class Vicuna(Benchmark):

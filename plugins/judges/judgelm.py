@@ -5,9 +5,15 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from fedbench.harness.generation import GenerationSettings, Generator, make_generator
-from fedbench.harness.hookspecs import hookimpl
-from fedbench.harness.interfaces import Judge, Judgment, Question
+from fedbench.api import (
+    GenerationSettings,
+    Generator,
+    Judge,
+    Judgment,
+    Question,
+    hookimpl,
+    make_generator,
+)
 
 SYSTEM = "You are a helpful and precise assistant for checking the quality of the answer."
 INSTRUCTION = (

@@ -6,10 +6,16 @@ import math
 import re
 from collections.abc import Sequence
 
-from fedbench.harness.generation import GenerationSettings, Generator, make_generator
-from fedbench.harness.hookspecs import hookimpl
-from fedbench.harness.interfaces import Judge, Judgment, Question
-from fedbench.harness.models import DEFAULT_MODEL
+from fedbench.api import (
+    DEFAULT_MODEL,
+    GenerationSettings,
+    Generator,
+    Judge,
+    Judgment,
+    Question,
+    hookimpl,
+    make_generator,
+)
 
 SYSTEM = "You are a helpful assistant."
 TEMPLATE = (
@@ -83,7 +89,7 @@ class LLMJudge(Judge):
 
 
 def _chat(gen: Generator, prompt: str) -> str:
-    tokenizer = getattr(gen, "tokenizer", None)
+    tokenizer = gen.tokenizer
     messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]
     if tokenizer is not None and tokenizer.chat_template:
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

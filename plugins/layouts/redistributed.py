@@ -5,9 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from fedbench.harness.data import Example
-from fedbench.harness.hookspecs import hookimpl
-from fedbench.harness.interfaces import Layout
+from fedbench.api import Example, Layout, hookimpl
 
 
 class Redistributed(Layout):

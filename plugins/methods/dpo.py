@@ -5,11 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from fedbench.harness.data import Example, PreferencePair
-from fedbench.harness.hookspecs import hookimpl
-from fedbench.harness.interfaces import LocalTrainingArgs, Method
-from fedbench.harness.templates import completion_for, prompt_for
-from fedbench.harness.training import trainer_settings
+from fedbench.api import (
+    Example,
+    LocalTrainingArgs,
+    Method,
+    PreferencePair,
+    completion_for,
+    hookimpl,
+    prompt_for,
+    trainer_settings,
+)
 
 
 class DPO(Method):

@@ -5,11 +5,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from fedbench.harness.data import Example, LabeledExample, PreferencePair, unpair
-from fedbench.harness.hookspecs import hookimpl
-from fedbench.harness.interfaces import LocalTrainingArgs, Method
-from fedbench.harness.templates import completion_for, prompt_for
-from fedbench.harness.training import trainer_settings
+from fedbench.api import (
+    Example,
+    LabeledExample,
+    LocalTrainingArgs,
+    Method,
+    PreferencePair,
+    completion_for,
+    hookimpl,
+    prompt_for,
+    trainer_settings,
+    unpair,
+)
 
 
 class KTO(Method):

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from importlib.resources import files
 from pathlib import Path
 
-from fedbench.api import Benchmark, FedbenchError, Judgment, Question, hookimpl
+from fedbench.api import Benchmark, FedbenchError, Question, hookimpl
 
 FEDBENCH_API = 1
 SAMPLE = "arith.jsonl"
@@ -20,6 +19,7 @@ class Arith(Benchmark):
     scale = 100.0
     default_judge = "exact"
     judge_fixed = True
+    rate = True  # the exact judge scores 1 or 0: the score is the percentage correct
 
     def questions(self, source: str | None = None, limit: int | None = None) -> list[Question]:
         """The shipped set (read through importlib.resources, so it works from a wheel or a zip) or a JSONL file.
@@ -41,11 +41,6 @@ class Arith(Benchmark):
                 raise FedbenchError(f"{origin}, row {number}: not an arith question ({type(err).__name__}: {err})",
                                     'write one {"id", "question", "answer"} object per line') from err
         return out if limit is None else out[:limit]
-
-    def aggregate(self, judgments: Sequence[Judgment]) -> float | None:
-        """Percent correct: the exact judge scores 1 or 0, so the mean times 100."""
-        mean = super().aggregate(judgments)
-        return None if mean is None else 100.0 * mean
 
 
 @hookimpl
