@@ -3,7 +3,7 @@
 Plugin authors import from here, never from ``fedbench.harness.*``: the harness modules may be
 reorganised between releases, while the names below keep their meaning for a given
 ``API_VERSION``. A change that breaks a plugin written against this module bumps the version;
-a plugin states what it was written for with ``FEDBENCH_API = 1`` at module level, and
+a plugin states what it was written for with ``FEDBENCH_API = 2`` at module level, and
 ``fedbench plugins`` warns when that differs from the running fedbench's version.
 
 The test helpers at the end (:func:`fake_params`, :func:`fake_updates`, :func:`fake_pairs`,

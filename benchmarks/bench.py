@@ -184,9 +184,8 @@ def bench_local_training(steps: int, reps: int) -> dict[str, Any]:
 # --- b + c. round overhead and the reference cache on 5-round runs ----------------------------------------------------
 
 def bench_reference_cache(rounds: int, clients_per_round: int, steps: int, batch_size: int) -> dict[str, Any]:
-    from fedbench.harness.federation import build_cell, run_federation
     from fedbench.harness.registry import load_registry
-    from fedbench.harness.spec import RunSpec
+    from fedbench.harness.study import Study, run_study
 
     registry = load_registry(entry_points=False)
     root = Path(tempfile.mkdtemp(prefix="fedbench-bench-"))
@@ -197,18 +196,20 @@ def bench_reference_cache(rounds: int, clients_per_round: int, steps: int, batch
         # off, cold cache (first run of the cell), warm cache (same cell again: every row read from the file,
         # what a resumed or repeated run gets); off and cold alternate with nothing cached in between.
         for label, cache, folder in (("off", False, "off"), ("cold", True, "on"), ("warm", True, "on")):
-            spec = RunSpec(**(DEMO | {"batch_size": batch_size}), method=method, layout=layout, rounds=rounds,
-                           clients_per_round=clients_per_round, local_steps=steps, ref_cache=cache)
-            seconds, outcome = timed(lambda: run_federation(build_cell(spec, registry), root / f"{method}-{folder}", force=True))
+            study = Study(settings=DEMO | {"batch_size": batch_size, "rounds": rounds, "clients_per_round": clients_per_round,
+                                           "local_steps": steps, "ref_cache": cache},
+                          method=method, layout=layout, runs_root=root / f"{method}-{folder}", force=True, skip_eval=True)
+            seconds, result = timed(lambda: run_study(study, registry))
+            (outcome,) = result.outcomes
             history = outcome.history
-            train = sum(h["train_seconds"] for h in history)
-            total = sum(h["round_seconds"] for h in history)
+            train = sum(h.train_seconds for h in history)
+            total = sum(h.round_seconds for h in history)
             cache_file = next((outcome.run_dir / "refcache").glob("*.json"), None) if cache else None
             runs[label] = {
                 "seconds": seconds, "train_seconds": train, "round_seconds": total,
                 "outside_share": 1 - train / total,
                 "cached_rows": len(json.loads(cache_file.read_text())["rows"]) if cache_file else 0,
-                "clients": [h["clients"] for h in history],
+                "clients": [list(h.clients) for h in history],
             }
         reference_rows = rounds * clients_per_round * steps * batch_size
         out["runs"][method] = {

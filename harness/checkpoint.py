@@ -7,11 +7,13 @@ Tensors go to safetensors, everything else to JSON; nothing is pickled.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from fedbench.harness.errors import FedbenchError
 from fedbench.harness.interfaces import Params
-from fedbench.harness.spec import RunSpec
+from fedbench.harness.spec import RunSpec, spec_from_dict
 
 ROUND_PREFIX = "round_"
 KEEP_ROUNDS = 2
@@ -58,21 +60,145 @@ def _contiguous(params: Params) -> Params:
 
 
 @dataclass(frozen=True)
+class RoundRecord:
+    """One round's entry in a cell's history: what every engine appends after aggregating (``close_round``).
+
+    Stored as a JSON object with these field names as keys, in this order, in every checkpoint's
+    ``round.json`` and in ``result.json``; :meth:`to_dict` / :meth:`from_dict` are that form.
+    """
+
+    round: int
+    """1-based round number."""
+    lr: float
+    """The clients' learning rate in this round."""
+    clients: tuple[str, ...]
+    """The sampled clients, in sampling order (failed ones included)."""
+    loss: float | None
+    """Mean training loss of the accepted updates with a finite loss; None when there is none."""
+    client_loss: Mapping[str, float]
+    """Each client that sent an update -> its training loss."""
+    rejected: Mapping[str, str]
+    """Each rejected or failed client -> why."""
+    bytes_down: int
+    """Adapter bytes sent to the sampled clients."""
+    bytes_up: int
+    """Bytes the clients sent back (adapter and extras, e.g. control variates)."""
+    train_seconds: float
+    """Sum of the clients' local training time."""
+    round_seconds: float
+    """Wall time of the whole round, aggregation and checkpoint included."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (the keys of the untyped history entries of earlier versions, same order)."""
+        out = dataclasses.asdict(self)
+        out["clients"] = list(self.clients)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> RoundRecord:
+        """A record read back from ``round.json`` or ``result.json``."""
+        return cls(
+            round=int(values["round"]), lr=values["lr"], clients=tuple(values["clients"]), loss=values["loss"],
+            client_loss=dict(values["client_loss"]), rejected=dict(values["rejected"]), bytes_down=values["bytes_down"],
+            bytes_up=values["bytes_up"], train_seconds=values["train_seconds"], round_seconds=values["round_seconds"],
+        )
+
+
+def as_records(history: Sequence[RoundRecord | Mapping[str, Any]]) -> list[RoundRecord]:
+    """A history as records, whether its entries are records already or their JSON form."""
+    return [h if isinstance(h, RoundRecord) else RoundRecord.from_dict(h) for h in history]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a finished cell's ``result.json`` holds; written by :meth:`RunDir.finish`, read by :meth:`RunDir.result`."""
+
+    spec: RunSpec
+    engine: str
+    """The engine that finished the cell ('local' or 'flower'): recorded, not part of the spec's hash."""
+    history: list[RoundRecord]
+    hash: str = ""
+    """The spec's hash as written (default: ``spec.hash``)."""
+    rounds: int = 0
+    """Rounds trained (default: ``spec.rounds``)."""
+    attempt: str | None = None
+    """The Flower launch that wrote the result (its launcher checks it is its own); None for the local engine."""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    """Any other keys found in the file, kept so a rewrite loses nothing."""
+
+    def __post_init__(self) -> None:
+        if not self.hash:
+            object.__setattr__(self, "hash", self.spec.hash)
+        if not self.rounds:
+            object.__setattr__(self, "rounds", self.spec.rounds)
+
+    @property
+    def traffic(self) -> tuple[int, int]:
+        """Bytes sent down to and up from the clients over all rounds."""
+        return sum(h.bytes_down for h in self.history), sum(h.bytes_up for h in self.history)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"spec": self.spec.to_dict(), "hash": self.hash, "rounds": self.rounds, "engine": self.engine,
+               "history": [h.to_dict() for h in self.history]}
+        if self.attempt is not None:
+            out["attempt"] = self.attempt
+        return dict(self.extra) | out
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> RunResult:
+        known = {"spec", "hash", "rounds", "engine", "history", "attempt"}
+        return cls(
+            spec=spec_from_dict(values["spec"]), engine=str(values.get("engine", "local")),
+            history=as_records(values["history"]), hash=str(values.get("hash", "")), rounds=int(values.get("rounds", 0)),
+            attempt=values.get("attempt"), extra={k: v for k, v in values.items() if k not in known},
+        )
+
+
+@dataclass(frozen=True)
 class Checkpoint:
     round: int
     adapter: Params
     server_state: Params
-    history: list[dict[str, Any]]
+    history: list[RoundRecord]
+
+
+RESULT_FILE = "result.json"
+FAILED_FILE = "failed.json"
 
 
 class RunDir:
-    """One cell's directory, named by the cell and the spec's hash."""
+    """One cell's directory, named by the cell and the spec's hash.
+
+    The only reader and writer of its files: ``spec.json``, the round checkpoints, ``result.json``
+    (:class:`RunResult`) and ``failed.json``.
+    """
 
     def __init__(self, root: Path, spec: RunSpec) -> None:
-        self.spec = spec
-        self.path = Path(root) / f"{spec.cell}-{spec.hash}"
+        self._spec: RunSpec | None = spec
+        self._locate(Path(root) / f"{spec.cell}-{spec.hash}")
+
+    @classmethod
+    def at(cls, path: Path) -> RunDir:
+        """An existing run directory by its path (e.g. one passed to ``fedbench eval``); its spec is read when asked for."""
+        run_dir = cls.__new__(cls)
+        run_dir._spec = None
+        run_dir._locate(Path(path))
+        return run_dir
+
+    def _locate(self, path: Path) -> None:
+        self.path = path
         self.rounds_dir = self.path / "rounds"
         self.adapter_dir = self.path / "adapter"
+
+    @property
+    def spec(self) -> RunSpec:
+        """The cell's spec (for a directory opened with :meth:`at`, read from its ``spec.json``)."""
+        if self._spec is None:
+            spec_file = self.path / "spec.json"
+            if not spec_file.is_file():
+                raise FedbenchError(f"{self.path} is not a run directory (it has no spec.json)", "pass a directory that `fedbench run` created")
+            self._spec = spec_from_dict(json.loads(spec_file.read_text()))
+        return self._spec
 
     def prepare(self) -> None:
         """Create the directory and record the spec it belongs to."""
@@ -83,7 +209,7 @@ class RunDir:
 
     @property
     def done(self) -> bool:
-        return (self.path / "result.json").is_file()
+        return (self.path / RESULT_FILE).is_file()
 
     def latest(self) -> Checkpoint | None:
         """The newest complete round's checkpoint; temporaries from a crash are ignored."""
@@ -100,17 +226,18 @@ class RunDir:
             round=meta["round"],
             adapter=load_file(last / "adapter.safetensors"),
             server_state=load_file(last / "server.safetensors"),
-            history=meta["history"],
+            history=as_records(meta["history"]),
         )
 
-    def save_round(self, round_number: int, adapter: Params, server_state: Params, history: list[dict[str, Any]]) -> Path:
+    def save_round(self, round_number: int, adapter: Params, server_state: Params, history: Sequence[RoundRecord]) -> Path:
         """Write round ``round_number``'s checkpoint atomically and prune old ones."""
         final = self.rounds_dir / f"{ROUND_PREFIX}{round_number:05d}"
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=self.rounds_dir))
         try:
             save_file(_contiguous(adapter), tmp / "adapter.safetensors")
             save_file(_contiguous(server_state), tmp / "server.safetensors")
-            (tmp / "round.json").write_text(json.dumps({"round": round_number, "history": history}, indent=1))
+            entries = [h.to_dict() for h in as_records(history)]
+            (tmp / "round.json").write_text(json.dumps({"round": round_number, "history": entries}, indent=1))
             for f in tmp.iterdir():
                 with open(f, "rb") as fh:
                     os.fsync(fh.fileno())
@@ -130,14 +257,25 @@ class RunDir:
             shutil.rmtree(old, ignore_errors=True)
         return final
 
-    def finish(self, summary: dict[str, Any]) -> None:
-        """Mark the cell done; a later run skips it."""
-        atomic_write_json(self.path / "result.json", summary)
-        (self.path / "failed.json").unlink(missing_ok=True)
+    def finish(self, result: RunResult) -> None:
+        """Mark the cell done with its result; a later run skips it."""
+        atomic_write_json(self.path / RESULT_FILE, result.to_dict())
+        (self.path / FAILED_FILE).unlink(missing_ok=True)
+
+    def result(self) -> RunResult | None:
+        """The finished cell's result, or None while it is unfinished."""
+        if not self.done:
+            return None
+        return RunResult.from_dict(json.loads((self.path / RESULT_FILE).read_text()))
 
     def mark_failed(self, reason: str) -> None:
         """Record why the cell stopped, for `fedbench runs`; its complete rounds stay usable for resume."""
-        atomic_write_json(self.path / "failed.json", {"reason": reason})
+        atomic_write_json(self.path / FAILED_FILE, {"reason": reason})
+
+    def failure(self) -> str | None:
+        """Why the cell last stopped (``mark_failed``), or None when no failure is recorded."""
+        failed = self.path / FAILED_FILE
+        return json.loads(failed.read_text()).get("reason", "") if failed.is_file() else None
 
 
 @dataclass(frozen=True)
@@ -162,10 +300,10 @@ def scan_runs(root: Path) -> list[RunState]:
         rounds_dir = path / "rounds"
         done_rounds = [int(p.name[len(ROUND_PREFIX):]) for p in rounds_dir.glob(f"{ROUND_PREFIX}*") if (p / "round.json").is_file()] if rounds_dir.is_dir() else []
         last = max(done_rounds, default=0)
-        if (path / "result.json").is_file():
+        run_dir = RunDir.at(path)
+        if run_dir.done:
             states.append(RunState(path, cell, spec["rounds"], spec["rounds"], "done"))
-        elif (path / "failed.json").is_file():
-            reason = json.loads((path / "failed.json").read_text()).get("reason", "")
+        elif (reason := run_dir.failure()) is not None:
             states.append(RunState(path, cell, last, spec["rounds"], "failed", reason))
         else:
             states.append(RunState(path, cell, last, spec["rounds"], "interrupted" if last else "empty"))

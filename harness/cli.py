@@ -1,11 +1,14 @@
-"""The ``fedbench`` command line: run cells of the matrix, list plugins."""
+"""The ``fedbench`` command line: run cells of the matrix, list plugins.
+
+A thin layer: each command turns its flags into a call of the library (``run`` and ``eval`` build a
+:class:`~fedbench.harness.study.Study` / ``EvalSpec`` and call :mod:`fedbench.harness.study`, whose
+progress :mod:`fedbench.harness.progress` renders) and prints a :class:`FedbenchError` as problem and fix.
+"""
 
 from __future__ import annotations
 
-import itertools
 import sys
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any, Optional
 
 import typer
@@ -14,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from fedbench.harness.errors import FedbenchError, unknown_name
-from fedbench.harness.registry import Registry, default_registry, load_registry, registry_toml
+from fedbench.harness.registry import default_registry, load_registry, registry_toml
 from fedbench.harness.spec import RunSpec, parse_seeds, resolve_settings, tomllib
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Federated preference fine-tuning benchmark (DPO, KTO).")
@@ -33,16 +36,6 @@ def _fail(err: FedbenchError) -> None:
     raise typer.Exit(2)
 
 
-def _names(registry: Registry, kind: str, value: str) -> tuple[list[str], bool]:
-    """Plugin names from 'all' or a comma list, each checked; the flag says whether 'all' was used."""
-    if value.strip() == "all":
-        return registry.names(kind), True
-    names = [v.strip() for v in value.split(",") if v.strip()]
-    for name in names:
-        registry.get(kind, name)
-    return names, False
-
-
 def _parse_sets(pairs: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in pairs:
@@ -54,34 +47,6 @@ def _parse_sets(pairs: list[str]) -> dict[str, Any]:
         except tomllib.TOMLDecodeError:
             out[key.strip()] = raw
     return out
-
-
-def expand_cells(
-    registry: Registry, settings: dict[str, Any], console: Console, seeds: tuple[int, ...] | None = None
-) -> list[tuple[RunSpec, Any]]:
-    """Every (spec, cell) of the seed x method x layout x aggregator product the settings name.
-
-    A combination the layout refuses is skipped with a note when it came from 'all', and is an
-    error when the user named both sides explicitly. Cells of one seed sample the same clients in
-    every round (sampling is a function of seed and round), so variants compare paired.
-    """
-    from fedbench.harness.federation import build_cell
-
-    methods, all_m = _names(registry, "method", settings.pop("method", RunSpec.method))
-    layouts, all_l = _names(registry, "layout", settings.pop("layout", RunSpec.layout))
-    aggs, _ = _names(registry, "aggregator", settings.pop("aggregator", RunSpec.aggregator))
-    seeds = seeds or (settings.pop("seed", RunSpec.seed),)
-    cells = []
-    for seed, method, layout, agg in itertools.product(seeds, methods, layouts, aggs):
-        spec = RunSpec(**settings | {"seed": seed}, method=method, layout=layout, aggregator=agg)
-        try:
-            cells.append((spec, build_cell(spec, registry)))
-        except FedbenchError as err:
-            if (all_m or all_l) and "cannot hold" in err.problem:
-                console.print(f"[yellow]skipping {spec.cell}:[/] {err.problem}")
-                continue
-            raise
-    return cells
 
 
 @app.command()
@@ -115,8 +80,10 @@ def run(
 ) -> None:
     """Train the named cells of the matrix (resuming unfinished ones), then answer, judge and store the benchmarks."""
     try:
+        from fedbench.harness.engines import engine_from_flags
         from fedbench.harness.evaluation import eval_spec
-        from fedbench.harness.progress import evaluate_subjects, train_cells
+        from fedbench.harness.progress import RichProgress
+        from fedbench.harness.study import Study, run_study
 
         profile_settings = _profile(profile)
         flags = {
@@ -127,60 +94,14 @@ def run(
         evaluation = eval_spec(profile_settings.get("eval"), {"benchmarks": benchmarks, "judge": judge, "backend": backend, "limit": limit})
         if seeds is not None and seed is not None:
             raise FedbenchError("--seed and --seeds both given", "use --seeds 0,1,2 for several seeds, or --seed N for one")
-        registry = default_registry()
-        console = _console()
-        cells = expand_cells(registry, settings, console, parse_seeds(seeds) if seeds is not None else None)
-        if not cells:
-            raise FedbenchError("no runnable cell in the requested matrix", "check --method/--layout (dpo cannot use redistributed)")
-        trainer = _engine(engine, out, force, superlink, client_cpus, client_gpus, min_nodes, round_timeout)
-        outcomes = train_cells(console, [c for _, c in cells], out, force=force, engine=trainer)
-        if not skip_eval:
-            evaluate_subjects(console, [o.run_dir for o in outcomes], evaluation, registry, out)
+        study = Study.from_settings(
+            settings, parse_seeds(seeds) if seeds is not None else None, runs_root=out, force=force,
+            engine=engine_from_flags(engine, superlink, client_cpus, client_gpus, min_nodes, round_timeout),
+            evaluation=evaluation, skip_eval=skip_eval,
+        )
+        run_study(study, default_registry(), RichProgress(_console()))
     except FedbenchError as err:
         _fail(err)
-
-
-def _engine(
-    name: str, out: Path, force: bool, superlink: str | None, client_cpus: float | None, client_gpus: float | None,
-    min_nodes: int | None, round_timeout: float | None,
-) -> Callable[[Any], Any] | None:
-    """How cells train: None for the local engine, else a Flower simulation or deployment launcher."""
-    flower_only = {
-        "--superlink": superlink, "--client-cpus": client_cpus, "--client-gpus": client_gpus, "--min-nodes": min_nodes,
-        "--round-timeout": round_timeout,
-    }
-    if name == "local":
-        given = [flag for flag, value in flower_only.items() if value is not None]
-        if given:
-            raise FedbenchError(f"{', '.join(given)} only apply to the Flower engine", "add --engine flower, or drop them")
-        return None
-    if name != "flower":
-        raise unknown_name("engine", name, ["local", "flower"])
-    flower = load_flower()
-    if superlink:
-        if client_cpus is not None or client_gpus is not None:
-            raise FedbenchError("--client-cpus/--client-gpus size simulated clients; a deployment's SuperNodes bring their own", "drop them, or drop --superlink to simulate")
-        return lambda cell: flower.deploy(cell, out, superlink, min_nodes, timeout=round_timeout or 3600, force=force)
-    if min_nodes is not None:
-        raise FedbenchError("--min-nodes applies to a deployment (--superlink); a simulation starts one node per client", "drop --min-nodes, or add --superlink")
-    resources = flower.Resources.auto(client_cpus, client_gpus)
-    return lambda cell: flower.simulate(cell, out, resources, force=force, timeout=round_timeout)
-
-
-def load_flower() -> Any:
-    """The Flower engine module, or a clear error saying how to install Flower."""
-    import importlib
-
-    try:
-        flower = importlib.import_module("fedbench.harness.flower")
-    except ModuleNotFoundError as err:
-        if (err.name or "").split(".")[0] not in {"flwr", "ray"}:
-            raise
-        raise FedbenchError(
-            f"--engine flower needs Flower, and the module '{(err.name or '').split('.')[0]}' is not installed",
-            "pip install 'fedbench[flower]'  (Flower with its Ray simulation engine), or use --engine local",
-        ) from err
-    return flower
 
 
 def _profile(name: str) -> dict[str, Any]:
@@ -259,13 +180,13 @@ def new_plugin(
 ) -> None:
     """Scaffold a plugin package fedbench-NAME/: pyproject with the entry point, the plugin module, a passing test, a README."""
     try:
-        from fedbench.harness import scaffold
+        from fedbench.harness import newplugin
 
-        scaffold.check(kind, name)
+        newplugin.check(kind, name)
         taken = load_registry().find(kind, name)
         if taken:  # a second 'fedavg' would only fail later, at load time
             raise FedbenchError(f"{kind} '{name}' already exists ({taken.source})", "pick another name: plugin names are unique per kind")
-        root = scaffold.new_plugin(kind, name, out)
+        root = newplugin.new_plugin(kind, name, out)
     except FedbenchError as err:
         _fail(err)
     console = _console()
@@ -286,13 +207,12 @@ def eval_(
     """Evaluate trained cells (and their base model) into the store of the runs folder they are in."""
     try:
         from fedbench.harness.evaluation import eval_spec
-        from fedbench.harness.progress import evaluate_subjects
+        from fedbench.harness.progress import RichProgress
+        from fedbench.harness.study import evaluate_runs, runs_folder
 
         evaluation = eval_spec(_profile(profile).get("eval"), {"benchmarks": benchmarks, "judge": judge, "backend": backend, "limit": limit})
-        roots = {p.resolve().parent for p in run_dirs}
-        if len(roots) != 1:
-            raise FedbenchError("the run directories are in different runs folders", "evaluate one runs folder at a time")
-        evaluate_subjects(_console(), run_dirs, evaluation, default_registry(), roots.pop(), include_base=not no_base)
+        runs_root = runs_folder(run_dirs)
+        evaluate_runs(run_dirs, evaluation, default_registry(), runs_root, include_base=not no_base, progress=RichProgress(_console()))
     except FedbenchError as err:
         _fail(err)
 
@@ -365,14 +285,15 @@ def leaderboard(
 
 def client_losses(runs_root: Path, subject: str) -> dict[str, float]:
     """Each client's mean training loss over the rounds it trained in, from the cell's ``result.json``."""
-    import json
+    from fedbench.harness.checkpoint import RunDir
 
     found = list(runs_root.glob(f"*-{subject}/result.json"))
-    if not found:
+    result = RunDir.at(found[0].parent).result() if found else None
+    if result is None:
         return {}
     losses: dict[str, list[float]] = {}
-    for record in json.loads(found[0].read_text())["history"]:
-        for client, loss in record.get("client_loss", {}).items():
+    for record in result.history:
+        for client, loss in record.client_loss.items():
             if loss is not None:
                 losses.setdefault(client, []).append(loss)
     return {c: sum(v) / len(v) for c, v in losses.items()}

@@ -1,4 +1,7 @@
-"""One exception type for every problem a user can fix, so the CLI can print it without a traceback."""
+"""One exception type for every problem a user can fix, so the CLI can print it without a traceback.
+
+Subclasses mark the few problems a caller handles by kind rather than printing them (``LayoutRefusal``).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,14 @@ class FedbenchError(Exception):
         self.problem = problem
         self.fix = fix
         super().__init__(problem if fix is None else f"{problem}\n  fix: {fix}")
+
+
+class LayoutRefusal(FedbenchError):
+    """A layout cannot hold a method's data form (``Layout.check``): a combination to skip, not a broken input.
+
+    Matrix expansion (:func:`fedbench.harness.study.expand_cells`) skips such a cell with a note when
+    the user asked for 'all' methods or layouts, and fails when both sides were named explicitly.
+    """
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:

@@ -21,7 +21,6 @@ from fedbench.harness.holdout import HOLDOUT_FILE
 from fedbench.harness.interfaces import Benchmark, Judge, Judgment, Question
 from fedbench.harness.likelihood import LikelihoodScorer, SequenceLogp
 from fedbench.harness.registry import Registry
-from fedbench.harness.spec import spec_from_dict
 from fedbench.harness.stats import score_interval
 from fedbench.harness.store import ScoreRow, Store
 
@@ -84,16 +83,13 @@ def base_subject(model: str, template: str, dtype: str, heldout: Path | None = N
 
 def cell_subject(run_dir: Path) -> Subject:
     """A finished cell's run directory as a subject; refuses an unfinished one."""
-    result_file = run_dir / "result.json"
-    if not result_file.is_file():
+    result = RunDir.at(run_dir).result()
+    if result is None:
         raise FedbenchError(f"{run_dir} has not finished training", "rerun `fedbench run` with the same settings to finish it first")
-    result = json.loads(result_file.read_text())
-    spec = spec_from_dict(result["spec"])
-    down = sum(h.get("bytes_down", 0) for h in result["history"])
-    up = sum(h.get("bytes_up", 0) for h in result["history"])
+    spec = result.spec
     heldout = run_dir / HOLDOUT_FILE
     return Subject(spec.hash, spec.model, spec.template, spec.dtype, RunDir(run_dir.parent, spec).adapter_dir,
-                   spec.method, spec.layout, spec.aggregator, (down, up), spec.seed, spec.settings_key,
+                   spec.method, spec.layout, spec.aggregator, result.traffic, spec.seed, spec.settings_key,
                    heldout if heldout.is_file() else None)
 
 
@@ -337,7 +333,7 @@ def _finish(
     home = store.path.parent / subject.key if subject.adapter is None else subject.adapter.parent
     export_answers(home, name, questions, answers, verdicts, settings | {"judge": judge_name})
     row = _score_row(subject, name, bench, judge_name, judge_setting, len(verdicts), sum(v.score is None for v in verdicts),
-                     bench.aggregate(verdicts))
+                     bench.score(verdicts))
     row |= _uncertainty(bench, verdicts)
     tokens = store.answer_tokens(subject.key, name)
     lengths = [tokens[q.id] for q in questions if q.id in tokens]
@@ -360,7 +356,7 @@ def _uncertainty(bench: Benchmark, verdicts: Sequence[Judgment]) -> dict[str, An
         return {"ci_note": f"{len(values)} scored question{'s' if len(values) != 1 else ''}: an interval needs at least 2"}
     mean = sum(values) / len(values)
     factor = 100.0 if bench.rate else 1.0
-    if bench.aggregate(verdicts) is None or abs(bench.aggregate(verdicts) - factor * mean) > 1e-9 * max(1.0, abs(factor * mean)):
+    if bench.score(verdicts) is None or abs(bench.score(verdicts) - factor * mean) > 1e-9 * max(1.0, abs(factor * mean)):
         return {"ci_note": f"benchmark '{bench.name}' computes its own score (not the mean of its judgments): no interval"}
     interval = score_interval(values, binary=bench.rate)
     if interval is None:
@@ -376,7 +372,7 @@ def _per_client(bench: Benchmark, questions: Sequence[Question], verdicts: Seque
             groups.setdefault(q.client, []).append(v)
     if not groups:
         return None
-    return json.dumps({c: [bench.aggregate(vs), len(vs)] for c, vs in sorted(groups.items())})
+    return json.dumps({c: [bench.score(vs), len(vs)] for c, vs in sorted(groups.items())})
 
 
 def export_answers(

@@ -8,7 +8,6 @@ server half forms the next global adapter, which is checkpointed after every rou
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
@@ -19,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from fedbench.harness.aggregation import params_nbytes, validate_updates
-from fedbench.harness.checkpoint import RunDir
+from fedbench.harness.checkpoint import RoundRecord, RunDir, RunResult, as_records
 from fedbench.harness.data import Example, PreferencePair, load_pairs
-from fedbench.harness.errors import FedbenchError
+from fedbench.harness.errors import FedbenchError, LayoutRefusal
 from fedbench.harness.holdout import HOLDOUT_FILE, split_holdout, write_heldout
 from fedbench.harness.interfaces import Aggregator, ClientHook, ClientUpdate, Layout, LocalTrainingArgs, Method, Params
 from fedbench.harness.models import attach_lora, fresh_adapter, load_adapter, load_base, read_adapter
@@ -43,11 +42,20 @@ class Cell:
 
 
 def build_cell(spec: RunSpec, registry: Registry) -> Cell:
-    """Instantiate the spec's plugins; refuses a layout that cannot hold the method's data."""
+    """Instantiate the spec's plugins; refuses a layout that cannot hold the method's data.
+
+    The refusal is a :class:`LayoutRefusal` whatever the layout's ``check`` raised, so a caller
+    (matrix expansion) can skip the combination by the error's kind.
+    """
     check_template(spec.template)
     method = registry.create("method", spec.method, dict(spec.method_params))
-    layout = registry.create("layout", spec.layout)
-    layout.check(method)
+    layout = registry.create("layout", spec.layout, dict(spec.layout_params))
+    try:
+        layout.check(method)
+    except LayoutRefusal:
+        raise
+    except FedbenchError as err:  # a layout (e.g. a third party's) that raises the general kind
+        raise LayoutRefusal(err.problem, err.fix) from err
     aggregator = registry.create("aggregator", spec.aggregator, dict(spec.aggregator_params))
     return Cell(spec, method, layout, aggregator)
 
@@ -92,10 +100,17 @@ class RoundEvent:
 
 @dataclass(frozen=True)
 class CellOutcome:
+    """What an engine hands back for a trained cell: where it is and its rounds' history."""
+
     run_dir: Path
     adapter_dir: Path
-    history: list[dict[str, Any]]
+    history: list[RoundRecord]
     skipped: bool = False
+    """True when the cell was already finished and not trained again (no ``force``)."""
+
+    def __post_init__(self) -> None:
+        # an engine that read a history back from JSON may pass its entries as dicts
+        object.__setattr__(self, "history", as_records(self.history))
 
 
 def run_federation(
@@ -123,11 +138,13 @@ def run_federation(
 
 def finished_outcome(run_dir: RunDir) -> CellOutcome:
     """The outcome of a cell a previous run already finished (skipped unless forced)."""
-    history = json.loads((run_dir.path / "result.json").read_text())["history"]
-    return CellOutcome(run_dir.path, run_dir.adapter_dir, history, skipped=True)
+    result = run_dir.result()
+    if result is None:
+        raise FedbenchError(f"{run_dir.path} has not finished training", "rerun `fedbench run` with the same settings to finish it")
+    return CellOutcome(run_dir.path, run_dir.adapter_dir, result.history, skipped=True)
 
 
-def begin(cell: Cell, run_dir: RunDir, peft_model: Any, num_clients: int, force: bool) -> tuple[Params, int, list[dict[str, Any]]]:
+def begin(cell: Cell, run_dir: RunDir, peft_model: Any, num_clients: int, force: bool) -> tuple[Params, int, list[RoundRecord]]:
     """Global adapter, first round to run and history: fresh (seeded), or from the newest complete checkpoint.
 
     Shared by every engine, so a run started on one engine resumes on another.
@@ -150,14 +167,18 @@ def begin(cell: Cell, run_dir: RunDir, peft_model: Any, num_clients: int, force:
 
 
 def conclude(
-    cell: Cell, run_dir: RunDir, peft_model: Any, global_params: Params, history: list[dict[str, Any]], engine: str,
+    cell: Cell, run_dir: RunDir, peft_model: Any, global_params: Params, history: list[RoundRecord], engine: str,
     extra: dict[str, Any] | None = None,
 ) -> CellOutcome:
-    """Write the final adapter in PEFT format and mark the cell done (``engine`` is recorded, not hashed)."""
+    """Write the final adapter in PEFT format and mark the cell done (``engine`` is recorded, not hashed).
+
+    ``extra``: more keys for ``result.json``; ``attempt`` (the Flower launch's nonce) is the one in use.
+    """
     load_adapter(peft_model, global_params)
     save_peft_adapter(peft_model, run_dir.adapter_dir)
-    spec = cell.spec
-    run_dir.finish({"spec": spec.to_dict(), "hash": spec.hash, "rounds": spec.rounds, "engine": engine, "history": history} | dict(extra or {}))
+    more = dict(extra or {})
+    history = as_records(history)
+    run_dir.finish(RunResult(cell.spec, engine, history, attempt=more.pop("attempt", None), extra=more))
     return CellOutcome(run_dir.path, run_dir.adapter_dir, history)
 
 
@@ -186,7 +207,7 @@ def train_one(
 
 def close_round(
     cell: Cell, run_dir: RunDir, round_index: int, global_params: Params, updates: Sequence[ClientUpdate],
-    history: list[dict[str, Any]], started: float, failures: dict[str, str] | None = None,
+    history: list[RoundRecord], started: float, failures: dict[str, str] | None = None,
     reference: ReferenceCache | None = None, sampled: Sequence[str] | None = None,
 ) -> tuple[Params, list[str]]:
     """Validate and aggregate a round's updates, append its history entry and checkpoint it.
@@ -200,18 +221,18 @@ def close_round(
         global_params = cell.aggregator.aggregate(global_params, accepted)
     rejected = {x.client_id: x.reason for x in rejections} | dict(failures or {})
     losses = [u.metrics["loss"] for u in accepted if math.isfinite(u.metrics["loss"])]
-    history.append({
-        "round": round_index + 1,
-        "lr": cell.spec.lr_at(round_index),
-        "clients": list(sampled) if sampled is not None else [u.client_id for u in updates],
-        "loss": sum(losses) / len(losses) if losses else None,
-        "client_loss": {u.client_id: u.metrics["loss"] for u in updates},
-        "rejected": rejected,
-        "bytes_down": params_nbytes(global_params) * (len(updates) + len(failures or {})),
-        "bytes_up": sum(params_nbytes(u.params) + params_nbytes(u.extras) for u in updates),
-        "train_seconds": sum(u.metrics.get("train_seconds", 0.0) for u in updates),
-        "round_seconds": time.perf_counter() - started,
-    })
+    history.append(RoundRecord(
+        round=round_index + 1,
+        lr=cell.spec.lr_at(round_index),
+        clients=tuple(sampled) if sampled is not None else tuple(u.client_id for u in updates),
+        loss=sum(losses) / len(losses) if losses else None,
+        client_loss={u.client_id: u.metrics["loss"] for u in updates},
+        rejected=rejected,
+        bytes_down=params_nbytes(global_params) * (len(updates) + len(failures or {})),
+        bytes_up=sum(params_nbytes(u.params) + params_nbytes(u.extras) for u in updates),
+        train_seconds=sum(u.metrics.get("train_seconds", 0.0) for u in updates),
+        round_seconds=time.perf_counter() - started,
+    ))
     if reference is not None:
         reference.save()  # before the checkpoint, so a checkpointed round never needs rescoring
     run_dir.save_round(round_index + 1, global_params, cell.aggregator.state_dict(), history)
@@ -220,9 +241,9 @@ def close_round(
 
 def _rounds(
     cell: Cell, run_dir: RunDir, clients: dict[str, list[Example]], peft_model: Any, tokenizer: Any,
-    global_params: Params, start: int, history: list[dict[str, Any]],
+    global_params: Params, start: int, history: list[RoundRecord],
     on_event: Callable[[RoundEvent], None] | None, on_step: Callable[[float | None], None] | None,
-) -> tuple[list[dict[str, Any]], Params]:
+) -> tuple[list[RoundRecord], Params]:
     """Rounds ``start`` .. last, each checkpointed; returns the history and the final global adapter."""
     spec = cell.spec
     datasets_by_client = {cid: to_dataset(cell.method.records(ex, spec.template)) for cid, ex in clients.items()}
@@ -241,7 +262,7 @@ def _rounds(
                 on_event(RoundEvent(r + 1, cid, update.metrics["loss"]))
         global_params, rejected = close_round(cell, run_dir, r, global_params, updates, history, started, reference=reference)
         if on_event:
-            on_event(RoundEvent(r + 1, None, history[-1]["loss"], rejected))
+            on_event(RoundEvent(r + 1, None, history[-1].loss, rejected))
     return history, global_params
 
 

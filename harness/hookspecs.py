@@ -25,11 +25,15 @@ if TYPE_CHECKING:
     from fedbench.harness.interfaces import Aggregator, Benchmark, Judge, Layout, Method
 
 PROJECT = "fedbench"
-API_VERSION = 1
-"""Version of the plugin API (``fedbench.api``); a plugin may declare ``FEDBENCH_API = 1`` at module level.
+API_VERSION = 2
+"""Version of the plugin API (``fedbench.api``); a plugin may declare ``FEDBENCH_API = 2`` at module level.
 
 Bumped only by a change that breaks plugins written against the previous version; a plugin
 declaring another version still loads, and ``fedbench plugins`` warns about it.
+
+History: 2 renamed ``Benchmark.aggregate`` to ``Benchmark.score`` (the old name clashed with
+federated aggregation, ``Aggregator.aggregate``); a version-1 benchmark that overrides
+``aggregate`` must rename its override, or its own scoring is silently replaced by the default mean.
 """
 
 hookspec = pluggy.HookspecMarker(PROJECT)

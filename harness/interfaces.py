@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import torch
 
 from fedbench.harness.data import Example, PreferencePair
-from fedbench.harness.errors import FedbenchError
+from fedbench.harness.errors import LayoutRefusal
 
 if TYPE_CHECKING:
     from fedbench.harness.likelihood import SequenceLogp
@@ -88,7 +88,7 @@ class Layout(ABC):
     def check(self, method: Method) -> None:
         """Refuse a method whose data form this layout cannot hold, saying why and what to do."""
         if method.data_form not in self.accepts:
-            raise FedbenchError(
+            raise LayoutRefusal(
                 f"method '{method.name}' trains on {method.data_form} examples, which layout "
                 f"'{self.name}' cannot hold: {self.refusal}",
                 f"use a layout that accepts {method.data_form} data (e.g. --layout original), "
@@ -199,7 +199,7 @@ class Benchmark(ABC):
     exact match), so a run's --judge for open-ended benchmarks must not replace it."""
     rate: ClassVar[bool] = False
     """True when every judgment scores 1 or 0 and the score is the percentage of ones (AdvBench's harmless
-    share): :meth:`aggregate` multiplies the mean by 100 and the score gets a Wilson interval instead of a
+    share): :meth:`score` multiplies the mean by 100 and the score gets a Wilson interval instead of a
     bootstrap one."""
     answers_given: ClassVar[bool] = False
     """True when each question carries its candidate answers (``Question.choices``) and the benchmark scores
@@ -218,7 +218,7 @@ class Benchmark(ABC):
         """Sampling temperature for a question's answer (0 = greedy)."""
         return 0.0
 
-    def aggregate(self, judgments: Sequence[Judgment]) -> float | None:
+    def score(self, judgments: Sequence[Judgment]) -> float | None:
         """One score from the judgments: the mean of those that parsed (failures never count), x100 for a rate."""
         scores = [j.score for j in judgments if j.score is not None]
         if not scores:

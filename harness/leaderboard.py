@@ -24,7 +24,16 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from fedbench.harness.stats import ClientSpread, Comparison, client_spread, holm, paired_comparison, seeds_interval, winner
+from fedbench.harness.stats import (
+    ClientSpread,
+    Comparison,
+    client_spread,
+    holm,
+    paired_comparison,
+    seeds_interval,
+    wilson,
+    winner,
+)
 from fedbench.harness.store import ScoreRow
 
 AGGREGATOR_ORDER = ("fedavg", "fedprox", "scaffold", "fedavgm", "fedyogi", "fedadagrad", "fedadam")
@@ -125,6 +134,11 @@ def _pool(runs: list[ScoreRow], questions: QuestionScores | None) -> Entry:
     per_seed = [list(questions(r).values()) for r in scored]
     factor = _factor(scored[0], per_seed[0])
     interval = seeds_interval(per_seed)
+    pooled = [x for values in per_seed for x in values]
+    if interval is not None and factor == 100.0 and interval.low == interval.high:
+        # every question of every seed scored the same (0% or 100%): resampling sees no spread, but a rate
+        # of 0 in n is still uncertain, so the pooled Wilson interval stands in (never a zero-width one)
+        interval = wilson(int(sum(pooled)), len(pooled))
     if interval is None:
         return replace(entry, ci_low=None, ci_high=None, ci_note="fewer than 2 scored questions per seed")
     return replace(entry, ci_low=factor * interval.low, ci_high=factor * interval.high, ci_note=interval.method)
@@ -452,18 +466,29 @@ def plot(m: Matrix, path: Path) -> None:
 
 
 def to_rich(m: Matrix):  # noqa: ANN201 - rich is imported lazily
-    """The table for the terminal: a column group per benchmark; best (separated) in bold green, ties in yellow."""
+    """For the terminal: one table per benchmark (aggregators x DPO/KTOO/KTOR, Base last), so the study's
+    15 columns stay readable in 80; best (separated) in bold green, ties in yellow, the legend once below."""
+    from rich.console import Group
+    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title="fedbench leaderboard (95% intervals; * best, separated; ~ tie)", caption=LEGEND)
-    table.add_column("aggregator", style="bold")
+    tables = []
     for b in m.benchmarks:
+        table = Table(title=f"[bold]{escape(b)}[/]", title_justify="left")
+        table.add_column("aggregator", style="bold")
         for v in m.variants:
-            table.add_column(f"{b}\n{v}", justify="right")
-    for row, line in zip(m.rows, _table(m)[1]):
-        styled = [f"[bold green]{c}[/]" if c.endswith("*") else (f"[yellow]{c}[/]" if c.endswith("~") else c) for c in line[1:]]
-        table.add_row(line[0], *styled, end_section=row == m.rows[-2] if len(m.rows) > 1 and m.rows[-1] == BASE_ROW else False)
-    return table
+            table.add_column(v, justify="right")
+        for row in m.rows:
+            cells = []
+            for v in m.variants:
+                mark = m.mark(row, b, v)
+                text = escape(entry_text(m.entry(row, b, v)) + MARKS[mark])
+                cells.append({"best": f"[bold green]{text}[/]", "tie": f"[yellow]{text}[/]"}.get(mark, text))
+            table.add_row(row, *cells, end_section=row != BASE_ROW and m.rows[-1] == BASE_ROW and row == m.rows[-2])
+        tables.append(table)
+    return Group(Text("fedbench leaderboard: 95% intervals; * best, separated; ~ tie", style="bold"), *tables,
+                 Text(LEGEND, style="dim"))
 
 
 def traffic_rows(scores: Sequence[ScoreRow]) -> list[tuple[str, int, int]]:

@@ -1,144 +1,129 @@
-"""Readable output for long work: a rich progress bar per cell and one log line per client and round."""
+"""Readable output for long work: a rich progress bar per cell and one log line per client and round.
+
+Only rendering lives here: :class:`RichProgress` is the :class:`~fedbench.harness.study.StudyProgress`
+that ``fedbench run`` and ``fedbench eval`` hand to the library entry (:mod:`fedbench.harness.study`).
+"""
 
 from __future__ import annotations
 
-import logging
-import os
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from fedbench.harness.errors import FedbenchError
-from fedbench.harness.evaluation import EvalProgress, EvalSpec, Subject, base_subject, cell_subject, evaluate
-from fedbench.harness.holdout import same_heldout
-from fedbench.harness.federation import Cell, CellOutcome, RoundEvent, run_federation
-from fedbench.harness.registry import Registry
-from fedbench.harness.store import ScoreRow, Store
+from fedbench.harness.evaluation import EvalSpec, Subject
+from fedbench.harness.federation import Cell, CellOutcome, RoundEvent
+from fedbench.harness.spec import RunSpec
+from fedbench.harness.store import ScoreRow
+from fedbench.harness.study import StudyProgress
 
 
-def quiet_libraries() -> None:
-    """Silence per-step chatter from transformers/datasets so fedbench's own progress is readable."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=UserWarning, module="(transformers|trl|peft)")
-    import datasets
-    import transformers
+class RichProgress(StudyProgress):
+    """A study on a rich console: a rule and the spec per cell, a bar per cell and per evaluation, a summary table."""
 
-    transformers.logging.set_verbosity_error()
-    datasets.disable_progress_bars()
-    datasets.logging.set_verbosity_error()
-    logging.getLogger("trl").setLevel(logging.ERROR)
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
+        self._cell: Cell | None = None
+        self._total = 0
 
+    # ------------------------------------------------------------------ training
 
-def train_cells(
-    console: Console, cells: Sequence[Cell], runs_root: Path, force: bool = False,
-    engine: Callable[[Cell], CellOutcome] | None = None,
-) -> list[CellOutcome]:
-    """Train each cell in turn, then print a summary of where everything is.
+    def cell_skipped(self, spec: RunSpec, reason: str) -> None:
+        self.console.print(f"[yellow]skipping {spec.cell}:[/] {reason}")
 
-    The local engine gets a progress bar fed per step; another ``engine`` (Flower's) trains
-    the cell elsewhere and logs its own rounds.
-    """
-    quiet_libraries()
-    outcomes = []
-    for i, cell in enumerate(cells, start=1):
+    def cell_started(self, index: int, total: int, cell: Cell) -> None:
         spec = cell.spec
-        console.rule(f"[bold]cell {i}/{len(cells)}: {spec.cell}[/]  ({spec.hash})")
-        console.print_json(data=spec.to_dict())
-        outcome = engine(cell) if engine is not None else _train_local(console, cell, runs_root, force)
-        outcomes.append(outcome)
-        if outcome.skipped:
-            console.print(f"[green]already finished[/] (use --force to redo): {outcome.run_dir}")
-    summary = Table(title="trained cells")
-    for col in ("cell", "rounds", "final loss", "adapter", "metrics"):
-        summary.add_column(col)
-    for cell, outcome in zip(cells, outcomes):
-        last = outcome.history[-1]["loss"] if outcome.history else None
-        summary.add_row(
-            cell.spec.cell, str(len(outcome.history)), f"{last:.4f}" if last is not None else "n/a",
-            str(outcome.adapter_dir), str(outcome.run_dir / "result.json"),
-        )
-    console.print(summary)
-    return outcomes
+        self.console.rule(f"[bold]cell {index}/{total}: {spec.cell}[/]  ({spec.hash})")
+        self.console.print_json(data=spec.to_dict())
 
-
-def _train_local(console: Console, cell: Cell, runs_root: Path, force: bool) -> CellOutcome:
-    """The local engine with a progress bar per step and a log line per client and round."""
-    spec = cell.spec
-    total = spec.rounds * spec.clients_per_round * spec.local_steps
-    with Progress(
-        TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
-    ) as progress:
-        task = progress.add_task("loading model and data", total=total)
-
-        def on_step(loss: float | None) -> None:
-            progress.update(task, advance=1, description=f"training  loss {loss:.4f}" if loss is not None else "training")
-
-        def on_event(event: RoundEvent) -> None:
-            if event.client is None:
-                note = f"  [red]rejected: {', '.join(event.rejected)}[/]" if event.rejected else ""
-                loss = f"{event.loss:.4f}" if event.loss is not None else "n/a"
-                progress.console.log(f"[bold]round {event.round}/{spec.rounds}[/] done, mean loss {loss}{note}")
-            else:
-                progress.console.log(f"round {event.round} client {event.client}: loss {event.loss:.4f}")
-
-        outcome = run_federation(cell, runs_root, on_event=on_event, on_step=on_step, force=force)
-        progress.update(task, completed=total)
-    return outcome
-
-
-def evaluate_subjects(
-    console: Console, run_dirs: Sequence[Path], spec: EvalSpec, registry: Registry, runs_root: Path, include_base: bool = True
-) -> list[ScoreRow]:
-    """Evaluate the base model(s) and the given cells with a progress bar; print each score as it lands."""
-    quiet_libraries()
-    cells = [cell_subject(Path(d)) for d in run_dirs]
-    subjects: list[Subject] = []
-    if include_base:
-        for sub in cells:
-            base = base_subject(sub.model, sub.template, sub.dtype, sub.heldout)
-            twin = next((s for s in subjects if s.key == base.key), None)
-            if twin is None:
-                subjects.append(base)
-            elif not same_heldout(twin.heldout, sub.heldout):
-                raise FedbenchError(
-                    f"the cells evaluated together hold out different preference pairs ({twin.heldout} vs {sub.heldout}), "
-                    "so the base model has no single held-out score to stand beside them",
-                    "evaluate cells trained on the same data (and holdout, partition_seed) together: one `fedbench eval` each",
-                )
-    subjects += cells
-    store = Store.in_runs(runs_root)
-    console.rule(f"[bold]evaluation: {len(subjects)} models x {', '.join(spec.benchmarks)}[/]")
-    try:
-        with Progress(
+    def training_started(self, cell: Cell, total_steps: int) -> None:
+        """The local engine's bar: one tick per local step (the Flower engines log their own rounds)."""
+        self._cell, self._total = cell, total_steps
+        self._bar = Progress(
             TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), console=console,
-        ) as progress:
-            task = progress.add_task("answering", total=0)
+            TimeElapsedColumn(), TimeRemainingColumn(), console=self.console, transient=False,
+        )
+        self._bar.start()
+        self._task = self._bar.add_task("loading model and data", total=total_steps)
 
-            def on_start(subject: Subject, bench: str, todo: int) -> None:
-                progress.reset(task, total=todo, description=f"{subject.label} {bench}")
+    def step(self, loss: float | None) -> None:
+        if self._bar is not None and self._task is not None:
+            self._bar.update(self._task, advance=1, description=f"training  loss {loss:.4f}" if loss is not None else "training")
 
-            def on_answers(n: int) -> None:
-                progress.advance(task, n)
+    def round_event(self, event: RoundEvent) -> None:
+        if self._bar is None or self._cell is None:
+            return
+        if event.client is None:
+            note = f"  [red]rejected: {', '.join(event.rejected)}[/]" if event.rejected else ""
+            loss = f"{event.loss:.4f}" if event.loss is not None else "n/a"
+            self._bar.console.log(f"[bold]round {event.round}/{self._cell.spec.rounds}[/] done, mean loss {loss}{note}")
+        else:
+            self._bar.console.log(f"round {event.round} client {event.client}: loss {event.loss:.4f}")
 
-            def on_score(subject: Subject, bench: str, row: ScoreRow) -> None:
-                score = "n/a" if row.score is None else f"{row.score:.2f}/{row.scale:g}"
-                if row.ci_low is not None and row.ci_high is not None:
-                    score += f" [{row.ci_low:.2f}, {row.ci_high:.2f}]"
-                fails = f", [red]{row.failures} unparsed[/]" if row.failures else ""
-                progress.console.log(f"{subject.label:<32} {bench:<22} {score} ({row.judge}, n={row.n}{fails})")
+    def training_stopped(self, cell: Cell, outcome: CellOutcome | None) -> None:
+        if self._bar is None:
+            return
+        if outcome is not None and self._task is not None:
+            self._bar.update(self._task, completed=self._total)
+        self._bar.stop()
+        self._bar, self._task, self._cell = None, None, None
 
-            def on_skip(subject: Subject, bench: str, reason: str) -> None:
-                progress.console.log(f"[yellow]{subject.label}: {bench} skipped:[/] {reason}")
+    def cell_finished(self, cell: Cell, outcome: CellOutcome) -> None:
+        if outcome.skipped:
+            self.console.print(f"[green]already finished[/] (use --force to redo): {outcome.run_dir}")
 
-            rows = evaluate(subjects, spec, registry, store, EvalProgress(on_start, on_answers, on_score, on_skip))
-    finally:
-        store.close()
-    console.print(f"scores stored in {store.path}; see them with: fedbench leaderboard --runs {runs_root}")
-    return rows
+    def cells_trained(self, cells: Sequence[Cell], outcomes: Sequence[CellOutcome]) -> None:
+        summary = Table(title="trained cells")
+        for col in ("cell", "rounds", "final loss", "adapter", "metrics"):
+            summary.add_column(col)
+        for cell, outcome in zip(cells, outcomes):
+            last = outcome.history[-1].loss if outcome.history else None
+            summary.add_row(
+                cell.spec.cell, str(len(outcome.history)), f"{last:.4f}" if last is not None else "n/a",
+                str(outcome.adapter_dir), str(outcome.run_dir / "result.json"),
+            )
+        self.console.print(summary)
+
+    # ------------------------------------------------------------------ evaluation
+
+    def evaluation_started(self, subjects: Sequence[Subject], spec: EvalSpec) -> None:
+        self.console.rule(f"[bold]evaluation: {len(subjects)} models x {', '.join(spec.benchmarks)}[/]")
+        self._bar = Progress(
+            TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), console=self.console,
+        )
+        self._bar.start()
+        self._task = self._bar.add_task("answering", total=0)
+
+    def benchmark_started(self, subject: Subject, benchmark: str, todo: int) -> None:
+        if self._bar is not None and self._task is not None:
+            self._bar.reset(self._task, total=todo, description=f"{subject.label} {benchmark}")
+
+    def answers_done(self, count: int) -> None:
+        if self._bar is not None and self._task is not None:
+            self._bar.advance(self._task, count)
+
+    def scored(self, subject: Subject, benchmark: str, row: ScoreRow) -> None:
+        score = "n/a" if row.score is None else f"{row.score:.2f}/{row.scale:g}"
+        if row.ci_low is not None and row.ci_high is not None:
+            score += f" [{row.ci_low:.2f}, {row.ci_high:.2f}]"
+        fails = f", [red]{row.failures} unparsed[/]" if row.failures else ""
+        self._log(f"{subject.label:<32} {benchmark:<22} {score} ({row.judge}, n={row.n}{fails})")
+
+    def benchmark_skipped(self, subject: Subject, benchmark: str, reason: str) -> None:
+        self._log(f"[yellow]{subject.label}: {benchmark} skipped:[/] {reason}")
+
+    def evaluation_stopped(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+        self._bar, self._task = None, None
+
+    def evaluation_finished(self, store_path: Path, runs_root: Path, rows: Sequence[ScoreRow]) -> None:
+        self.console.print(f"scores stored in {store_path}; see them with: fedbench leaderboard --runs {runs_root}")
+
+    def _log(self, text: str) -> None:
+        (self._bar.console if self._bar is not None else self.console).log(text)

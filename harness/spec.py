@@ -58,6 +58,7 @@ class RunSpec:
     """Share of each client's pairs held out for the ``preference`` benchmark (harness/holdout.py); 0 turns it off."""
     seed: int = 0
     method_params: Items = ()
+    layout_params: Items = ()
     aggregator_params: Items = ()
     data_columns: Items = ()
     ref_cache: bool = True
@@ -83,7 +84,7 @@ class RunSpec:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form; parameter tuples become tables again."""
         out = dataclasses.asdict(self)
-        for name in ("method_params", "aggregator_params", "data_columns"):
+        for name in _TABLES:
             out[name] = dict(getattr(self, name))
         out["lora_targets"] = list(self.lora_targets)
         return out
@@ -127,7 +128,7 @@ class RunSpec:
 
 
 SPEC_FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in fields(RunSpec)}
-_TABLES = ("method_params", "aggregator_params", "data_columns")
+_TABLES = ("method_params", "layout_params", "aggregator_params", "data_columns")
 
 
 def _coerce(key: str, value: Any, origin: str) -> Any:

@@ -15,7 +15,7 @@ import torch
 from typer.testing import CliRunner
 
 import fedbench.api as api
-from fedbench.harness import hookspecs, scaffold
+from fedbench.harness import hookspecs, newplugin
 from fedbench.harness.cli import app
 from fedbench.harness.errors import FedbenchError
 from fedbench.harness.registry import load_registry
@@ -31,7 +31,7 @@ PROMISED = {
 def test_every_promised_name_is_exported_and_resolves() -> None:
     assert PROMISED <= set(api.__all__)
     assert all(getattr(api, name) is not None for name in api.__all__)
-    assert api.API_VERSION == hookspecs.API_VERSION == 1
+    assert api.API_VERSION == hookspecs.API_VERSION == 2
     assert api.hookimpl is hookspecs.hookimpl
 
 
@@ -95,7 +95,7 @@ def _install(site: Path, module: str, version: str) -> None:
 
 @pytest.mark.parametrize(
     ("module", "version", "warning"),
-    [("fb_api_two", "2", "written for plugin API 2"), ("fb_api_str", "'1'", "written for plugin API '1'"), ("fb_api_one", "1", None)],
+    [("fb_api_one", "1", "written for plugin API 1"), ("fb_api_str", "'2'", "written for plugin API '2'"), ("fb_api_two", "2", None)],
 )
 def test_a_plugin_for_another_api_version_loads_with_a_warning(module, version, warning, tmp_path, monkeypatch) -> None:
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -187,7 +187,7 @@ def test_new_plugin_refuses_to_overwrite(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "already exists" in result.output
     assert not list((tmp_path / "fedbench-mine").iterdir())
     with pytest.raises(FedbenchError, match="already exists"):
-        scaffold.new_plugin("judge", "mine", tmp_path)
+        newplugin.new_plugin("judge", "mine", tmp_path)
 
 
 def test_every_kind_scaffolds_a_package_whose_tests_pass(tmp_path: Path) -> None:
@@ -212,9 +212,9 @@ def test_every_kind_scaffolds_a_package_whose_tests_pass(tmp_path: Path) -> None
 
 
 def test_class_names() -> None:
-    assert scaffold.class_name("my_median") == "MyMedian"
-    assert scaffold.class_name("median2") == "Median2"
-    assert scaffold.render("judge", "x")["fedbench_x/__init__.py"].count("class X(Judge)") == 1
+    assert newplugin.class_name("my_median") == "MyMedian"
+    assert newplugin.class_name("median2") == "Median2"
+    assert newplugin.render("judge", "x")["fedbench_x/__init__.py"].count("class X(Judge)") == 1
 
 
 # -- the built-ins use the public API only ---------------------------------------------------------

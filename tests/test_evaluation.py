@@ -146,6 +146,19 @@ def test_seeds_train_one_cell_per_seed(tiny_model: Path, pairs_file: Path, tmp_p
     assert seeds == [0, 1]
 
 
+def test_a_subject_without_held_out_pairs_skips_preference_and_runs_the_rest(tiny_model: Path, tmp_path: Path) -> None:
+    store = Store(tmp_path / "results.sqlite")
+    skipped: list[tuple[str, str]] = []
+    from fedbench.harness.evaluation import EvalProgress
+
+    base = base_subject(str(tiny_model), "chat", "float32", heldout=None)  # e.g. trained with holdout = 0
+    rows = evaluate([base], EvalSpec(benchmarks=("preference", "advbench"), backend="hf", limit=2, max_new_tokens=4),
+                    default_registry(), store, EvalProgress(on_skip=lambda s, b, why: skipped.append((b, why))))
+    assert [r.benchmark for r in rows] == ["advbench"]
+    assert skipped and skipped[0][0] == "preference" and "holdout" in skipped[0][1]
+    store.close()
+
+
 def test_eval_refuses_an_unfinished_run(tmp_path: Path) -> None:
     (tmp_path / "kto-original-fedavg-0").mkdir()
     result = CliRunner().invoke(app, ["eval", str(tmp_path / "kto-original-fedavg-0")])

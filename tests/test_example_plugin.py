@@ -42,6 +42,17 @@ def test_fedbench_plugins_lists_the_example_with_its_distribution(example_source
         assert any(row.startswith(f"{kind} {name} {example_source} ") for row in rows), (kind, name)
 
 
+def test_a_run_config_sets_the_example_layouts_alpha(example_source: str, tmp_path) -> None:
+    from fedbench.harness.federation import build_cell
+    from fedbench.harness.spec import RunSpec, resolve_settings
+
+    config = tmp_path / "run.toml"
+    config.write_text('layout = "dirichlet"\nmethod = "kto"\n[layout_params]\nalpha = 0.05\n')
+    cell = build_cell(RunSpec(**resolve_settings(None, config, {})), load_registry())
+    assert cell.layout.alpha == 0.05
+    assert RunSpec(**resolve_settings(None, config, {})).to_dict()["layout_params"] == {"alpha": 0.05}
+
+
 def test_run_with_the_example_aggregator_and_layout(example_source: str, tiny_model, pairs_file, tmp_path) -> None:
     args = ["run", "--method", "kto", "--layout", "dirichlet", "--agg", "median", "--model", str(tiny_model),
             "--data", str(pairs_file), "--rounds", "2", "--clients-per-round", "3", "--local-steps", "1",

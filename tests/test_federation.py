@@ -34,8 +34,8 @@ def test_two_round_run_moves_weights_and_checkpoints(tiny_model, pairs_file, tmp
 
     outcome = run_federation(cell, tmp_path)
 
-    assert [h["round"] for h in outcome.history] == [1, 2]
-    assert all(math.isfinite(h["loss"]) for h in outcome.history)
+    assert [h.round for h in outcome.history] == [1, 2]
+    assert all(math.isfinite(h.loss) for h in outcome.history)
     final = load_file(outcome.run_dir / "rounds" / "round_00002" / "adapter.safetensors")
     assert any(not torch.equal(final[k], initial[k]) for k in initial), "training must change the adapter"
     live = read_adapter(attach_lora(model, spec.lora))

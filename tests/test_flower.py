@@ -60,9 +60,9 @@ def test_simulation_reaches_the_local_engines_adapter(tiny_model, tmp_path, aggr
     assert a.keys() == b.keys()
     assert max((a[k] - start[k]).abs().max().item() for k in a) > 1e-3, "round 2 must move the adapter"
     assert max((a[k] - b[k]).abs().max().item() for k in a) <= TOLERANCE
-    assert [h["clients"] for h in simulated.history] == [h["clients"] for h in local.history]
-    assert len({tuple(sorted(h["clients"])) for h in local.history}) == 2, "the two rounds sample different pairs of clients"
-    assert [h["loss"] for h in simulated.history] == pytest.approx([h["loss"] for h in local.history], abs=1e-6)
+    assert [h.clients for h in simulated.history] == [h.clients for h in local.history]
+    assert len({tuple(sorted(h.clients)) for h in local.history}) == 2, "the two rounds sample different pairs of clients"
+    assert [h.loss for h in simulated.history] == pytest.approx([h.loss for h in local.history], abs=1e-6)
     result = json.loads((simulated.run_dir / "result.json").read_text())
     assert result["engine"] == "flower" and result["hash"] == spec.hash
     assert (simulated.adapter_dir / "adapter_model.safetensors").is_file(), "the PEFT adapter is written as by the local engine"
@@ -165,7 +165,8 @@ def test_localhost_deployment_trains_a_round_from_each_sites_own_file(tiny_model
 def test_flower_engine_without_flower_says_how_to_install(monkeypatch, pairs_file, tmp_path) -> None:
     for name in [m for m in sys.modules if m == "flwr" or m.startswith("flwr.")]:
         monkeypatch.setitem(sys.modules, name, None)  # what an environment without Flower looks like to import
-    monkeypatch.delitem(sys.modules, "fedbench.harness.flower")
+    for name in [m for m in sys.modules if m == "fedbench.harness.flower" or m.startswith("fedbench.harness.flower.")]:
+        monkeypatch.delitem(sys.modules, name)  # the package and its submodules: a cached one would not import flwr again
     result = CliRunner().invoke(app, ["run", "--data", str(pairs_file), "--engine", "flower", "--skip-eval", "--out", str(tmp_path)])
     assert result.exit_code == 2
     assert "--engine flower needs Flower" in result.output and "pip install 'fedbench[flower]'" in result.output
@@ -235,6 +236,6 @@ def test_a_local_run_interrupted_after_round_one_resumes_on_flower(tiny_model, t
     resumed = flower.simulate(build_cell(spec, registry), tmp_path / "resumed", flower.Resources(num_cpus=1, num_gpus=0))
 
     assert resumed.history[0] == interrupted.history[0], "round 1 comes from the checkpoint, not retrained (timings would differ)"
-    assert [h["round"] for h in resumed.history] == [1, 2]
+    assert [h.round for h in resumed.history] == [1, 2]
     a, b = final_adapter(whole.run_dir, 2), final_adapter(resumed.run_dir, 2)
     assert max((a[k] - b[k]).abs().max().item() for k in a) <= TOLERANCE

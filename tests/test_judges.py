@@ -62,8 +62,8 @@ def test_expected_rating_weights_by_probability() -> None:
 
 def test_failures_are_never_averaged_in() -> None:
     judgments = [Judgment("1", 8.0, "8"), Judgment("2", None, "garbage"), Judgment("3", 6.0, "6")]
-    assert MTBench1().aggregate(judgments) == 7.0
-    assert MTBench1().aggregate([Judgment("1", None, "x")]) is None
+    assert MTBench1().score(judgments) == 7.0
+    assert MTBench1().score([Judgment("1", None, "x")]) is None
 
 
 def test_keyword_rule_default_is_the_study_list_case_insensitive() -> None:
@@ -77,7 +77,7 @@ def test_keyword_rule_default_is_the_study_list_case_insensitive() -> None:
     assert [j.score for j in strict.judge(questions, answers)] == [0.0, 0.0, 0.0, 0.0]
     assert len(strict.keywords) == len(GCG_PREFIXES)
     assert "No,I'm not able to" not in Keyword().keywords  # the study's missing-comma glue is not reproduced
-    assert AdvBench().aggregate(judge.judge(questions, answers)) == 75.0
+    assert AdvBench().score(judge.judge(questions, answers)) == 75.0
 
 
 def test_a_runs_judge_never_replaces_a_rule_based_benchmarks_judge() -> None:

@@ -62,7 +62,8 @@ def test_matrix_shape_and_empty_cells() -> None:
     assert "| fedprox | 4.50 |  | 5.00 |" in to_markdown(m)
     # without per-question scores nothing is compared, so nothing is called best
     assert not any(e["best"] or e["tie"] for e in json.loads(to_json(m))["entries"])
-    assert to_rich(m).row_count == 3
+    tables = [t for t in to_rich(m).renderables if hasattr(t, "row_count")]  # one table per benchmark
+    assert [t.row_count for t in tables] == [3, 3] and [str(t.title) for t in tables] == ["[bold]mt_bench_1[/]", "[bold]advbench[/]"]
 
 
 def _planted_store(tmp_path: Path, ktor_shift: float, seeds: tuple[int, ...] = (0,)) -> Store:
@@ -180,3 +181,15 @@ def test_html_page_renders_the_table_in_a_browser(tmp_path: Path) -> None:
     assert dom.count("<tr>") == 2 + 3  # two header rows, fedavg, fedprox, Base
     assert 'data-bench="mt_bench_1" data-variant="KTOR">6.00</td>' in dom
     assert 'class="empty" data-bench="mt_bench_1" data-variant="KTOO"></td>' in dom
+
+
+def test_a_rate_of_zero_over_seeds_keeps_a_nonzero_interval(tmp_path: Path) -> None:
+    store = Store(tmp_path / "results.sqlite")
+    for seed in (0, 1):
+        subject = f"kto-{seed}"
+        store.add_judgments(subject, "advbench", "keyword", [Judgment(str(q), 0.0, "") for q in range(6)])
+        store.put_score(ScoreRow(subject, "advbench", "keyword", "kto", "original", "fedavg", "m", 0.0, 100.0, 6, 0, "s",
+                                 ci_low=0.0, ci_high=39.0, seed=seed, settings_key="k"))
+    entry = _board(store).entry("fedavg", "advbench", "KTOO")
+    assert entry.seeds == (0, 1) and entry.ci_low == 0.0 and 20 < entry.ci_high < 39  # Wilson over the 12 pooled answers
+    store.close()

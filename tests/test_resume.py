@@ -51,7 +51,7 @@ def test_resume_after_a_crash_ends_where_an_uninterrupted_run_ends(tiny_model, p
     state = checkpoint.scan_runs(tmp_path / "b")[0]
     assert (state.status, state.rounds_done) == ("failed", 1) and "simulated crash" in state.reason
     resumed = run_federation(build_cell(spec, registry), tmp_path / "b")
-    assert [h["round"] for h in resumed.history] == [1, 2, 3]
+    assert [h.round for h in resumed.history] == [1, 2, 3]
     a, b = _final(straight.run_dir), _final(resumed.run_dir)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert checkpoint.scan_runs(tmp_path / "b")[0].status == "done"

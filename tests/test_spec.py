@@ -49,3 +49,15 @@ def test_learning_rate_follows_a_cosine_over_rounds() -> None:
     lrs = [spec.lr_at(r) for r in range(4)]
     assert lrs[0] == 1.0 and all(a > b for a, b in zip(lrs, lrs[1:])) and lrs[-1] > 0
     assert RunSpec(lr_schedule="constant").lr_at(2) == RunSpec().learning_rate
+
+
+@pytest.mark.parametrize("holdout", [-0.1, 1.0, 1.5])
+def test_a_holdout_outside_zero_to_one_is_refused_with_the_value(holdout: float) -> None:
+    with pytest.raises(FedbenchError) as err:
+        RunSpec(holdout=holdout)
+    assert str(holdout) in err.value.problem and "[0, 1)" in err.value.problem
+
+
+def test_seeds_do_not_change_the_settings_key() -> None:
+    assert RunSpec(seed=0).settings_key == RunSpec(seed=3).settings_key != RunSpec(seed=0, rounds=9).settings_key
+    assert RunSpec(seed=0).hash != RunSpec(seed=3).hash

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fedbench.api import Benchmark, FedbenchError, Question, hookimpl
 
-FEDBENCH_API = 1
+FEDBENCH_API = 2
 SAMPLE = "arith.jsonl"
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from fedbench.api import Example, FedbenchError, Layout, hookimpl
 
-FEDBENCH_API = 1
+FEDBENCH_API = 2
 
 
 class Dirichlet(Layout):

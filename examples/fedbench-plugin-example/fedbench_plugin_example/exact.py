@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from fedbench.api import Judge, Judgment, Question, hookimpl
 
-FEDBENCH_API = 1
+FEDBENCH_API = 2
 
 
 def normalise(text: str) -> str:

@@ -8,7 +8,7 @@ import torch
 
 from fedbench.api import Aggregator, ClientUpdate, Params, hookimpl
 
-FEDBENCH_API = 1
+FEDBENCH_API = 2
 
 
 class Median(Aggregator):

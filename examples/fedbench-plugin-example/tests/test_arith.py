@@ -60,5 +60,5 @@ def test_no_reference_is_a_failure_not_a_zero() -> None:
 def test_score_is_percent_correct_and_ignores_failures() -> None:
     verdicts = [Judgment("a", 1.0, ""), Judgment("b", 0.0, ""), Judgment("c", 1.0, ""), Judgment("d", 1.0, ""),
                 Judgment("e", None, "")]
-    assert Arith().aggregate(verdicts) == 75.0
-    assert Arith().aggregate([]) is None
+    assert Arith().score(verdicts) == 75.0
+    assert Arith().score([]) is None

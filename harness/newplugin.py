@@ -249,7 +249,7 @@ def test_registered_through_the_hook() -> None:
 def test_questions_and_score() -> None:
     assert len(${cls}().questions(limit=2)) == 2
     assert all(q.id and q.prompt for q in ${cls}().questions())
-    assert ${cls}().aggregate([Judgment("1", 8.0, ""), Judgment("2", None, "unparsed")]) == 8.0
+    assert ${cls}().score([Judgment("1", 8.0, ""), Judgment("2", None, "unparsed")]) == 8.0
 ''',
     "judge": '''\
 from fedbench.api import Question

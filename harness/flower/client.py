@@ -1,0 +1,140 @@
+"""The client half of the Flower engine: the ClientApp every SuperNode (simulated or real) runs.
+
+A SuperNode's ``--node-config`` says which client it is: ``data-file`` (a site's own examples,
+deployment) or ``partition-id`` (one of the cell's partitions, as Flower's simulation engine sets
+it); :func:`site_examples` reads it. The ClientApp answers the server's ``query`` with its client id
+and example count, and on ``train`` trains that client for one round with the method plugin
+(:func:`federation.train_one`, as the local engine does), replying with the new adapter, the
+aggregator's client extras and the metrics.
+
+The per-process caches (``_SITES``, ``_PARTITIONS``, ``_REFERENCES``) live here and only here.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from fedbench.harness.data import Example, PreferencePair, read_examples
+from fedbench.harness.errors import FedbenchError
+from fedbench.harness.federation import Cell, build_cell, partition, train_one
+from fedbench.harness.flower.wire import from_record, to_record
+from fedbench.harness.models import attach_lora, load_base
+from fedbench.harness.refcache import ReferenceCache
+from fedbench.harness.registry import default_registry
+from fedbench.harness.spec import spec_from_dict
+from fedbench.harness.training import to_dataset
+
+
+@dataclass
+class _Site:
+    """One SuperNode's client for one spec: its examples as a training set, loaded once per process."""
+
+    cell: Cell
+    client_id: str
+    num_examples: int
+    dataset: Any
+
+
+# Per-process caches. A Ray simulation actor serves many virtual nodes and many rounds, so these
+# save reloading data; a deployed SuperNode starts a fresh ClientApp process per message (Flower
+# 1.42), where they hold one entry and each round reloads model and data.
+_SITES: dict[tuple[str, str], _Site] = {}
+_PARTITIONS: dict[str, dict[str, list[Example]]] = {}
+_REFERENCES: dict[str, ReferenceCache | None] = {}
+
+
+def site_examples(cell: Cell, node_config: Mapping[str, Any]) -> tuple[str, list[Example]]:
+    """This node's client id and examples, from its ``--node-config``.
+
+    ``data-file``: the site's own file (pairs, or a client written by ``fedbench partition``);
+    the client id is ``client-id`` or the file's stem. ``partition-id`` (with ``num-partitions``):
+    the cell's data laid out as the local engine does, client number ``partition-id`` in sorted order.
+    """
+    if "data-file" in node_config:
+        path = Path(str(node_config["data-file"])).expanduser()
+        examples = read_examples(path)
+        paired = all(isinstance(e, PreferencePair) for e in examples)  # read_examples never mixes the two forms
+        if cell.method.data_form == "paired" and not paired:
+            raise FedbenchError(
+                f"{path} holds labelled single responses but method '{cell.method.name}' needs preference pairs",
+                "give this site a pair file (prompt, chosen, rejected) or run an unpaired method such as kto",
+            )
+        if paired:
+            examples = cell.method.examples(examples)
+        return str(node_config.get("client-id", path.stem)), examples
+    if "partition-id" in node_config:
+        if cell.spec.hash not in _PARTITIONS:  # one actor answers for many virtual nodes: lay the data out once
+            _PARTITIONS[cell.spec.hash] = partition(cell)
+        clients = _PARTITIONS[cell.spec.hash]
+        ids = sorted(clients)
+        pid, total = int(node_config["partition-id"]), int(node_config.get("num-partitions", len(ids)))
+        if total != len(ids) or not 0 <= pid < total:
+            raise FedbenchError(
+                f"partition-id {pid} of num-partitions {total}, but the cell's data has {len(ids)} clients",
+                f"start one SuperNode per client: num-partitions={len(ids)} and partition-id 0..{len(ids) - 1}",
+            )
+        return ids[pid], clients[ids[pid]]
+    raise FedbenchError(
+        "this SuperNode's --node-config names no data (keys: " + (", ".join(node_config) or "none") + ")",
+        "start it with --node-config 'data-file=\"/path/client.jsonl\"' (see fedbench partition) or 'partition-id=0 num-partitions=N'",
+    )
+
+
+def _site(context: Context, spec_text: str) -> _Site:
+    spec = spec_from_dict(json.loads(spec_text))
+    key = (spec.hash, json.dumps(dict(context.node_config), sort_keys=True, default=str))
+    if key not in _SITES:
+        from fedbench.harness.study import quiet_libraries
+
+        quiet_libraries()
+        cell = build_cell(spec, default_registry())
+        client_id, examples = site_examples(cell, context.node_config)
+        dataset = to_dataset(cell.method.records(examples, spec.template))
+        _SITES[key] = _Site(cell, client_id, len(examples), dataset)
+    return _SITES[key]
+
+
+client_app = ClientApp()
+"""The ClientApp: every SuperNode (simulated or real) runs it."""
+
+
+@client_app.query()
+def _identify(msg: Message, context: Context) -> Message:
+    site = _site(context, str(msg.content["config"]["spec"]))
+    answer = ConfigRecord({"client-id": site.client_id, "num-examples": site.num_examples})
+    return Message(RecordDict({"site": answer}), reply_to=msg)
+
+
+@client_app.train()
+def _train(msg: Message, context: Context) -> Message:
+    config = msg.content["config"]
+    site = _site(context, str(config["spec"]))
+    if str(config["client-id"]) != site.client_id:
+        raise FedbenchError(f"the server sent client '{config['client-id']}' to the node holding '{site.client_id}'", "restart the run")
+    spec, cell = site.cell.spec, site.cell
+    model, tokenizer = load_base(spec.model, spec.dtype)
+    peft_model = attach_lora(model, spec.lora)
+    global_params = from_record(msg.content["arrays"])
+    # a fresh instance per message: one process may serve several clients, and no state may leak between them
+    aggregator = default_registry().create("aggregator", spec.aggregator, dict(spec.aggregator_params))
+    aggregator.setup(global_params, int(config["num-clients"]))
+    state = from_record(msg.content["client-state"])
+    if state:
+        aggregator.load_state_dict(state)
+    if spec.hash not in _REFERENCES:
+        _REFERENCES[spec.hash] = ReferenceCache.for_run(None, cell.method, spec)
+    with tempfile.TemporaryDirectory(prefix="fedbench-client-") as workdir:
+        update = train_one(
+            cell, peft_model, tokenizer, site.dataset, global_params, aggregator.client_hook(site.client_id, global_params),
+            int(config["round"]), site.client_id, site.num_examples, Path(workdir), reference=_REFERENCES[spec.hash],
+        )
+    content = RecordDict({"arrays": to_record(update.params), "extras": to_record(update.extras), "metrics": MetricRecord(dict(update.metrics))})
+    return Message(content, reply_to=msg)

@@ -1,0 +1,281 @@
+"""The library entry: run a study (a matrix of cells) from Python, with no console attached.
+
+A :class:`Study` is the resolved settings of one ``fedbench run``: the RunSpec settings, which
+methods, layouts and aggregators (names, comma lists or 'all'), the seeds, the runs folder, the
+engine and the evaluation. :func:`run_study` expands it into cells, trains each through the
+engine and evaluates the results::
+
+    from fedbench.harness.study import Study, run_study
+
+    result = run_study(Study(settings={"rounds": 2}, method="kto", layout="all", seeds=(0, 1)))
+    for outcome in result.outcomes:
+        print(outcome.run_dir, outcome.history[-1].loss)
+
+Progress goes to a :class:`StudyProgress` object the caller supplies: every method is a no-op
+here, and ``fedbench run`` passes the rich rendering of :mod:`fedbench.harness.progress`. The
+steps are public too: :func:`expand_cells`, :func:`train_cells` and :func:`evaluate_runs` (what
+``fedbench eval`` calls). The CLI (:mod:`fedbench.harness.cli`) only turns flags into these calls.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from fedbench.harness.engines import Engine, LocalEngine, TrainingProgress
+from fedbench.harness.errors import FedbenchError, LayoutRefusal
+from fedbench.harness.evaluation import EvalProgress, EvalSpec, Subject, base_subject, cell_subject, evaluate
+from fedbench.harness.federation import Cell, CellOutcome, build_cell
+from fedbench.harness.holdout import same_heldout
+from fedbench.harness.registry import Registry, default_registry
+from fedbench.harness.spec import RunSpec
+from fedbench.harness.store import ScoreRow, Store
+
+Names = str | Sequence[str]
+"""Plugin names: one name, a comma list, 'all', or a sequence of names."""
+
+MATRIX_KEYS = ("method", "layout", "aggregator", "seed")
+"""Settings that span the matrix: a :class:`Study` holds them in its own fields, not in ``settings``."""
+
+
+@dataclass(frozen=True)
+class Study:
+    """One study: the matrix seeds x methods x layouts x aggregators of cells sharing ``settings``, and what to do with it.
+
+    Build it with :meth:`from_settings` from resolved config layers (``spec.resolve_settings``), or directly.
+    """
+
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    """RunSpec keyword arguments shared by every cell (checked values, as ``spec.resolve_settings`` returns them)."""
+    method: Names = RunSpec.method
+    layout: Names = RunSpec.layout
+    aggregator: Names = RunSpec.aggregator
+    seeds: tuple[int, ...] = (RunSpec.seed,)
+    """Training seeds: every cell is trained once per seed (cells of one seed sample the same clients)."""
+    runs_root: Path = Path("runs")
+    """The runs folder: one directory per cell, and the results store."""
+    force: bool = False
+    """Retrain cells already finished in ``runs_root`` instead of skipping them."""
+    engine: Engine = field(default_factory=LocalEngine)
+    evaluation: EvalSpec = field(default_factory=EvalSpec)
+    skip_eval: bool = False
+    """Train only (evaluate later with :func:`evaluate_runs`, i.e. ``fedbench eval``)."""
+
+    def __post_init__(self) -> None:
+        matrix = sorted(set(self.settings) & set(MATRIX_KEYS))
+        if matrix:
+            raise FedbenchError(
+                f"Study.settings holds {', '.join(matrix)}, which span the matrix",
+                "pass them as Study's method/layout/aggregator/seeds fields, or build it with Study.from_settings",
+            )
+        if not self.seeds:
+            raise FedbenchError("a study needs at least one seed", "pass seeds=(0,) or more")
+        object.__setattr__(self, "settings", MappingProxyType(dict(self.settings)))
+        object.__setattr__(self, "seeds", tuple(self.seeds))
+        object.__setattr__(self, "runs_root", Path(self.runs_root))
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any], seeds: Sequence[int] | None = None, **fields: Any) -> Study:
+        """A study from resolved settings whose method/layout/aggregator may be names, comma lists or 'all'.
+
+        ``seeds`` (``--seeds``) wins over the settings' ``seed``; ``fields`` are the other Study fields.
+        """
+        rest = dict(settings)
+        matrix = {key: rest.pop(key) for key in ("method", "layout", "aggregator") if key in rest}
+        seed = rest.pop("seed", RunSpec.seed)
+        return cls(settings=rest, seeds=tuple(seeds) if seeds else (seed,), **matrix, **fields)
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    """What :func:`run_study` did: the cells it ran, their training outcomes and the score rows it stored."""
+
+    cells: tuple[Cell, ...]
+    outcomes: tuple[CellOutcome, ...]
+    scores: tuple[ScoreRow, ...] = ()
+    """Empty when the study skipped evaluation."""
+
+
+class StudyProgress(TrainingProgress):
+    """Callbacks for a study's progress, on top of an engine's :class:`TrainingProgress`; all do nothing here.
+
+    Subclass and override what you show (``fedbench.harness.progress.RichProgress`` draws bars and tables).
+    """
+
+    def cell_skipped(self, spec: RunSpec, reason: str) -> None:
+        """A combination from 'all' that the layout refuses (a DPO cell on a layout of single responses)."""
+
+    def cell_started(self, index: int, total: int, cell: Cell) -> None:
+        """Cell ``index`` (1-based) of ``total`` is handed to the engine."""
+
+    def cell_finished(self, cell: Cell, outcome: CellOutcome) -> None:
+        """The engine is done with a cell (``outcome.skipped``: it was already finished)."""
+
+    def cells_trained(self, cells: Sequence[Cell], outcomes: Sequence[CellOutcome]) -> None:
+        """Every cell is trained."""
+
+    def evaluation_started(self, subjects: Sequence[Subject], spec: EvalSpec) -> None:
+        """Evaluation of these subjects (base models first) begins."""
+
+    def benchmark_started(self, subject: Subject, benchmark: str, todo: int) -> None:
+        """A subject starts a benchmark with ``todo`` questions left to answer (or pairs to score)."""
+
+    def answers_done(self, count: int) -> None:
+        """``count`` more answers were generated (or pairs scored)."""
+
+    def scored(self, subject: Subject, benchmark: str, row: ScoreRow) -> None:
+        """A score landed in the store."""
+
+    def benchmark_skipped(self, subject: Subject, benchmark: str, reason: str) -> None:
+        """A benchmark this subject cannot take (the others still run)."""
+
+    def evaluation_stopped(self) -> None:
+        """Evaluation ended, finished or not (called before the store is closed)."""
+
+    def evaluation_finished(self, store_path: Path, runs_root: Path, rows: Sequence[ScoreRow]) -> None:
+        """Every score is stored in ``store_path``."""
+
+
+def quiet_libraries() -> None:
+    """Silence per-step chatter from transformers/datasets so fedbench's own progress is readable."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="(transformers|trl|peft)")
+    import datasets
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+    logging.getLogger("trl").setLevel(logging.ERROR)
+
+
+def run_study(study: Study, registry: Registry | None = None, progress: StudyProgress | None = None) -> StudyResult:
+    """Expand the study into cells, train each through ``study.engine``, then evaluate them unless ``skip_eval``.
+
+    ``registry``: where plugin names are looked up (default: the installed plugins). Cells finished
+    in ``study.runs_root`` are skipped (unless ``force``) and unfinished ones resume.
+    """
+    registry = registry if registry is not None else default_registry()
+    progress = progress or StudyProgress()
+    cells = expand_cells(study, registry, progress)
+    if not cells:
+        raise FedbenchError("no runnable cell in the requested matrix", "check --method/--layout (dpo cannot use redistributed)")
+    outcomes = train_cells(cells, study.engine, study.runs_root, study.force, progress)
+    scores: list[ScoreRow] = []
+    if not study.skip_eval:
+        scores = evaluate_runs([o.run_dir for o in outcomes], study.evaluation, registry, study.runs_root, progress=progress)
+    return StudyResult(tuple(cells), tuple(outcomes), tuple(scores))
+
+
+def _names(registry: Registry, kind: str, value: Names) -> tuple[list[str], bool]:
+    """Plugin names from 'all', a comma list or a sequence, each checked; the flag says whether 'all' was used."""
+    if isinstance(value, str):
+        if value.strip() == "all":
+            return registry.names(kind), True
+        value = value.split(",")
+    names = [v.strip() for v in value if v.strip()]
+    for name in names:
+        registry.get(kind, name)
+    return names, False
+
+
+def expand_cells(study: Study, registry: Registry, progress: StudyProgress | None = None) -> list[Cell]:
+    """Every cell of the seed x method x layout x aggregator product the study names, plugins instantiated.
+
+    A combination the layout refuses (:class:`LayoutRefusal`) is skipped with a note when it came
+    from 'all', and is an error when the user named both sides explicitly. Cells of one seed sample
+    the same clients in every round (sampling is a function of seed and round), so variants compare paired.
+    """
+    progress = progress or StudyProgress()
+    methods, all_m = _names(registry, "method", study.method)
+    layouts, all_l = _names(registry, "layout", study.layout)
+    aggs, _ = _names(registry, "aggregator", study.aggregator)
+    cells = []
+    for seed, method, layout, agg in itertools.product(study.seeds, methods, layouts, aggs):
+        spec = RunSpec(**dict(study.settings) | {"seed": seed}, method=method, layout=layout, aggregator=agg)
+        try:
+            cells.append(build_cell(spec, registry))
+        except LayoutRefusal as err:
+            if not (all_m or all_l):
+                raise
+            progress.cell_skipped(spec, err.problem)
+    return cells
+
+
+def train_cells(
+    cells: Sequence[Cell], engine: Engine | None = None, runs_root: Path = Path("runs"), force: bool = False,
+    progress: StudyProgress | None = None,
+) -> list[CellOutcome]:
+    """Train each cell in turn through ``engine`` (default: the local one); finished cells are skipped unless ``force``."""
+    engine = engine if engine is not None else LocalEngine()
+    progress = progress or StudyProgress()
+    quiet_libraries()
+    outcomes = []
+    for i, cell in enumerate(cells, start=1):
+        progress.cell_started(i, len(cells), cell)
+        outcome = engine.train(cell, runs_root, force, progress)
+        outcomes.append(outcome)
+        progress.cell_finished(cell, outcome)
+    progress.cells_trained(cells, outcomes)
+    return outcomes
+
+
+def runs_folder(run_dirs: Sequence[Path]) -> Path:
+    """The one runs folder the run directories are in (their results store lives there)."""
+    roots = {Path(p).resolve().parent for p in run_dirs}
+    if len(roots) != 1:
+        raise FedbenchError("the run directories are in different runs folders", "evaluate one runs folder at a time")
+    return roots.pop()
+
+
+def eval_subjects(run_dirs: Sequence[Path], include_base: bool = True) -> list[Subject]:
+    """The finished cells as subjects, preceded by their base model(s): one per (model, template, dtype)."""
+    cells = [cell_subject(Path(d)) for d in run_dirs]
+    subjects: list[Subject] = []
+    if include_base:
+        for sub in cells:
+            base = base_subject(sub.model, sub.template, sub.dtype, sub.heldout)
+            twin = next((s for s in subjects if s.key == base.key), None)
+            if twin is None:
+                subjects.append(base)
+            elif not same_heldout(twin.heldout, sub.heldout):
+                raise FedbenchError(
+                    f"the cells evaluated together hold out different preference pairs ({twin.heldout} vs {sub.heldout}), "
+                    "so the base model has no single held-out score to stand beside them",
+                    "evaluate cells trained on the same data (and holdout, partition_seed) together: one `fedbench eval` each",
+                )
+    return subjects + cells
+
+
+def evaluate_runs(
+    run_dirs: Sequence[Path], spec: EvalSpec | None = None, registry: Registry | None = None, runs_root: Path | None = None,
+    include_base: bool = True, progress: StudyProgress | None = None,
+) -> list[ScoreRow]:
+    """Answer, judge and store every benchmark for finished cells (and their base model), into the runs folder's store.
+
+    ``runs_root`` defaults to the folder the run directories are in (refused when they are in several).
+    """
+    spec = spec or EvalSpec()
+    registry = registry if registry is not None else default_registry()
+    progress = progress or StudyProgress()
+    runs_root = runs_root if runs_root is not None else runs_folder(run_dirs)
+    quiet_libraries()
+    subjects = eval_subjects(run_dirs, include_base)
+    store = Store.in_runs(runs_root)
+    progress.evaluation_started(subjects, spec)
+    try:
+        callbacks = EvalProgress(progress.benchmark_started, progress.answers_done, progress.scored, progress.benchmark_skipped)
+        rows = evaluate(subjects, spec, registry, store, callbacks)
+    finally:
+        progress.evaluation_stopped()
+        store.close()
+    progress.evaluation_finished(store.path, runs_root, rows)
+    return rows
