@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: setup demo test
+.PHONY: setup demo lint test
 
 $(BIN)/fedbench: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,12 +22,22 @@ demo: setup
 	$(BIN)/fedbench run --profile demo --method all --layout all --agg fedavg
 	$(BIN)/fedbench leaderboard
 
+# Format, lint and type checks. mypy reads the fedbench.* packages through a link tree in build/mypy
+# (see [tool.mypy] in pyproject.toml: the source directories are not laid out as fedbench/...).
+lint: setup
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	mkdir -p build/mypy/fedbench
+	for p in harness plugins api; do ln -sfn ../../../$$p build/mypy/fedbench/$$p; done
+	$(BIN)/mypy
+
 EXAMPLE = examples/fedbench-plugin-example
 
 # The example plugin package is installed (editable, so it tracks the tree) and tested on its own
 # first, then the main suite, which checks that fedbench finds and runs it. --no-build-isolation
-# builds with the venv's setuptools (a dependency of torch): no download, works offline.
-test: setup
+# builds with the venv's setuptools (a dependency of torch): no download, works offline. The lint
+# target runs first.
+test: setup lint
 	$(BIN)/pip install -q --no-build-isolation --no-deps -e $(EXAMPLE)
 	$(BIN)/python -m pytest -q $(EXAMPLE)/tests
 	$(BIN)/python -m pytest -q

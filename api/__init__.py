@@ -58,30 +58,62 @@ __all__ = [
     "API_VERSION",
     "hookimpl",
     # base classes and their data types
-    "Method", "LocalTrainingArgs", "PreferencePair", "LabeledExample", "Example",
+    "Method",
+    "LocalTrainingArgs",
+    "PreferencePair",
+    "LabeledExample",
+    "Example",
     "Layout",
-    "Aggregator", "ClientHook", "ClientUpdate", "Params",
-    "Benchmark", "Question", "SequenceLogp",
-    "Judge", "Judgment",
+    "Aggregator",
+    "ClientHook",
+    "ClientUpdate",
+    "Params",
+    "Benchmark",
+    "Question",
+    "SequenceLogp",
+    "Judge",
+    "Judgment",
     "FedbenchError",
     # helpers for methods
-    "prompt_for", "completion_for", "trainer_settings", "unpair",
+    "prompt_for",
+    "completion_for",
+    "trainer_settings",
+    "unpair",
     # helpers for aggregators: weighted means, server state shaped like the adapter (and its
     # checkpointing), a client hook's gradients
-    "example_weights", "weighted_mean", "mean_delta",
-    "filled_like", "export_state", "import_state", "gradients", "placed_like",
+    "example_weights",
+    "weighted_mean",
+    "mean_delta",
+    "filled_like",
+    "export_state",
+    "import_state",
+    "gradients",
+    "placed_like",
     # helpers for benchmarks: question-set readers, the shipped samples, held-out preference pairs
-    "limited", "read_fastchat", "read_advbench_csv", "read_hub", "sample_path",
-    "read_heldout", "judge_pairs",
+    "limited",
+    "read_fastchat",
+    "read_advbench_csv",
+    "read_hub",
+    "sample_path",
+    "read_heldout",
+    "judge_pairs",
     # helpers for judges: a model that answers prompts
-    "Generator", "GenerationSettings", "make_generator", "DEFAULT_MODEL",
+    "Generator",
+    "GenerationSettings",
+    "make_generator",
+    "DEFAULT_MODEL",
     # helpers for testing plugins
-    "build_tiny_model", "fake_params", "fake_updates", "fake_pairs",
+    "build_tiny_model",
+    "fake_params",
+    "fake_updates",
+    "fake_pairs",
 ]
 
 
 def trainer_settings(args: LocalTrainingArgs) -> dict[str, Any]:
-    """TRL config fields every method shares (steps, batch, constant lr, seeds, no saving): ``XConfig(**trainer_settings(args), ...)``.
+    """TRL config fields every method shares (steps, batch, constant lr, seeds, no saving).
+
+    Use as ``XConfig(**trainer_settings(args), ...)``.
 
     Imported lazily so that ``import fedbench.api`` does not pull in transformers for plugins that never train.
     """
@@ -120,7 +152,10 @@ def fake_updates(global_params: Params, n: int = 3, seed: int = 0, scale: float 
 
 
 def fake_pairs(n: int = 24, clients: int = 4, seed: int = 0) -> list[PreferencePair]:
-    """``n`` preference pairs over ``clients`` clients (``user0`` ..): each holds at least one, client c about 1/(c+1) as many as user0."""
+    """``n`` preference pairs over ``clients`` clients (``user0`` ..).
+
+    Each client holds at least one; client c about 1/(c+1) as many as user0.
+    """
     if n < clients:
         raise ValueError(f"need at least one pair per client: n={n} < clients={clients}")
     rng = random.Random(seed)

@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,7 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 # --- a. local training: fedbench's train_client vs a plain TRL KTOTrainer -------------------------------------------
 
+
 def bench_local_training(steps: int, reps: int) -> dict[str, Any]:
     import torch
     from peft import LoraConfig
@@ -123,8 +125,15 @@ def bench_local_training(steps: int, reps: int) -> dict[str, Any]:
     peft_model = attach_lora(model, spec.lora)
     initial = fresh_adapter(peft_model, spec.seed)
     out = Path(tempfile.mkdtemp(prefix="fedbench-bench-"))
-    args = LocalTrainingArgs(output_dir=str(out), steps=steps, batch_size=spec.batch_size, grad_accum=1,
-                             learning_rate=spec.learning_rate, max_length=spec.max_length, seed=0)
+    args = LocalTrainingArgs(
+        output_dir=str(out),
+        steps=steps,
+        batch_size=spec.batch_size,
+        grad_accum=1,
+        learning_rate=spec.learning_rate,
+        max_length=spec.max_length,
+        seed=0,
+    )
 
     def fedbench_run(cache: bool) -> float:
         load_adapter(peft_model, initial)
@@ -136,13 +145,31 @@ def bench_local_training(steps: int, reps: int) -> dict[str, Any]:
         # (bf16=None -> True), so the like-for-like baseline sets bf16=False. The default is timed too.
         base = AutoModelForCausalLM.from_pretrained(resolve_model(MODEL), dtype=torch.float32)
         config = KTOConfig(
-            output_dir=str(out), max_steps=steps, per_device_train_batch_size=spec.batch_size, gradient_accumulation_steps=1,
-            learning_rate=spec.learning_rate, lr_scheduler_type="constant", warmup_steps=0, max_length=spec.max_length,
-            logging_steps=1, save_strategy="no", report_to=[], disable_tqdm=True, seed=0, data_seed=0,
-            use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, **({} if bf16 else {"bf16": False}),
+            output_dir=str(out),
+            max_steps=steps,
+            per_device_train_batch_size=spec.batch_size,
+            gradient_accumulation_steps=1,
+            learning_rate=spec.learning_rate,
+            lr_scheduler_type="constant",
+            warmup_steps=0,
+            max_length=spec.max_length,
+            logging_steps=1,
+            save_strategy="no",
+            report_to=[],
+            disable_tqdm=True,
+            seed=0,
+            data_seed=0,
+            use_cpu=not torch.cuda.is_available(),
+            dataloader_num_workers=0,
+            **({} if bf16 else {"bf16": False}),
         )
-        lora = LoraConfig(r=spec.lora_r, lora_alpha=spec.lora_alpha, lora_dropout=spec.lora_dropout,
-                          target_modules=list(spec.lora_targets), task_type="CAUSAL_LM")
+        lora = LoraConfig(
+            r=spec.lora_r,
+            lora_alpha=spec.lora_alpha,
+            lora_dropout=spec.lora_dropout,
+            target_modules=list(spec.lora_targets),
+            task_type="CAUSAL_LM",
+        )
 
         def go() -> None:
             trainer = KTOTrainer(model=base, args=config, train_dataset=dataset, processing_class=tokenizer, peft_config=lora)
@@ -171,7 +198,11 @@ def bench_local_training(steps: int, reps: int) -> dict[str, Any]:
     shutil.rmtree(out, ignore_errors=True)
     best = {k: min(v) for k, v in times.items()}
     return {
-        "client": client, "steps": steps, "batch_size": spec.batch_size, "tokens": tokens, "seconds": times,
+        "client": client,
+        "steps": steps,
+        "batch_size": spec.batch_size,
+        "tokens": tokens,
+        "seconds": times,
         "tokens_per_s": {k: tokens / v for k, v in best.items()},
         "median_seconds": {k: statistics.median(v) for k, v in times.items()},
         "ratio": best["trl"] / best["fedbench"],
@@ -183,30 +214,50 @@ def bench_local_training(steps: int, reps: int) -> dict[str, Any]:
 
 # --- b + c. round overhead and the reference cache on 5-round runs ----------------------------------------------------
 
+
 def bench_reference_cache(rounds: int, clients_per_round: int, steps: int, batch_size: int) -> dict[str, Any]:
     from fedbench.harness.registry import load_registry
     from fedbench.harness.study import Study, run_study
 
     registry = load_registry(entry_points=False)
     root = Path(tempfile.mkdtemp(prefix="fedbench-bench-"))
-    out: dict[str, Any] = {"rounds": rounds, "clients_per_round": clients_per_round, "local_steps": steps,
-                           "batch_size": batch_size, "runs": {}}
+    out: dict[str, Any] = {
+        "rounds": rounds,
+        "clients_per_round": clients_per_round,
+        "local_steps": steps,
+        "batch_size": batch_size,
+        "runs": {},
+    }
     for method, layout in (("kto", "redistributed"), ("dpo", "original")):
         runs: dict[str, Any] = {}
         # off, cold cache (first run of the cell), warm cache (same cell again: every row read from the file,
         # what a resumed or repeated run gets); off and cold alternate with nothing cached in between.
         for label, cache, folder in (("off", False, "off"), ("cold", True, "on"), ("warm", True, "on")):
-            study = Study(settings=DEMO | {"batch_size": batch_size, "rounds": rounds, "clients_per_round": clients_per_round,
-                                           "local_steps": steps, "ref_cache": cache},
-                          method=method, layout=layout, runs_root=root / f"{method}-{folder}", force=True, skip_eval=True)
-            seconds, result = timed(lambda: run_study(study, registry))
+            study = Study(
+                settings=DEMO
+                | {
+                    "batch_size": batch_size,
+                    "rounds": rounds,
+                    "clients_per_round": clients_per_round,
+                    "local_steps": steps,
+                    "ref_cache": cache,
+                },
+                method=method,
+                layout=layout,
+                runs_root=root / f"{method}-{folder}",
+                force=True,
+                skip_eval=True,
+            )
+            seconds, result = timed(partial(run_study, study, registry))
             (outcome,) = result.outcomes
             history = outcome.history
             train = sum(h.train_seconds for h in history)
             total = sum(h.round_seconds for h in history)
             cache_file = next((outcome.run_dir / "refcache").glob("*.json"), None) if cache else None
             runs[label] = {
-                "seconds": seconds, "train_seconds": train, "round_seconds": total,
+                "seconds": seconds,
+                "train_seconds": train,
+                "round_seconds": total,
                 "outside_share": 1 - train / total,
                 "cached_rows": len(json.loads(cache_file.read_text())["rows"]) if cache_file else 0,
                 "clients": [list(h.clients) for h in history],
@@ -225,6 +276,7 @@ def bench_reference_cache(rounds: int, clients_per_round: int, steps: int, batch
 
 # --- d. generation -------------------------------------------------------------------------------------------------
 
+
 def bench_generation(prompts: int, new_tokens: int) -> dict[str, Any]:
     from fedbench.harness.data import load_pairs
     from fedbench.harness.generation import GenerationSettings, HFGenerator
@@ -236,7 +288,7 @@ def bench_generation(prompts: int, new_tokens: int) -> dict[str, Any]:
     single = HFGenerator(MODEL, GenerationSettings(max_new_tokens=new_tokens, batch_size=1))
     batched.generate(questions[:2], temps[:2])  # warm-up
     for label, gen in (("batch16", batched), ("one_at_a_time", single)):
-        seconds, answers = timed(lambda: gen.generate(questions, temps))
+        seconds, answers = timed(partial(gen.generate, questions, temps))
         tokens = sum(len(gen.tokenizer(a, add_special_tokens=False)["input_ids"]) for a in answers)
         result[label] = {"seconds": seconds, "answer_tokens": tokens, "answers_per_s": len(questions) / seconds}
     result["speedup"] = result["one_at_a_time"]["seconds"] / result["batch16"]["seconds"]
@@ -244,6 +296,7 @@ def bench_generation(prompts: int, new_tokens: int) -> dict[str, Any]:
 
 
 # --- e. end to end -------------------------------------------------------------------------------------------------
+
 
 def bench_end_to_end(full: bool) -> dict[str, Any]:
     exe = Path(sys.executable).with_name("fedbench")
@@ -260,13 +313,16 @@ def bench_end_to_end(full: bool) -> dict[str, Any]:
     shutil.rmtree(out, ignore_errors=True)
     return {
         "command": "fedbench " + " ".join(a if a != str(out) else "<tmp>" for a in args),
-        "full": full, "seconds": seconds, "exit_status": os.waitstatus_to_exitcode(status),
+        "full": full,
+        "seconds": seconds,
+        "exit_status": os.waitstatus_to_exitcode(status),
         "peak_rss_mib": usage.ru_maxrss / 1024,  # Linux reports KiB
         "stderr_tail": stderr[-400:] if status else "",
     }
 
 
 # --- report --------------------------------------------------------------------------------------------------------
+
 
 def verdict(ok: bool) -> str:
     return "met" if ok else "missed"
@@ -275,56 +331,82 @@ def verdict(ok: bool) -> str:
 def markdown(results: dict[str, Any], command: str) -> str:
     m = results["machine"]
     lines = [
-        "# fedbench benchmark results", "",
+        "# fedbench benchmark results",
+        "",
         f"Command: `{command}`  ",
         f"Machine: {m['cpus']} CPUs ({m['processor']}), torch {m['torch']} ({m['torch_threads']} threads), "
         f"transformers {m['transformers']}, TRL {m['trl']}, Python {m['python']}, {m['platform']}, CUDA: {m['cuda']}  ",
         f"Load average before / after: {results['load_before']} / {results['load_after']}; "
         f"other fedbench/pytest processes at start: {len(results['neighbours'])}  ",
-        f"Date (UTC): {results['date']}, total {results['total_seconds']:.0f} s", "",
-        "| figure | value | target | |", "|---|---|---|---|",
+        f"Date (UTC): {results['date']}, total {results['total_seconds']:.0f} s",
+        "",
+        "| figure | value | target | |",
+        "|---|---|---|---|",
     ]
     if "local_training" in results:
         a = results["local_training"]
-        lines.append(f"| a. local training tokens/s, fedbench / plain TRL KTOTrainer ({a['steps']} steps, batch {a['batch_size']}) "
-                     f"| {a['ratio']:.3f} ({a['tokens_per_s']['fedbench']:.0f} vs {a['tokens_per_s']['trl']:.0f} tok/s) "
-                     f"| >= {TARGETS['local_ratio']} | {verdict(a['ratio'] >= TARGETS['local_ratio'])} |")
-        lines.append(f"| a'. same, fedbench with a cold reference cache (a client's first visit) | {a['ratio_cache_cold']:.3f} | | |")
-        lines.append(f"| a''. fedbench (float32) / plain TRL with its default bf16 autocast | {a['ratio_vs_trl_default_bf16']:.3f} | | |")
+        lines.append(
+            f"| a. local training tokens/s, fedbench / plain TRL KTOTrainer ({a['steps']} steps, batch {a['batch_size']}) "
+            f"| {a['ratio']:.3f} ({a['tokens_per_s']['fedbench']:.0f} vs {a['tokens_per_s']['trl']:.0f} tok/s) "
+            f"| >= {TARGETS['local_ratio']} | {verdict(a['ratio'] >= TARGETS['local_ratio'])} |"
+        )
+        lines.append(
+            f"| a'. same, fedbench with a cold reference cache (a client's first visit) | {a['ratio_cache_cold']:.3f} | | |"
+        )
+        lines.append(
+            f"| a''. fedbench (float32) / plain TRL with its default bf16 autocast | {a['ratio_vs_trl_default_bf16']:.3f} | | |"
+        )
     if "reference_cache" in results:
         c = results["reference_cache"]
         shape = f"{c['rounds']} rounds x {c['clients_per_round']} clients x {c['local_steps']} steps x batch {c['batch_size']}"
         for method, r in c["runs"].items():
             share = r["cold"]["outside_share"]
-            lines.append(f"| b. {method}: share of round time outside local training (cache on) | {share:.1%} "
-                         f"| <= {TARGETS['outside_share']:.0%} | {verdict(share <= TARGETS['outside_share'])} |")
+            lines.append(
+                f"| b. {method}: share of round time outside local training (cache on) | {share:.1%} "
+                f"| <= {TARGETS['outside_share']:.0%} | {verdict(share <= TARGETS['outside_share'])} |"
+            )
         for method, r in c["runs"].items():
-            lines.append(f"| c. {method}: reference cache speed-up, {shape}, cold cache "
-                         f"({r['off']['seconds']:.0f} s -> {r['cold']['seconds']:.0f} s; reference rows "
-                         f"{r['reference_rows_without_cache']} -> {r['reference_rows_scored_with_cache']}) "
-                         f"| {r['speedup_cold']:.2f}x | >= {TARGETS['cache_speedup']}x | {verdict(r['speedup_cold'] >= TARGETS['cache_speedup'])} |")
-            lines.append(f"| c'. {method}: same run again, cache read from the run directory (resume/rerun) "
-                         f"({r['warm']['seconds']:.0f} s) | {r['speedup_warm']:.2f}x | | |")
+            lines.append(
+                f"| c. {method}: reference cache speed-up, {shape}, cold cache "
+                f"({r['off']['seconds']:.0f} s -> {r['cold']['seconds']:.0f} s; reference rows "
+                f"{r['reference_rows_without_cache']} -> {r['reference_rows_scored_with_cache']}) "
+                f"| {r['speedup_cold']:.2f}x | >= {TARGETS['cache_speedup']}x "
+                f"| {verdict(r['speedup_cold'] >= TARGETS['cache_speedup'])} |"
+            )
+            lines.append(
+                f"| c'. {method}: same run again, cache read from the run directory (resume/rerun) "
+                f"({r['warm']['seconds']:.0f} s) | {r['speedup_warm']:.2f}x | | |"
+            )
     if "generation" in results:
         g = results["generation"]
-        lines.append(f"| d. hf generation, batch 16 vs one at a time ({g['prompts']} prompts, {g['max_new_tokens']} new tokens) "
-                     f"| {g['speedup']:.2f}x | >= {TARGETS['generation_speedup']}x | {verdict(g['speedup'] >= TARGETS['generation_speedup'])} |")
+        lines.append(
+            f"| d. hf generation, batch 16 vs one at a time ({g['prompts']} prompts, {g['max_new_tokens']} new tokens) "
+            f"| {g['speedup']:.2f}x | >= {TARGETS['generation_speedup']}x "
+            f"| {verdict(g['speedup'] >= TARGETS['generation_speedup'])} |"
+        )
     if "end_to_end" in results:
         e = results["end_to_end"]
-        lines.append(f"| e. `{e['command']}` | {e['seconds']:.0f} s, peak RSS {e['peak_rss_mib']:.0f} MiB (exit {e['exit_status']}) | | |")
+        lines.append(
+            f"| e. `{e['command']}` | {e['seconds']:.0f} s, peak RSS {e['peak_rss_mib']:.0f} MiB (exit {e['exit_status']}) | | |"
+        )
     if "reference_cache" in results:
-        lines += ["", "Notes on c: the cache skips the reference forward only for a row met again. A cold run still "
-                  "scores every distinct row once (as many forwards as TRL spends on it), so its speed-up is bounded by "
-                  "how often rows recur: here the 5 sampled rounds revisit few rows (reference rows above). The warm "
-                  "figure, with every row already in the run directory, is the per-step gain once rows recur (long runs, "
-                  "clients with fewer rows than steps x batch, resumed or repeated runs)."]
+        lines += [
+            "",
+            "Notes on c: the cache skips the reference forward only for a row met again. A cold run still "
+            "scores every distinct row once (as many forwards as TRL spends on it), so its speed-up is bounded by "
+            "how often rows recur: here the 5 sampled rounds revisit few rows (reference rows above). The warm "
+            "figure, with every row already in the run directory, is the per-step gain once rows recur (long runs, "
+            "clients with fewer rows than steps x batch, resumed or repeated runs).",
+        ]
     lines += ["", "Raw figures: benchmarks/results.json. Timings are wall-clock on this machine only.", ""]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--e2e", action="store_true", help="run the README's full demo command for (e) (train + evaluate: minutes more)")
+    parser.add_argument(
+        "--e2e", action="store_true", help="run the README's full demo command for (e) (train + evaluate: minutes more)"
+    )
     parser.add_argument("--only", default="abcde", help="subset of the figures to measure, e.g. 'cd'")
     parser.add_argument("--out", type=Path, default=HERE, help="folder for results.json and RESULTS.md")
     parser.add_argument("--render", action="store_true", help="only rewrite RESULTS.md from the folder's results.json")
@@ -348,8 +430,13 @@ def main(argv: list[str] | None = None) -> int:
     transformers.logging.set_verbosity_error()
     logging.getLogger("trl").setLevel(logging.ERROR)  # KTO's per-client class-balance advice, once per trainer
     warnings.filterwarnings("ignore")
-    results: dict[str, Any] = {"machine": machine(), "neighbours": neighbours, "load_before": load_before,
-                               "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "targets": TARGETS}
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "neighbours": neighbours,
+        "load_before": load_before,
+        "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+        "targets": TARGETS,
+    }
     started = time.perf_counter()
     if "a" in opts.only:
         results["local_training"] = bench_local_training(steps=2, reps=2)
@@ -357,15 +444,19 @@ def main(argv: list[str] | None = None) -> int:
     if "b" in opts.only or "c" in opts.only:
         results["reference_cache"] = bench_reference_cache(rounds=5, clients_per_round=2, steps=2, batch_size=2)
         for method, r in results["reference_cache"]["runs"].items():
-            print(f"b/c. {method}: outside share {r['cold']['outside_share']:.1%}, speed-up cold {r['speedup_cold']:.2f}x, "
-                  f"warm {r['speedup_warm']:.2f}x")
+            print(
+                f"b/c. {method}: outside share {r['cold']['outside_share']:.1%}, speed-up cold {r['speedup_cold']:.2f}x, "
+                f"warm {r['speedup_warm']:.2f}x"
+            )
     if "d" in opts.only:
         results["generation"] = bench_generation(prompts=16, new_tokens=32)
         print(f"d. generation speed-up {results['generation']['speedup']:.2f}x")
     if "e" in opts.only:
         results["end_to_end"] = bench_end_to_end(full=opts.e2e)
-        print(f"e. {results['end_to_end']['command']}: {results['end_to_end']['seconds']:.0f} s, "
-              f"peak RSS {results['end_to_end']['peak_rss_mib']:.0f} MiB")
+        print(
+            f"e. {results['end_to_end']['command']}: {results['end_to_end']['seconds']:.0f} s, "
+            f"peak RSS {results['end_to_end']['peak_rss_mib']:.0f} MiB"
+        )
     results["total_seconds"] = time.perf_counter() - started
     results["load_after"] = load_average()
     command = " ".join([".venv/bin/python benchmarks/bench.py", *(argv if argv is not None else sys.argv[1:])])

@@ -6,7 +6,6 @@ applies each operation to all tensors in one call, on whatever device they live 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -49,14 +48,8 @@ class Rejection:
     reason: str
 
 
-def validate_updates(
-    global_params: Params, updates: Sequence[ClientUpdate], max_norm: float | None = None
-) -> tuple[list[ClientUpdate], list[Rejection]]:
-    """Split updates into usable ones and rejections (wrong keys, shapes or dtypes; NaN or Inf).
-
-    With ``max_norm``, an accepted update whose change from the global adapter is larger in
-    L2 norm is scaled back onto that radius (norm clipping), not rejected.
-    """
+def validate_updates(global_params: Params, updates: Sequence[ClientUpdate]) -> tuple[list[ClientUpdate], list[Rejection]]:
+    """Split updates into usable ones and rejections (wrong keys, shapes or dtypes; NaN or Inf)."""
     accepted: list[ClientUpdate] = []
     rejected: list[Rejection] = []
     for update in updates:
@@ -64,8 +57,6 @@ def validate_updates(
         if reason:
             rejected.append(Rejection(update.client_id, reason))
             continue
-        if max_norm is not None:
-            update = _clip(global_params, update, max_norm)
         accepted.append(update)
     return accepted, rejected
 
@@ -87,17 +78,6 @@ def _problem(global_params: Params, update: ClientUpdate) -> str | None:
             if not bool(torch.isfinite(tensor).all()):
                 return f"{where}'{name}' contains NaN or Inf (diverged local training; try a lower learning rate)"
     return None
-
-
-def _clip(global_params: Params, update: ClientUpdate, max_norm: float) -> ClientUpdate:
-    keys = list(global_params)
-    delta = torch._foreach_sub([update.params[k] for k in keys], [global_params[k] for k in keys])
-    norm = math.sqrt(sum(float(n) ** 2 for n in torch._foreach_norm(delta)))
-    if norm <= max_norm:
-        return update
-    torch._foreach_mul_(delta, max_norm / norm)
-    clipped = torch._foreach_add(delta, [global_params[k] for k in keys])
-    return ClientUpdate(update.client_id, dict(zip(keys, clipped)), update.num_examples, update.extras, update.metrics)
 
 
 def params_nbytes(params: Params) -> int:
@@ -124,7 +104,8 @@ def import_state(prefix: str, state: Params, into: Params) -> None:
     missing = [k for k in into if f"{prefix}/{k}" not in state]
     if missing:
         raise FedbenchError(
-            f"the checkpoint's server state has no '{prefix}/{missing[0]}' ({len(missing)} of {len(into)} '{prefix}' entries missing)",
+            f"the checkpoint's server state has no '{prefix}/{missing[0]}' "
+            f"({len(missing)} of {len(into)} '{prefix}' entries missing)",
             "resume with the aggregator and LoRA settings the run was started with, or rerun with --force",
         )
     with torch.no_grad():

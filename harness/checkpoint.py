@@ -98,9 +98,16 @@ class RoundRecord:
     def from_dict(cls, values: Mapping[str, Any]) -> RoundRecord:
         """A record read back from ``round.json`` or ``result.json``."""
         return cls(
-            round=int(values["round"]), lr=values["lr"], clients=tuple(values["clients"]), loss=values["loss"],
-            client_loss=dict(values["client_loss"]), rejected=dict(values["rejected"]), bytes_down=values["bytes_down"],
-            bytes_up=values["bytes_up"], train_seconds=values["train_seconds"], round_seconds=values["round_seconds"],
+            round=int(values["round"]),
+            lr=values["lr"],
+            clients=tuple(values["clients"]),
+            loss=values["loss"],
+            client_loss=dict(values["client_loss"]),
+            rejected=dict(values["rejected"]),
+            bytes_down=values["bytes_down"],
+            bytes_up=values["bytes_up"],
+            train_seconds=values["train_seconds"],
+            round_seconds=values["round_seconds"],
         )
 
 
@@ -138,8 +145,13 @@ class RunResult:
         return sum(h.bytes_down for h in self.history), sum(h.bytes_up for h in self.history)
 
     def to_dict(self) -> dict[str, Any]:
-        out = {"spec": self.spec.to_dict(), "hash": self.hash, "rounds": self.rounds, "engine": self.engine,
-               "history": [h.to_dict() for h in self.history]}
+        out = {
+            "spec": self.spec.to_dict(),
+            "hash": self.hash,
+            "rounds": self.rounds,
+            "engine": self.engine,
+            "history": [h.to_dict() for h in self.history],
+        }
         if self.attempt is not None:
             out["attempt"] = self.attempt
         return dict(self.extra) | out
@@ -148,9 +160,13 @@ class RunResult:
     def from_dict(cls, values: Mapping[str, Any]) -> RunResult:
         known = {"spec", "hash", "rounds", "engine", "history", "attempt"}
         return cls(
-            spec=spec_from_dict(values["spec"]), engine=str(values.get("engine", "local")),
-            history=as_records(values["history"]), hash=str(values.get("hash", "")), rounds=int(values.get("rounds", 0)),
-            attempt=values.get("attempt"), extra={k: v for k, v in values.items() if k not in known},
+            spec=spec_from_dict(values["spec"]),
+            engine=str(values.get("engine", "local")),
+            history=as_records(values["history"]),
+            hash=str(values.get("hash", "")),
+            rounds=int(values.get("rounds", 0)),
+            attempt=values.get("attempt"),
+            extra={k: v for k, v in values.items() if k not in known},
         )
 
 
@@ -196,7 +212,9 @@ class RunDir:
         if self._spec is None:
             spec_file = self.path / "spec.json"
             if not spec_file.is_file():
-                raise FedbenchError(f"{self.path} is not a run directory (it has no spec.json)", "pass a directory that `fedbench run` created")
+                raise FedbenchError(
+                    f"{self.path} is not a run directory (it has no spec.json)", "pass a directory that `fedbench run` created"
+                )
             self._spec = spec_from_dict(json.loads(spec_file.read_text()))
         return self._spec
 
@@ -298,7 +316,11 @@ def scan_runs(root: Path) -> list[RunState]:
         spec = json.loads((path / "spec.json").read_text())
         cell = f"{spec['method']}-{spec['layout']}-{spec['aggregator']}"
         rounds_dir = path / "rounds"
-        done_rounds = [int(p.name[len(ROUND_PREFIX):]) for p in rounds_dir.glob(f"{ROUND_PREFIX}*") if (p / "round.json").is_file()] if rounds_dir.is_dir() else []
+        done_rounds = (
+            [int(p.name[len(ROUND_PREFIX) :]) for p in rounds_dir.glob(f"{ROUND_PREFIX}*") if (p / "round.json").is_file()]
+            if rounds_dir.is_dir()
+            else []
+        )
         last = max(done_rounds, default=0)
         run_dir = RunDir.at(path)
         if run_dir.done:

@@ -7,9 +7,9 @@ progress :mod:`fedbench.harness.progress` renders) and prints a :class:`Fedbench
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -54,29 +54,41 @@ def run(
     method: str = typer.Option(None, "--method", help="dpo, kto, a comma list or 'all'"),
     layout: str = typer.Option(None, "--layout", help="original, redistributed, a comma list or 'all'"),
     agg: str = typer.Option(None, "--agg", help="aggregator name, a comma list or 'all'"),
-    model: Optional[str] = typer.Option(None, help="embedded name, local directory or hub id"),
-    data: Optional[str] = typer.Option(None, help="'demo', a .jsonl/.json/.parquet file, fedchatbotpa:FILE or a hub id"),
-    rounds: Optional[int] = typer.Option(None, min=None),
-    clients_per_round: Optional[int] = typer.Option(None, "--clients-per-round"),
-    local_steps: Optional[int] = typer.Option(None, "--local-steps"),
-    seed: Optional[int] = typer.Option(None),
-    seeds: Optional[str] = typer.Option(None, "--seeds", help="repeat every cell with these training seeds: 0,1,2"),
-    config: Optional[Path] = typer.Option(None, "--config", help="TOML run config (any RunSpec field)"),
+    model: str | None = typer.Option(None, help="embedded name, local directory or hub id"),
+    data: str | None = typer.Option(None, help="'demo', a .jsonl/.json/.parquet file, fedchatbotpa:FILE or a hub id"),
+    rounds: int | None = typer.Option(None, min=None),
+    clients_per_round: int | None = typer.Option(None, "--clients-per-round"),
+    local_steps: int | None = typer.Option(None, "--local-steps"),
+    seed: int | None = typer.Option(None),
+    seeds: str | None = typer.Option(None, "--seeds", help="repeat every cell with these training seeds: 0,1,2"),
+    config: Path | None = typer.Option(None, "--config", help="TOML run config (any RunSpec field)"),
     profile: str = typer.Option("demo", help="a profile from registry.toml: demo or paper"),
     out: Path = typer.Option(Path("runs"), "--out", help="runs folder: one directory per cell"),
     set_: list[str] = typer.Option([], "--set", help="override any setting: --set lora_r=16 (repeatable)"),
     force: bool = typer.Option(False, "--force", help="redo finished cells instead of skipping them"),
-    benchmarks: Optional[str] = typer.Option(None, "--benchmarks", help="comma list (default: mt_bench_1,vicuna,advbench)"),
-    judge: Optional[str] = typer.Option(None, "--judge", help="judge for model-graded benchmarks (llm, judgelm, ...)"),
-    backend: Optional[str] = typer.Option(None, "--backend", help="generation backend: auto, hf or vllm"),
-    limit: Optional[int] = typer.Option(None, "--limit", help="first N questions of each benchmark"),
+    benchmarks: str | None = typer.Option(None, "--benchmarks", help="comma list (default: mt_bench_1,vicuna,advbench)"),
+    judge: str | None = typer.Option(None, "--judge", help="judge for model-graded benchmarks (llm, judgelm, ...)"),
+    backend: str | None = typer.Option(None, "--backend", help="generation backend: auto, hf or vllm"),
+    limit: int | None = typer.Option(None, "--limit", help="first N questions of each benchmark"),
     skip_eval: bool = typer.Option(False, "--skip-eval", help="train only; evaluate later with `fedbench eval`"),
-    engine: str = typer.Option("local", "--engine", help="local (one process) or flower (Flower simulation, or a deployment with --superlink)"),
-    superlink: Optional[str] = typer.Option(None, "--superlink", help="flower: submit to this SuperLink connection (Flower's config.toml) instead of simulating"),
-    client_cpus: Optional[float] = typer.Option(None, "--client-cpus", help="flower simulation: CPUs per client (default 1)"),
-    client_gpus: Optional[float] = typer.Option(None, "--client-gpus", help="flower simulation: GPUs per client (default 1 with CUDA, else 0; 0.5 = two per GPU)"),
-    min_nodes: Optional[int] = typer.Option(None, "--min-nodes", help="flower deployment: SuperNodes that make up the federation (default clients_per_round)"),
-    round_timeout: Optional[float] = typer.Option(None, "--round-timeout", help="flower: seconds before a silent client is rejected for the round (deployment 3600, simulation none)"),
+    engine: str = typer.Option(
+        "local", "--engine", help="local (one process) or flower (Flower simulation, or a deployment with --superlink)"
+    ),
+    superlink: str | None = typer.Option(
+        None, "--superlink", help="flower: submit to this SuperLink connection (Flower's config.toml) instead of simulating"
+    ),
+    client_cpus: float | None = typer.Option(None, "--client-cpus", help="flower simulation: CPUs per client (default 1)"),
+    client_gpus: float | None = typer.Option(
+        None, "--client-gpus", help="flower simulation: GPUs per client (default 1 with CUDA, else 0; 0.5 = two per GPU)"
+    ),
+    min_nodes: int | None = typer.Option(
+        None, "--min-nodes", help="flower deployment: SuperNodes that make up the federation (default clients_per_round)"
+    ),
+    round_timeout: float | None = typer.Option(
+        None,
+        "--round-timeout",
+        help="flower: seconds before a silent client is rejected for the round (deployment 3600, simulation none)",
+    ),
 ) -> None:
     """Train the named cells of the matrix (resuming unfinished ones), then answer, judge and store the benchmarks."""
     try:
@@ -87,17 +99,30 @@ def run(
 
         profile_settings = _profile(profile)
         flags = {
-            "method": method, "layout": layout, "aggregator": agg, "model": model, "data": data, "rounds": rounds,
-            "clients_per_round": clients_per_round, "local_steps": local_steps, "seed": seed,
+            "method": method,
+            "layout": layout,
+            "aggregator": agg,
+            "model": model,
+            "data": data,
+            "rounds": rounds,
+            "clients_per_round": clients_per_round,
+            "local_steps": local_steps,
+            "seed": seed,
         } | _parse_sets(set_)
         settings = resolve_settings({k: v for k, v in profile_settings.items() if k != "eval"}, config, flags)
-        evaluation = eval_spec(profile_settings.get("eval"), {"benchmarks": benchmarks, "judge": judge, "backend": backend, "limit": limit})
+        evaluation = eval_spec(
+            profile_settings.get("eval"), {"benchmarks": benchmarks, "judge": judge, "backend": backend, "limit": limit}
+        )
         if seeds is not None and seed is not None:
             raise FedbenchError("--seed and --seeds both given", "use --seeds 0,1,2 for several seeds, or --seed N for one")
         study = Study.from_settings(
-            settings, parse_seeds(seeds) if seeds is not None else None, runs_root=out, force=force,
+            settings,
+            parse_seeds(seeds) if seeds is not None else None,
+            runs_root=out,
+            force=force,
             engine=engine_from_flags(engine, superlink, client_cpus, client_gpus, min_nodes, round_timeout),
-            evaluation=evaluation, skip_eval=skip_eval,
+            evaluation=evaluation,
+            skip_eval=skip_eval,
         )
         run_study(study, default_registry(), RichProgress(_console()))
     except FedbenchError as err:
@@ -114,10 +139,10 @@ def _profile(name: str) -> dict[str, Any]:
 @app.command("partition")
 def partition_(
     out: Path = typer.Option(..., "--out", help="folder for one JSONL file per client"),
-    method: Optional[str] = typer.Option(None, "--method", help="dpo or kto (decides pairs or labelled examples)"),
-    layout: Optional[str] = typer.Option(None, "--layout", help="original or redistributed"),
-    data: Optional[str] = typer.Option(None, help="'demo', a .jsonl/.json/.parquet file, fedchatbotpa:FILE or a hub id"),
-    config: Optional[Path] = typer.Option(None, "--config", help="TOML run config (any RunSpec field)"),
+    method: str | None = typer.Option(None, "--method", help="dpo or kto (decides pairs or labelled examples)"),
+    layout: str | None = typer.Option(None, "--layout", help="original or redistributed"),
+    data: str | None = typer.Option(None, help="'demo', a .jsonl/.json/.parquet file, fedchatbotpa:FILE or a hub id"),
+    config: Path | None = typer.Option(None, "--config", help="TOML run config (any RunSpec field)"),
     profile: str = typer.Option("demo", help="a profile from registry.toml: demo or paper"),
     set_: list[str] = typer.Option([], "--set", help="override any setting: --set partition_seed=7 (repeatable)"),
 ) -> None:
@@ -144,7 +169,9 @@ def partition_(
         table.add_row(cid, str(len(clients[cid])), escape(f"data-file={json.dumps(str(path))} client-id={json.dumps(cid)}"))
     console = _console()
     console.print(table)
-    console.print(f"train them with the same --method {spec.method} --layout {spec.layout} (and data settings) on the server side")
+    console.print(
+        f"train them with the same --method {spec.method} --layout {spec.layout} (and data settings) on the server side"
+    )
 
 
 @app.command()
@@ -185,7 +212,9 @@ def new_plugin(
         newplugin.check(kind, name)
         taken = load_registry().find(kind, name)
         if taken:  # a second 'fedavg' would only fail later, at load time
-            raise FedbenchError(f"{kind} '{name}' already exists ({taken.source})", "pick another name: plugin names are unique per kind")
+            raise FedbenchError(
+                f"{kind} '{name}' already exists ({taken.source})", "pick another name: plugin names are unique per kind"
+            )
         root = newplugin.new_plugin(kind, name, out)
     except FedbenchError as err:
         _fail(err)
@@ -197,10 +226,10 @@ def new_plugin(
 @app.command("eval")
 def eval_(
     run_dirs: list[Path] = typer.Argument(..., help="finished cells' run directories"),
-    benchmarks: Optional[str] = typer.Option(None, "--benchmarks"),
-    judge: Optional[str] = typer.Option(None, "--judge"),
-    backend: Optional[str] = typer.Option(None, "--backend"),
-    limit: Optional[int] = typer.Option(None, "--limit"),
+    benchmarks: str | None = typer.Option(None, "--benchmarks"),
+    judge: str | None = typer.Option(None, "--judge"),
+    backend: str | None = typer.Option(None, "--backend"),
+    limit: int | None = typer.Option(None, "--limit"),
     profile: str = typer.Option("demo", help="profile whose [eval] settings apply"),
     no_base: bool = typer.Option(False, "--no-base", help="skip the untrained base model"),
 ) -> None:
@@ -210,9 +239,13 @@ def eval_(
         from fedbench.harness.progress import RichProgress
         from fedbench.harness.study import evaluate_runs, runs_folder
 
-        evaluation = eval_spec(_profile(profile).get("eval"), {"benchmarks": benchmarks, "judge": judge, "backend": backend, "limit": limit})
+        evaluation = eval_spec(
+            _profile(profile).get("eval"), {"benchmarks": benchmarks, "judge": judge, "backend": backend, "limit": limit}
+        )
         runs_root = runs_folder(run_dirs)
-        evaluate_runs(run_dirs, evaluation, default_registry(), runs_root, include_base=not no_base, progress=RichProgress(_console()))
+        evaluate_runs(
+            run_dirs, evaluation, default_registry(), runs_root, include_base=not no_base, progress=RichProgress(_console())
+        )
     except FedbenchError as err:
         _fail(err)
 
@@ -221,10 +254,10 @@ def eval_(
 def leaderboard(
     runs: Path = typer.Option(Path("runs"), "--runs", help="runs folder holding results.sqlite"),
     format_: str = typer.Option("rich", "--format", help="rich, markdown, csv, json or html"),
-    out: Optional[Path] = typer.Option(None, "--out", help="write to this file instead of the terminal"),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="also draw grouped bars with error bars to this PNG"),
-    model: Optional[str] = typer.Option(None, "--model", help="only this base model's rows"),
-    judge: Optional[str] = typer.Option(None, "--judge", help="only this judge's scores"),
+    out: Path | None = typer.Option(None, "--out", help="write to this file instead of the terminal"),
+    plot: Path | None = typer.Option(None, "--plot", help="also draw grouped bars with error bars to this PNG"),
+    model: str | None = typer.Option(None, "--model", help="only this base model's rows"),
+    judge: str | None = typer.Option(None, "--judge", help="only this judge's scores"),
     traffic: bool = typer.Option(False, "--traffic", help="also show bytes sent down and up per cell"),
     compare: bool = typer.Option(False, "--compare", help="the paired differences KTOO-DPO, KTOR-DPO, KTOR-KTOO instead"),
     clients: bool = typer.Option(False, "--clients", help="per-client scores and fairness summary instead"),
@@ -241,8 +274,10 @@ def leaderboard(
             raise FedbenchError("--compare and --clients are two different views", "ask for one at a time")
         store = Store(runs / STORE_NAME)
         scores = store.scores()
-        matrix = lb.build_matrix(scores, model=model, judge=judge,
-                                 questions=lambda r: store.question_scores(r.subject, r.benchmark, r.judge))
+        matrix = lb.build_matrix(
+            scores, model=model, judge=judge, questions=lambda r: store.question_scores(r.subject, r.benchmark, r.judge)
+        )
+        views: dict[str, Callable[[lb.Matrix], Any]]
         if compare:
             views = {"rich": lb.compare_rich, "markdown": lb.compare_markdown, "csv": lb.compare_csv, "json": lb.compare_json}
         elif clients:
@@ -317,7 +352,9 @@ def runs(
         table.add_column(col)
     colors = {"done": "green", "interrupted": "yellow", "failed": "red", "empty": "dim"}
     for st in states:
-        label = {"interrupted": f"interrupted at round {st.rounds_done + 1}", "failed": f"failed: {st.reason}"}.get(st.status, st.status)
+        label = {"interrupted": f"interrupted at round {st.rounds_done + 1}", "failed": f"failed: {st.reason}"}.get(
+            st.status, st.status
+        )
         table.add_row(st.cell, f"[{colors[st.status]}]{label}[/]", f"{st.rounds_done}/{st.rounds}", st.path.name)
     console.print(table)
     if clean:
@@ -337,4 +374,4 @@ def main() -> None:  # pragma: no cover - console entry for `python -m`
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

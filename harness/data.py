@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, TypeAlias
 
 from fedbench.harness.errors import FedbenchError
 
@@ -41,7 +41,7 @@ class LabeledExample:
     label: bool
 
 
-Example = Union[PreferencePair, LabeledExample]
+Example: TypeAlias = PreferencePair | LabeledExample
 
 FEDCHATBOTPA_FILE = "chatbotPA_747c_10k.json"
 """FedLLM-Bench's released Fed-ChatbotPA file: a JSON object mapping each client (user) to its list of
@@ -213,6 +213,12 @@ def read_examples(path: Path) -> list[Example]:
             if not isinstance(row.get(name), str) or not row[name].strip():
                 raise FedbenchError(f"{where}: field '{name}' must be non-empty text", f"fill in '{name}' or remove the row")
         if not isinstance(row["label"], bool):
-            raise FedbenchError(f"{where}: field 'label' must be true or false, got {row['label']!r:.40}", "store the label as a JSON boolean")
-        out.append(LabeledExample(str(row.get("id", number)), str(row.get("client_id", path.stem)), row["prompt"], row["completion"], row["label"]))
+            raise FedbenchError(
+                f"{where}: field 'label' must be true or false, got {row['label']!r:.40}", "store the label as a JSON boolean"
+            )
+        out.append(
+            LabeledExample(
+                str(row.get("id", number)), str(row.get("client_id", path.stem)), row["prompt"], row["completion"], row["label"]
+            )
+        )
     return out

@@ -256,7 +256,7 @@ def _expand(fields: tuple[str, ...], rows: tuple[tuple[str, ...], ...], template
     ``{other}`` is the second column of a row half-way round the table, so a wrong answer can
     confuse one slot with another (e.g. naming a landmark from a different city).
     """
-    pool = []
+    pool: list[Triple] = []
     for i, row in enumerate(rows):
         slots = dict(zip(fields, row), other=rows[(i + len(rows) // 2) % len(rows)][1])
         pool.extend((p.format(**slots), c.format(**slots), w.format(**slots)) for p, c, w in templates)

@@ -51,11 +51,12 @@ class Engine(Protocol):
     A cell already finished there is not trained again unless ``force`` (the outcome says ``skipped``).
     """
 
-    name: str
+    name: ClassVar[str]
     """What ``result.json`` records as the engine ('local' or 'flower')."""
 
-    def train(self, cell: Cell, runs_root: Path, force: bool = False, progress: TrainingProgress | None = None) -> CellOutcome:
-        ...
+    def train(
+        self, cell: Cell, runs_root: Path, force: bool = False, progress: TrainingProgress | None = None
+    ) -> CellOutcome: ...
 
 
 @dataclass(frozen=True)
@@ -116,8 +117,12 @@ class FlowerDeployment:
 
 
 def engine_from_flags(
-    name: str, superlink: str | None = None, client_cpus: float | None = None, client_gpus: float | None = None,
-    min_nodes: int | None = None, round_timeout: float | None = None,
+    name: str,
+    superlink: str | None = None,
+    client_cpus: float | None = None,
+    client_gpus: float | None = None,
+    min_nodes: int | None = None,
+    round_timeout: float | None = None,
 ) -> Engine:
     """The engine ``fedbench run``'s flags name, with the flags checked against it.
 
@@ -125,7 +130,10 @@ def engine_from_flags(
     before any cell starts.
     """
     flower_only = {
-        "--superlink": superlink, "--client-cpus": client_cpus, "--client-gpus": client_gpus, "--min-nodes": min_nodes,
+        "--superlink": superlink,
+        "--client-cpus": client_cpus,
+        "--client-gpus": client_gpus,
+        "--min-nodes": min_nodes,
         "--round-timeout": round_timeout,
     }
     if name == "local":
@@ -138,10 +146,16 @@ def engine_from_flags(
     load_flower()
     if superlink:
         if client_cpus is not None or client_gpus is not None:
-            raise FedbenchError("--client-cpus/--client-gpus size simulated clients; a deployment's SuperNodes bring their own", "drop them, or drop --superlink to simulate")
+            raise FedbenchError(
+                "--client-cpus/--client-gpus size simulated clients; a deployment's SuperNodes bring their own",
+                "drop them, or drop --superlink to simulate",
+            )
         return FlowerDeployment(superlink, min_nodes, timeout=round_timeout or 3600)
     if min_nodes is not None:
-        raise FedbenchError("--min-nodes applies to a deployment (--superlink); a simulation starts one node per client", "drop --min-nodes, or add --superlink")
+        raise FedbenchError(
+            "--min-nodes applies to a deployment (--superlink); a simulation starts one node per client",
+            "drop --min-nodes, or add --superlink",
+        )
     return FlowerSimulation(client_cpus, client_gpus, round_timeout)
 
 

@@ -85,12 +85,25 @@ def cell_subject(run_dir: Path) -> Subject:
     """A finished cell's run directory as a subject; refuses an unfinished one."""
     result = RunDir.at(run_dir).result()
     if result is None:
-        raise FedbenchError(f"{run_dir} has not finished training", "rerun `fedbench run` with the same settings to finish it first")
+        raise FedbenchError(
+            f"{run_dir} has not finished training", "rerun `fedbench run` with the same settings to finish it first"
+        )
     spec = result.spec
     heldout = run_dir / HOLDOUT_FILE
-    return Subject(spec.hash, spec.model, spec.template, spec.dtype, RunDir(run_dir.parent, spec).adapter_dir,
-                   spec.method, spec.layout, spec.aggregator, result.traffic, spec.seed, spec.settings_key,
-                   heldout if heldout.is_file() else None)
+    return Subject(
+        spec.hash,
+        spec.model,
+        spec.template,
+        spec.dtype,
+        RunDir(run_dir.parent, spec).adapter_dir,
+        spec.method,
+        spec.layout,
+        spec.aggregator,
+        result.traffic,
+        spec.seed,
+        spec.settings_key,
+        heldout if heldout.is_file() else None,
+    )
 
 
 @dataclass
@@ -140,7 +153,9 @@ class _Scorers:
         return self.scorers[key]
 
 
-def evaluate(subjects: Sequence[Subject], spec: EvalSpec, registry: Registry, store: Store, progress: EvalProgress | None = None) -> list[ScoreRow]:
+def evaluate(
+    subjects: Sequence[Subject], spec: EvalSpec, registry: Registry, store: Store, progress: EvalProgress | None = None
+) -> list[ScoreRow]:
     """Answer, judge and score every subject on every benchmark; returns the score rows written."""
     progress = progress or EvalProgress()
     benchmarks = [registry.create("benchmark", name, dict(spec.benchmark_params).get(name, {})) for name in spec.benchmarks]
@@ -167,10 +182,16 @@ def evaluate(subjects: Sequence[Subject], spec: EvalSpec, registry: Registry, st
             step = max(1, spec.batch_size)
             for start in range(0, len(todo), step):  # store batch by batch: an interruption loses one batch at most
                 chunk = todo[start : start + step]
-                answers = generator.generate([q.prompt for q in chunk], [bench.temperature(q) for q in chunk], subject.adapter,
-                                             on_batch=progress.on_answers)
+                answers = generator.generate(
+                    [q.prompt for q in chunk],
+                    [bench.temperature(q) for q in chunk],
+                    subject.adapter,
+                    on_batch=progress.on_answers,
+                )
                 tokenizer = generator.tokenizer
-                tokens = None if tokenizer is None else [len(tokenizer(a, add_special_tokens=False)["input_ids"]) for a in answers]
+                tokens = (
+                    None if tokenizer is None else [len(tokenizer(a, add_special_tokens=False)["input_ids"]) for a in answers]
+                )
                 store.add_answers(subject.key, bench.name, chunk, answers, asdict(settings) | {"backend": generator.name}, tokens)
                 have.update({q.id: a for q, a in zip(chunk, answers)})
             judge_name, judge = judges[bench.name]
@@ -184,8 +205,20 @@ def evaluate(subjects: Sequence[Subject], spec: EvalSpec, registry: Registry, st
                 new = judge.judge(chunk, [have[q.id] for q in chunk])
                 store.add_judgments(subject.key, bench.name, judge_name, new, _clients(chunk))
                 judged.update({j.question_id: j for j in new})
-            rows.append(_finish(store, progress, subject, bench, judge_name, judge.setting, questions, judged,
-                                asdict(settings) | {"backend": generator.name}, have))
+            rows.append(
+                _finish(
+                    store,
+                    progress,
+                    subject,
+                    bench,
+                    judge_name,
+                    judge.setting,
+                    questions,
+                    judged,
+                    asdict(settings) | {"backend": generator.name},
+                    have,
+                )
+            )
     rows += _judge_together(deferred, judges, store, progress)
     return rows
 
@@ -198,8 +231,9 @@ LIKELIHOOD_JUDGE = "likelihood"
 """The judge column of benchmarks scored from log-likelihoods of given answers (no judge model)."""
 
 
-def _score_given(subject: Subject, bench: Benchmark, spec: EvalSpec, store: Store, progress: EvalProgress,
-                 scorers: _Scorers) -> list[ScoreRow]:
+def _score_given(
+    subject: Subject, bench: Benchmark, spec: EvalSpec, store: Store, progress: EvalProgress, scorers: _Scorers
+) -> list[ScoreRow]:
     """A benchmark whose questions carry their answers (held-out pairs): forward passes only, one row per metric.
 
     A subject without held-out pairs (trained with ``holdout = 0``, or on labelled single responses)
@@ -207,8 +241,11 @@ def _score_given(subject: Subject, bench: Benchmark, spec: EvalSpec, store: Stor
     """
     if subject.heldout is None:
         if progress.on_skip:
-            progress.on_skip(subject, bench.name, "no held-out preference pairs (trained with holdout = 0, or on "
-                                                  "unpaired data); set holdout > 0 to score it")
+            progress.on_skip(
+                subject,
+                bench.name,
+                "no held-out preference pairs (trained with holdout = 0, or on unpaired data); set holdout > 0 to score it",
+            )
         return []
     questions = bench.questions(str(subject.heldout))  # every pair: `limit` saves generation, and there is none here
     metric_names = [f"{bench.name}.{m}" for m in bench.metrics]
@@ -246,19 +283,41 @@ def _score_given(subject: Subject, bench: Benchmark, spec: EvalSpec, store: Stor
     for metric in bench.metrics:
         name = f"{bench.name}.{metric}"
         if subject.adapter is None and metric in bench.base_scores:
-            row = _score_row(subject, name, bench, LIKELIHOOD_JUDGE, f"{metric}: fixed for the base model", len(questions),
-                             0, bench.base_scores[metric]) | {"ci_note": "fixed by definition for the base model"}
+            row = _score_row(
+                subject,
+                name,
+                bench,
+                LIKELIHOOD_JUDGE,
+                f"{metric}: fixed for the base model",
+                len(questions),
+                0,
+                bench.base_scores[metric],
+            ) | {"ci_note": "fixed by definition for the base model"}
             rows.append(_put(store, progress, subject, ScoreRow(**row)))
         elif name in judged and judged[name]:
-            rows.append(_finish(store, progress, subject, bench, LIKELIHOOD_JUDGE, f"{metric} on held-out pairs", questions,
-                                judged[name], {"heldout": str(subject.heldout)}, benchmark_name=name))
+            rows.append(
+                _finish(
+                    store,
+                    progress,
+                    subject,
+                    bench,
+                    LIKELIHOOD_JUDGE,
+                    f"{metric} on held-out pairs",
+                    questions,
+                    judged[name],
+                    {"heldout": str(subject.heldout)},
+                    benchmark_name=name,
+                )
+            )
     return rows
 
 
 VARIANT_ORDER = {("dpo", "original"): 0, ("kto", "original"): 1, ("kto", "redistributed"): 2}
 
 
-def _judge_together(deferred: list[Deferred], judges: dict[str, tuple[str, Judge]], store: Store, progress: EvalProgress) -> list[ScoreRow]:
+def _judge_together(
+    deferred: list[Deferred], judges: dict[str, tuple[str, Judge]], store: Store, progress: EvalProgress
+) -> list[ScoreRow]:
     """Multi-answer grading as in the study: the cells of one aggregator (DPO, KTOO, KTOR) that answered
     a question are scored in one judge prompt, so their scores share one scale. Stored as '<judge>-together'.
 
@@ -300,31 +359,73 @@ def _judge_together(deferred: list[Deferred], judges: dict[str, tuple[str, Judge
         if agreed:
             setting += f", position-consistency {sum(agreed) / len(agreed):.2f} over {len(agreed)} questions (swap)"
         for it, j in zip(items, judged):
-            rows.append(_finish(store, progress, it.subject, it.bench, name, setting, it.questions, j,
-                                asdict(it.settings) | {"backend": it.backend}, it.answers))
+            rows.append(
+                _finish(
+                    store,
+                    progress,
+                    it.subject,
+                    it.bench,
+                    name,
+                    setting,
+                    it.questions,
+                    j,
+                    asdict(it.settings) | {"backend": it.backend},
+                    it.answers,
+                )
+            )
     return rows
 
 
-def _grade_in_order(judge: Judge, question: Question, items: Sequence[Deferred], order: Sequence[int]) -> tuple[dict[int, float], str]:
+def _grade_in_order(
+    judge: Judge, question: Question, items: Sequence[Deferred], order: Sequence[int]
+) -> tuple[dict[int, float], str]:
     """One multi-answer grading with the answers in ``order``; scores mapped back to the items, the reply noted with the order."""
     scores, reply = judge.judge_together(question, [items[i].answers[question.id] for i in order])
     by_item = {} if scores is None else {i: scores[pos] for pos, i in enumerate(order)}
     return by_item, f"[answer order: {', '.join(items[i].subject.label for i in order)}]\n{reply}"
 
 
-def _score_row(subject: Subject, benchmark: str, bench: Benchmark, judge_name: str, judge_setting: str, n: int,
-               failures: int, score: float | None) -> dict[str, Any]:
+def _score_row(
+    subject: Subject,
+    benchmark: str,
+    bench: Benchmark,
+    judge_name: str,
+    judge_setting: str,
+    n: int,
+    failures: int,
+    score: float | None,
+) -> dict[str, Any]:
     return dict(
-        subject=subject.key, benchmark=benchmark, judge=judge_name, method=subject.method, layout=subject.layout,
-        aggregator=subject.aggregator, model=subject.model, score=score, scale=bench.scale, n=n, failures=failures,
-        judge_setting=judge_setting, bytes_down=subject.traffic[0] if subject.traffic else None,
-        bytes_up=subject.traffic[1] if subject.traffic else None, seed=subject.seed, settings_key=subject.settings_key,
+        subject=subject.key,
+        benchmark=benchmark,
+        judge=judge_name,
+        method=subject.method,
+        layout=subject.layout,
+        aggregator=subject.aggregator,
+        model=subject.model,
+        score=score,
+        scale=bench.scale,
+        n=n,
+        failures=failures,
+        judge_setting=judge_setting,
+        bytes_down=subject.traffic[0] if subject.traffic else None,
+        bytes_up=subject.traffic[1] if subject.traffic else None,
+        seed=subject.seed,
+        settings_key=subject.settings_key,
     )
 
 
 def _finish(
-    store: Store, progress: EvalProgress, subject: Subject, bench: Benchmark, judge_name: str, judge_setting: str,
-    questions: Sequence[Question], judged: dict[str, Judgment], settings: dict[str, Any], answers: dict[str, str] | None = None,
+    store: Store,
+    progress: EvalProgress,
+    subject: Subject,
+    bench: Benchmark,
+    judge_name: str,
+    judge_setting: str,
+    questions: Sequence[Question],
+    judged: dict[str, Judgment],
+    settings: dict[str, Any],
+    answers: dict[str, str] | None = None,
     benchmark_name: str | None = None,
 ) -> ScoreRow:
     """Score with its interval, answer length and per-client scores; export the answers; store and report the row."""
@@ -332,8 +433,16 @@ def _finish(
     verdicts = [judged[q.id] for q in questions]
     home = store.path.parent / subject.key if subject.adapter is None else subject.adapter.parent
     export_answers(home, name, questions, answers, verdicts, settings | {"judge": judge_name})
-    row = _score_row(subject, name, bench, judge_name, judge_setting, len(verdicts), sum(v.score is None for v in verdicts),
-                     bench.score(verdicts))
+    row = _score_row(
+        subject,
+        name,
+        bench,
+        judge_name,
+        judge_setting,
+        len(verdicts),
+        sum(v.score is None for v in verdicts),
+        bench.score(verdicts),
+    )
     row |= _uncertainty(bench, verdicts)
     tokens = store.answer_tokens(subject.key, name)
     lengths = [tokens[q.id] for q in questions if q.id in tokens]
@@ -356,7 +465,8 @@ def _uncertainty(bench: Benchmark, verdicts: Sequence[Judgment]) -> dict[str, An
         return {"ci_note": f"{len(values)} scored question{'s' if len(values) != 1 else ''}: an interval needs at least 2"}
     mean = sum(values) / len(values)
     factor = 100.0 if bench.rate else 1.0
-    if bench.score(verdicts) is None or abs(bench.score(verdicts) - factor * mean) > 1e-9 * max(1.0, abs(factor * mean)):
+    score = bench.score(verdicts)
+    if score is None or abs(score - factor * mean) > 1e-9 * max(1.0, abs(factor * mean)):
         return {"ci_note": f"benchmark '{bench.name}' computes its own score (not the mean of its judgments): no interval"}
     interval = score_interval(values, binary=bench.rate)
     if interval is None:
@@ -376,7 +486,11 @@ def _per_client(bench: Benchmark, questions: Sequence[Question], verdicts: Seque
 
 
 def export_answers(
-    home: Path, benchmark: str, questions: Sequence[Question], answers: dict[str, str] | None, verdicts: Sequence[Judgment],
+    home: Path,
+    benchmark: str,
+    questions: Sequence[Question],
+    answers: dict[str, str] | None,
+    verdicts: Sequence[Judgment],
     settings: dict[str, Any],
 ) -> Path:
     """``<home>/answers/<benchmark>.jsonl``: one line per question with answer, score, raw judge reply and settings.
@@ -385,9 +499,19 @@ def export_answers(
     the client and the scoring detail in ``judge_reply``.
     """
     lines = [
-        json.dumps({"question_id": q.id, "category": q.category, "client": q.client or None, "prompt": q.prompt,
-                    "answer": None if answers is None else answers[q.id], "score": v.score, "judge_reply": v.raw,
-                    "settings": settings}, ensure_ascii=False)
+        json.dumps(
+            {
+                "question_id": q.id,
+                "category": q.category,
+                "client": q.client or None,
+                "prompt": q.prompt,
+                "answer": None if answers is None else answers[q.id],
+                "score": v.score,
+                "judge_reply": v.raw,
+                "settings": settings,
+            },
+            ensure_ascii=False,
+        )
         for q, v in zip(questions, verdicts)
     ]
     path = home / "answers" / f"{benchmark}.jsonl"
@@ -406,7 +530,9 @@ def eval_spec(profile_eval: dict[str, Any] | None, overrides: dict[str, Any]) ->
             if value is None:
                 continue
             if key not in known:
-                raise FedbenchError(f"{origin}: unknown eval setting '{key}'.{did_you_mean(key, known)}", f"known: {', '.join(known)}")
+                raise FedbenchError(
+                    f"{origin}: unknown eval setting '{key}'.{did_you_mean(key, known)}", f"known: {', '.join(known)}"
+                )
             if key in ("judge_params", "sources", "benchmark_params"):
                 value = tuple(sorted(dict(value).items()))
             elif key == "benchmarks":

@@ -129,7 +129,9 @@ def run_federation(
     peft_model = attach_lora(model, cell.spec.lora)
     global_params, start, history = begin(cell, run_dir, peft_model, len(clients), force)
     try:
-        history, global_params = _rounds(cell, run_dir, clients, peft_model, tokenizer, global_params, start, history, on_event, on_step)
+        history, global_params = _rounds(
+            cell, run_dir, clients, peft_model, tokenizer, global_params, start, history, on_event, on_step
+        )
     except Exception as err:
         run_dir.mark_failed(f"{type(err).__name__}: {err}")
         raise
@@ -140,7 +142,9 @@ def finished_outcome(run_dir: RunDir) -> CellOutcome:
     """The outcome of a cell a previous run already finished (skipped unless forced)."""
     result = run_dir.result()
     if result is None:
-        raise FedbenchError(f"{run_dir.path} has not finished training", "rerun `fedbench run` with the same settings to finish it")
+        raise FedbenchError(
+            f"{run_dir.path} has not finished training", "rerun `fedbench run` with the same settings to finish it"
+        )
     return CellOutcome(run_dir.path, run_dir.adapter_dir, result.history, skipped=True)
 
 
@@ -167,7 +171,12 @@ def begin(cell: Cell, run_dir: RunDir, peft_model: Any, num_clients: int, force:
 
 
 def conclude(
-    cell: Cell, run_dir: RunDir, peft_model: Any, global_params: Params, history: list[RoundRecord], engine: str,
+    cell: Cell,
+    run_dir: RunDir,
+    peft_model: Any,
+    global_params: Params,
+    history: list[RoundRecord],
+    engine: str,
     extra: dict[str, Any] | None = None,
 ) -> CellOutcome:
     """Write the final adapter in PEFT format and mark the cell done (``engine`` is recorded, not hashed).
@@ -183,32 +192,55 @@ def conclude(
 
 
 def train_one(
-    cell: Cell, peft_model: Any, tokenizer: Any, data: Any, global_params: Params, hook: ClientHook | None,
-    round_index: int, client_id: str, num_examples: int, workdir: Path,
-    on_step: Callable[[float | None], None] | None = None, reference: ReferenceCache | None = None,
+    cell: Cell,
+    peft_model: Any,
+    tokenizer: Any,
+    data: Any,
+    global_params: Params,
+    hook: ClientHook | None,
+    round_index: int,
+    client_id: str,
+    num_examples: int,
+    workdir: Path,
+    on_step: Callable[[float | None], None] | None = None,
+    reference: ReferenceCache | None = None,
 ) -> ClientUpdate:
     """One client's local training from the global adapter: the client half of every engine."""
     spec = cell.spec
     lr = spec.lr_at(round_index)
     load_adapter(peft_model, global_params)
     args = LocalTrainingArgs(
-        output_dir=str(workdir), steps=spec.local_steps, batch_size=spec.batch_size,
-        grad_accum=spec.grad_accum, learning_rate=lr, max_length=spec.max_length,
-        seed=client_seed(spec.seed, round_index, client_id), bf16=spec.dtype == "bfloat16",
+        output_dir=str(workdir),
+        steps=spec.local_steps,
+        batch_size=spec.batch_size,
+        grad_accum=spec.grad_accum,
+        learning_rate=lr,
+        max_length=spec.max_length,
+        seed=client_seed(spec.seed, round_index, client_id),
+        bf16=spec.dtype == "bfloat16",
     )
     t0 = time.perf_counter()
     # A new trainer starts at row 0 (KTO's sampler is sequential): a per-(round, client) seeded
     # shuffle lets every round see other rows, and stays reproducible for resume.
-    result = train_client(cell.method, peft_model, tokenizer, data.shuffle(seed=args.seed % 2**32), args, hook, on_step, reference)
+    result = train_client(
+        cell.method, peft_model, tokenizer, data.shuffle(seed=args.seed % 2**32), args, hook, on_step, reference
+    )
     metrics = {"loss": result.loss, "train_seconds": time.perf_counter() - t0}
     update = ClientUpdate(client_id, read_adapter(peft_model), num_examples, metrics=metrics)
     return hook.finish(update, result.steps, lr) if hook is not None else update
 
 
 def close_round(
-    cell: Cell, run_dir: RunDir, round_index: int, global_params: Params, updates: Sequence[ClientUpdate],
-    history: list[RoundRecord], started: float, failures: dict[str, str] | None = None,
-    reference: ReferenceCache | None = None, sampled: Sequence[str] | None = None,
+    cell: Cell,
+    run_dir: RunDir,
+    round_index: int,
+    global_params: Params,
+    updates: Sequence[ClientUpdate],
+    history: list[RoundRecord],
+    started: float,
+    failures: dict[str, str] | None = None,
+    reference: ReferenceCache | None = None,
+    sampled: Sequence[str] | None = None,
 ) -> tuple[Params, list[str]]:
     """Validate and aggregate a round's updates, append its history entry and checkpoint it.
 
@@ -221,18 +253,20 @@ def close_round(
         global_params = cell.aggregator.aggregate(global_params, accepted)
     rejected = {x.client_id: x.reason for x in rejections} | dict(failures or {})
     losses = [u.metrics["loss"] for u in accepted if math.isfinite(u.metrics["loss"])]
-    history.append(RoundRecord(
-        round=round_index + 1,
-        lr=cell.spec.lr_at(round_index),
-        clients=tuple(sampled) if sampled is not None else tuple(u.client_id for u in updates),
-        loss=sum(losses) / len(losses) if losses else None,
-        client_loss={u.client_id: u.metrics["loss"] for u in updates},
-        rejected=rejected,
-        bytes_down=params_nbytes(global_params) * (len(updates) + len(failures or {})),
-        bytes_up=sum(params_nbytes(u.params) + params_nbytes(u.extras) for u in updates),
-        train_seconds=sum(u.metrics.get("train_seconds", 0.0) for u in updates),
-        round_seconds=time.perf_counter() - started,
-    ))
+    history.append(
+        RoundRecord(
+            round=round_index + 1,
+            lr=cell.spec.lr_at(round_index),
+            clients=tuple(sampled) if sampled is not None else tuple(u.client_id for u in updates),
+            loss=sum(losses) / len(losses) if losses else None,
+            client_loss={u.client_id: u.metrics["loss"] for u in updates},
+            rejected=rejected,
+            bytes_down=params_nbytes(global_params) * (len(updates) + len(failures or {})),
+            bytes_up=sum(params_nbytes(u.params) + params_nbytes(u.extras) for u in updates),
+            train_seconds=sum(u.metrics.get("train_seconds", 0.0) for u in updates),
+            round_seconds=time.perf_counter() - started,
+        )
+    )
     if reference is not None:
         reference.save()  # before the checkpoint, so a checkpointed round never needs rescoring
     run_dir.save_round(round_index + 1, global_params, cell.aggregator.state_dict(), history)
@@ -240,9 +274,16 @@ def close_round(
 
 
 def _rounds(
-    cell: Cell, run_dir: RunDir, clients: dict[str, list[Example]], peft_model: Any, tokenizer: Any,
-    global_params: Params, start: int, history: list[RoundRecord],
-    on_event: Callable[[RoundEvent], None] | None, on_step: Callable[[float | None], None] | None,
+    cell: Cell,
+    run_dir: RunDir,
+    clients: dict[str, list[Example]],
+    peft_model: Any,
+    tokenizer: Any,
+    global_params: Params,
+    start: int,
+    history: list[RoundRecord],
+    on_event: Callable[[RoundEvent], None] | None,
+    on_step: Callable[[float | None], None] | None,
 ) -> tuple[list[RoundRecord], Params]:
     """Rounds ``start`` .. last, each checkpointed; returns the history and the final global adapter."""
     spec = cell.spec
@@ -254,8 +295,18 @@ def _rounds(
         for cid in sample_clients(list(clients), spec.clients_per_round, spec.seed, r):
             hook = cell.aggregator.client_hook(cid, global_params)
             update = train_one(
-                cell, peft_model, tokenizer, datasets_by_client[cid], global_params, hook, r, cid,
-                len(clients[cid]), run_dir.path / "tmp", on_step, reference,
+                cell,
+                peft_model,
+                tokenizer,
+                datasets_by_client[cid],
+                global_params,
+                hook,
+                r,
+                cid,
+                len(clients[cid]),
+                run_dir.path / "tmp",
+                on_step,
+                reference,
             )
             updates.append(update)
             if on_event:

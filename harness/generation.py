@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import torch
 
@@ -45,8 +45,12 @@ class Generator(ABC):
 
     @abstractmethod
     def generate(
-        self, prompts: Sequence[str], temperatures: Sequence[float], adapter: Path | None = None,
-        raw: bool = False, on_batch: Callable[[int], None] | None = None,
+        self,
+        prompts: Sequence[str],
+        temperatures: Sequence[float],
+        adapter: Path | None = None,
+        raw: bool = False,
+        on_batch: Callable[[int], None] | None = None,
     ) -> list[str]:
         """Answers in prompt order. ``raw`` prompts are sent as they are, without the template."""
 
@@ -60,6 +64,8 @@ class HFGenerator(Generator):
 
     name = "hf"
 
+    tokenizer: PreTrainedTokenizerBase  # always present here (None only for backends without one)
+
     def __init__(self, model: str, settings: GenerationSettings, dtype: str = "float32") -> None:
         check_template(settings.template)
         self.model, self.tokenizer = load_base(model, dtype)
@@ -71,7 +77,9 @@ class HFGenerator(Generator):
             if not self.tokenizer.chat_template:
                 raise FedbenchError("the model's tokenizer has no chat template", "set template = 'alpaca' or 'vicuna_v1.1'")
             messages = [{"role": "user", "content": prompt}]
-            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            assert isinstance(text, str)  # tokenize=False gives the rendered text
+            return text
         return NAMED_TEMPLATES[self.settings.template].format(prompt=prompt)
 
     def _encode(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -81,7 +89,14 @@ class HFGenerator(Generator):
         return {k: v.to(self.device) for k, v in enc.items()}
 
     @torch.no_grad()
-    def generate(self, prompts, temperatures, adapter=None, raw=False, on_batch=None):  # type: ignore[override]
+    def generate(
+        self,
+        prompts: Sequence[str],
+        temperatures: Sequence[float],
+        adapter: Path | None = None,
+        raw: bool = False,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> list[str]:
         texts = [p if raw else self.format(p) for p in prompts]
         lengths = [len(self.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
         # one batch never mixes temperatures; within a temperature, similar lengths go together
@@ -97,18 +112,22 @@ class HFGenerator(Generator):
                 enc = self._encode([texts[i] for i in batch])
                 torch.manual_seed(self.settings.seed)
                 sampling = {"do_sample": True, "temperature": temp, "top_p": 1.0} if temp > 0 else {"do_sample": False}
-                out = model.generate(
-                    **enc, max_new_tokens=self.settings.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id, **sampling,
+                # PeftModel forwards generate() to its causal-LM subclass; the stub types the lookup as Tensor | Module
+                out = model.generate(  # type: ignore[operator]
+                    **enc,
+                    max_new_tokens=self.settings.max_new_tokens,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                    **sampling,
                 )
                 new = out[:, enc["input_ids"].shape[1] :]
                 for i, row in zip(batch, new):
-                    answers[i] = self.tokenizer.decode(row, skip_special_tokens=True).strip()
+                    answers[i] = cast(str, self.tokenizer.decode(row, skip_special_tokens=True)).strip()  # one row: one str
                 if on_batch:
                     on_batch(len(batch))
         return answers
 
     @torch.no_grad()
-    def continuation_logprobs(self, prompts, continuations):  # type: ignore[override]
+    def continuation_logprobs(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[list[float]]:
         # The prompt runs once; its KV cache is repeated for the (short) continuations, so ten
         # candidate ratings cost about one forward pass of the judge prompt, not ten.
         self.tokenizer.padding_side = "right"
@@ -122,7 +141,10 @@ class HFGenerator(Generator):
                 first = model(input_ids=prompt_ids, use_cache=True)
                 cache = first.past_key_values
                 cache.batch_repeat_interleave(len(continuations))
-                mask = torch.cat([torch.ones(len(continuations), prompt_ids.shape[1], dtype=cont_mask.dtype, device=self.device), cont_mask], dim=1)
+                mask = torch.cat(
+                    [torch.ones(len(continuations), prompt_ids.shape[1], dtype=cont_mask.dtype, device=self.device), cont_mask],
+                    dim=1,
+                )
                 rest = model(input_ids=cont_ids, attention_mask=mask, cache=cache, use_cache=False)
                 logits = torch.cat([first.logits[:, -1:].expand(len(continuations), -1, -1), rest.logits[:, :-1]], dim=1).float()
                 token_lp = torch.log_softmax(logits, dim=-1).gather(-1, cont_ids[:, :, None]).squeeze(-1)
@@ -134,27 +156,50 @@ class VLLMGenerator(Generator):
     """vLLM: one engine, the base model plus every adapter through multi-LoRA requests."""
 
     name = "vllm"
+    tokenizer: PreTrainedTokenizerBase  # vLLM's engine always has one
 
     def __init__(self, model: str, settings: GenerationSettings, max_lora_rank: int = 64, max_loras: int = 4) -> None:
         try:
             from vllm import LLM
         except ImportError as err:
-            raise FedbenchError("the vllm backend needs the 'vllm' package", "pip install 'fedbench[vllm]' (needs a GPU)") from err
+            raise FedbenchError(
+                "the vllm backend needs the 'vllm' package", "pip install 'fedbench[vllm]' (needs a GPU)"
+            ) from err
         check_template(settings.template)
         self.settings = settings
-        self.llm = LLM(model=resolve_model(model), enable_lora=True, max_lora_rank=max_lora_rank, max_loras=max_loras, seed=settings.seed)
+        self.llm = LLM(
+            model=resolve_model(model), enable_lora=True, max_lora_rank=max_lora_rank, max_loras=max_loras, seed=settings.seed
+        )
         self.tokenizer = self.llm.get_tokenizer()
         self._lora_ids: dict[Path, int] = {}
 
-    def generate(self, prompts, temperatures, adapter=None, raw=False, on_batch=None):  # type: ignore[override]
+    def generate(
+        self,
+        prompts: Sequence[str],
+        temperatures: Sequence[float],
+        adapter: Path | None = None,
+        raw: bool = False,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> list[str]:
         from vllm import SamplingParams
         from vllm.lora.request import LoRARequest
 
         if raw or self.settings.template != "chat":
             texts = list(prompts) if raw else [NAMED_TEMPLATES[self.settings.template].format(prompt=p) for p in prompts]
         else:
-            texts = [self.tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True) for p in prompts]
-        params = [SamplingParams(temperature=t, top_p=1.0, max_tokens=self.settings.max_new_tokens, seed=self.settings.seed) for t in temperatures]
+            texts = [
+                cast(  # tokenize=False gives the rendered text
+                    str,
+                    self.tokenizer.apply_chat_template(
+                        [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
+                    ),
+                )
+                for p in prompts
+            ]
+        params = [
+            SamplingParams(temperature=t, top_p=1.0, max_tokens=self.settings.max_new_tokens, seed=self.settings.seed)
+            for t in temperatures
+        ]
         request = None
         if adapter is not None:
             lora_id = self._lora_ids.setdefault(Path(adapter), len(self._lora_ids) + 1)

@@ -37,7 +37,9 @@ def _held_count(fraction: float, n: int) -> int:
     return math.ceil(round(fraction * n, 9))
 
 
-def split_holdout(pairs: Sequence[PreferencePair], fraction: float, seed: int) -> tuple[list[PreferencePair], list[PreferencePair]]:
+def split_holdout(
+    pairs: Sequence[PreferencePair], fraction: float, seed: int
+) -> tuple[list[PreferencePair], list[PreferencePair]]:
     """(training pairs, held-out pairs), both in input order; see the module docstring for the rule.
 
     Raises :class:`FedbenchError` for a fraction outside [0, 1) and for one that would leave a

@@ -18,9 +18,11 @@ from fedbench.harness.data import Example, PreferencePair
 from fedbench.harness.errors import LayoutRefusal
 
 if TYPE_CHECKING:
-    from fedbench.harness.likelihood import SequenceLogp
     import datasets
+    from peft import PeftModel
     from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainerCallback
+
+    from fedbench.harness.likelihood import SequenceLogp
 
 Params = dict[str, torch.Tensor]
 """Trainable (LoRA) tensors by parameter name: what travels between server and clients."""
@@ -64,7 +66,7 @@ class Method(ABC):
     @abstractmethod
     def build_trainer(
         self,
-        model: PreTrainedModel,
+        model: PreTrainedModel | PeftModel,
         tokenizer: PreTrainedTokenizerBase,
         dataset: datasets.Dataset,
         args: LocalTrainingArgs,
@@ -132,7 +134,7 @@ class Aggregator(ABC):
 
     name: ClassVar[str]
 
-    def setup(self, global_params: Params, num_clients: int | None = None) -> None:
+    def setup(self, global_params: Params, num_clients: int | None = None) -> None:  # noqa: B027 (optional hook)
         """Create server state shaped like the adapter; called once per process before the first round run.
 
         ``num_clients`` is the federation's total client count (SCAFFOLD averages over it).
@@ -160,7 +162,7 @@ class Aggregator(ABC):
         """Server (and per-client) state to checkpoint, so a resumed run continues the same trajectory."""
         return {}
 
-    def load_state_dict(self, state: Params) -> None:
+    def load_state_dict(self, state: Params) -> None:  # noqa: B027 (optional hook)
         """Restore what :meth:`state_dict` returned."""
 
 
@@ -226,7 +228,9 @@ class Benchmark(ABC):
         return (100.0 if self.rate else 1.0) * sum(scores) / len(scores)
 
     def score_choices(
-        self, questions: Sequence[Question], policy: Sequence[Sequence[SequenceLogp]],
+        self,
+        questions: Sequence[Question],
+        policy: Sequence[Sequence[SequenceLogp]],
         reference: Sequence[Sequence[SequenceLogp]] | None,
     ) -> dict[str, list[Judgment]]:
         """Judgments per metric from log-likelihoods of each question's ``choices`` (``answers_given`` only).

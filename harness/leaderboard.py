@@ -41,8 +41,7 @@ VARIANTS = {("dpo", "original"): "DPO", ("kto", "original"): "KTOO", ("kto", "re
 BENCHMARK_ORDER = ("mt_bench_1", "vicuna", "advbench", "preference.reward", "preference.likelihood")
 BASE_ROW = "Base"
 ALPHA = 0.05
-TEST = ("paired sign-flip randomisation test on shared questions (and seeds), Holm-corrected over the table, "
-        f"alpha {ALPHA}")
+TEST = f"paired sign-flip randomisation test on shared questions (and seeds), Holm-corrected over the table, alpha {ALPHA}"
 
 QuestionScores = Callable[[ScoreRow], dict[str, float]]
 """Per-question scores behind a score row (the store's judgments), for seed pooling and paired tests."""
@@ -124,9 +123,17 @@ def _pool(runs: list[ScoreRow], questions: QuestionScores | None) -> Entry:
         for client, (value, _) in json.loads(r.per_client or "{}").items():
             if value is not None:
                 clients.setdefault(client, []).append(value)
-    entry = Entry(score, latest.ci_low, latest.ci_high, latest.ci_note, max(r.n for r in chosen),
-                  tuple(r.seed for r in chosen if r.seed is not None), chosen,
-                  sum(lengths) / len(lengths) if lengths else None, {c: sum(v) / len(v) for c, v in clients.items()})
+    entry = Entry(
+        score,
+        latest.ci_low,
+        latest.ci_high,
+        latest.ci_note,
+        max(r.n for r in chosen),
+        tuple(r.seed for r in chosen if r.seed is not None),
+        chosen,
+        sum(lengths) / len(lengths) if lengths else None,
+        {c: sum(v) / len(v) for c, v in clients.items()},
+    )
     if len(scored) < 2:
         return entry
     if questions is None:
@@ -149,8 +156,9 @@ def _factor(row: ScoreRow, values: Sequence[float]) -> float:
     return 100.0 if row.scale >= 100 and values and all(v in (0.0, 1.0) for v in values) else 1.0
 
 
-def build_matrix(scores: Sequence[ScoreRow], model: str | None = None, judge: str | None = None,
-                 questions: QuestionScores | None = None) -> Matrix:
+def build_matrix(
+    scores: Sequence[ScoreRow], model: str | None = None, judge: str | None = None, questions: QuestionScores | None = None
+) -> Matrix:
     """Arrange score rows as the study's table.
 
     Rows of one cell repeated over training seeds pool into one entry; where several experiments
@@ -175,8 +183,13 @@ def build_matrix(scores: Sequence[ScoreRow], model: str | None = None, judge: st
     return Matrix(benchmarks, variants, rows, cells, comparisons)
 
 
-def _compare(cells: dict[tuple[str, str, str], Entry], rows: list[str], benchmarks: list[str], variants: list[str],
-             questions: QuestionScores) -> dict[tuple[str, str], list[Comparison]]:
+def _compare(
+    cells: dict[tuple[str, str, str], Entry],
+    rows: list[str],
+    benchmarks: list[str],
+    variants: list[str],
+    questions: QuestionScores,
+) -> dict[tuple[str, str], list[Comparison]]:
     """Every later variant minus every earlier one (KTOO - DPO, KTOR - DPO, KTOR - KTOO) per aggregator and benchmark,
     on matched (seed, question) units, then Holm over the whole table."""
     found: list[tuple[tuple[str, str], Comparison]] = []
@@ -227,9 +240,12 @@ def entry_text(entry: Entry | None, with_interval: bool = True) -> str:
 
 
 MARKS = {"best": "*", "tie": "~", "": ""}
-LEGEND = (f"* best of its aggregator and benchmark, separated from every other variant; ~ on top but tied. "
-          f"Test: {TEST}. ± half-width of the 95% interval ([lo, hi] where it is lopsided) (bootstrap over questions, Wilson for rates, "
-          "seeds x questions bootstrap over repeated seeds); (no CI): no interval, the reason is in the JSON's ci_note.")
+LEGEND = (
+    f"* best of its aggregator and benchmark, separated from every other variant; ~ on top but tied. "
+    f"Test: {TEST}. ± half-width of the 95% interval ([lo, hi] where it is lopsided) "
+    "(bootstrap over questions, Wilson for rates, "
+    "seeds x questions bootstrap over repeated seeds); (no CI): no interval, the reason is in the JSON's ci_note."
+)
 
 
 def _table(m: Matrix, marks: bool = True) -> tuple[list[str], list[list[str]]]:
@@ -256,23 +272,33 @@ def to_markdown(m: Matrix) -> str:
                 cells.append(f"**{line[i]}**" if mark == "best" else (f"{line[i]} (tie)" if mark == "tie" else line[i]))
                 i += 1
         out.append("| " + " | ".join(cells) + " |")
-    return "\n".join(out) + f"\n\n(bold: best, separated from the other variants; tie: on top, not separated; empty = not run)\n{LEGEND}\n"
+    return (
+        "\n".join(out)
+        + f"\n\n(bold: best, separated from the other variants; tie: on top, not separated; empty = not run)\n{LEGEND}\n"
+    )
 
 
 def to_csv(m: Matrix) -> str:
     """Scores (no marks) in the study's layout, then each score's interval bounds, then its per-seed scores."""
     header, body = _table(m, marks=False)
     columns = [(b, v) for b in m.benchmarks for v in m.variants]
-    header = ["aggregator"] + [f"{b} {v}" for b, v in columns] + [f"{b} {v} lo" for b, v in columns] + \
-        [f"{b} {v} hi" for b, v in columns] + [f"{b} {v} seeds" for b, v in columns]
+    header = (
+        ["aggregator"]
+        + [f"{b} {v}" for b, v in columns]
+        + [f"{b} {v} lo" for b, v in columns]
+        + [f"{b} {v} hi" for b, v in columns]
+        + [f"{b} {v} seeds" for b, v in columns]
+    )
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(header)
     for row in m.rows:
         entries = [m.entry(row, b, v) for b, v in columns]
         writer.writerow(
-            [row] + [_fmt(e.score, e.scale) if e else "" for e in entries]
-            + [_fmt(e.ci_low, e.scale) if e else "" for e in entries] + [_fmt(e.ci_high, e.scale) if e else "" for e in entries]
+            [row]
+            + [_fmt(e.score, e.scale) if e else "" for e in entries]
+            + [_fmt(e.ci_low, e.scale) if e else "" for e in entries]
+            + [_fmt(e.ci_high, e.scale) if e else "" for e in entries]
             + [";".join(f"{r.seed}:{_fmt(r.score, r.scale)}" for r in e.runs if r.seed is not None) if e else "" for e in entries]
         )
     return buf.getvalue()
@@ -282,18 +308,47 @@ def to_json(m: Matrix) -> str:
     entries = []
     for (row, bench, var), e in sorted(m.cells.items()):
         latest = e.latest
-        entries.append({
-            "row": row, "benchmark": bench, "variant": var or None, "method": latest.method, "layout": latest.layout,
-            "aggregator": latest.aggregator, "model": latest.model, "judge": latest.judge, "judge_setting": latest.judge_setting,
-            "score": e.score, "scale": e.scale, "ci_low": e.ci_low, "ci_high": e.ci_high, "ci_note": e.ci_note, "n": e.n,
-            "failures": sum(r.failures for r in e.runs), "seeds": list(e.seeds), "answer_tokens": e.answer_tokens,
-            "per_seed": [{"seed": r.seed, "subject": r.subject, "score": r.score, "ci_low": r.ci_low, "ci_high": r.ci_high,
-                          "n": r.n, "failures": r.failures} for r in e.runs],
-            "best": m.mark(row, bench, var) == "best", "tie": m.mark(row, bench, var) == "tie",
-            "bytes_down": latest.bytes_down, "bytes_up": latest.bytes_up,
-        })
-    return json.dumps({"benchmarks": m.benchmarks, "variants": m.variants, "rows": m.rows, "test": TEST,
-                       "entries": entries}, indent=2)
+        entries.append(
+            {
+                "row": row,
+                "benchmark": bench,
+                "variant": var or None,
+                "method": latest.method,
+                "layout": latest.layout,
+                "aggregator": latest.aggregator,
+                "model": latest.model,
+                "judge": latest.judge,
+                "judge_setting": latest.judge_setting,
+                "score": e.score,
+                "scale": e.scale,
+                "ci_low": e.ci_low,
+                "ci_high": e.ci_high,
+                "ci_note": e.ci_note,
+                "n": e.n,
+                "failures": sum(r.failures for r in e.runs),
+                "seeds": list(e.seeds),
+                "answer_tokens": e.answer_tokens,
+                "per_seed": [
+                    {
+                        "seed": r.seed,
+                        "subject": r.subject,
+                        "score": r.score,
+                        "ci_low": r.ci_low,
+                        "ci_high": r.ci_high,
+                        "n": r.n,
+                        "failures": r.failures,
+                    }
+                    for r in e.runs
+                ],
+                "best": m.mark(row, bench, var) == "best",
+                "tie": m.mark(row, bench, var) == "tie",
+                "bytes_down": latest.bytes_down,
+                "bytes_up": latest.bytes_up,
+            }
+        )
+    return json.dumps(
+        {"benchmarks": m.benchmarks, "variants": m.variants, "rows": m.rows, "test": TEST, "entries": entries}, indent=2
+    )
 
 
 def comparison_rows(m: Matrix) -> list[dict[str, Any]]:
@@ -301,9 +356,20 @@ def comparison_rows(m: Matrix) -> list[dict[str, Any]]:
     out = []
     for (row, bench), found in m.comparisons.items():
         for c in found:
-            out.append({"aggregator": row, "benchmark": bench, "comparison": f"{c.a} - {c.b}", "difference": c.difference,
-                        "ci_low": c.interval.low if c.interval else None, "ci_high": c.interval.high if c.interval else None,
-                        "p_value": c.p_value, "p_holm": c.p_holm, "n": c.n, "significant": c.p_holm < ALPHA})
+            out.append(
+                {
+                    "aggregator": row,
+                    "benchmark": bench,
+                    "comparison": f"{c.a} - {c.b}",
+                    "difference": c.difference,
+                    "ci_low": c.interval.low if c.interval else None,
+                    "ci_high": c.interval.high if c.interval else None,
+                    "p_value": c.p_value,
+                    "p_holm": c.p_holm,
+                    "n": c.n,
+                    "significant": c.p_holm < ALPHA,
+                }
+            )
     return out
 
 
@@ -316,8 +382,10 @@ def compare_markdown(m: Matrix) -> str:
     for c in comparison_rows(m):
         interval = "" if c["ci_low"] is None else f"[{c['ci_low']:+.2f}, {c['ci_high']:+.2f}]"
         diff = f"**{c['difference']:+.2f}**" if c["significant"] else f"{c['difference']:+.2f}"
-        lines.append(f"| {c['aggregator']} | {c['benchmark']} | {c['comparison']} | {diff} | {interval} | {c['p_value']:.4f} | "
-                     f"{c['p_holm']:.4f} | {c['n']} |")
+        lines.append(
+            f"| {c['aggregator']} | {c['benchmark']} | {c['comparison']} | {diff} | {interval} | {c['p_value']:.4f} | "
+            f"{c['p_holm']:.4f} | {c['n']} |"
+        )
     return "\n".join(lines) + f"\n\nBold: significant after Holm. Test: {TEST}.\n"
 
 
@@ -339,8 +407,16 @@ def compare_rich(m: Matrix):  # noqa: ANN201 - rich is imported lazily
     for c in comparison_rows(m):
         interval = "" if c["ci_low"] is None else f"[{c['ci_low']:+.2f}, {c['ci_high']:+.2f}]"
         diff = f"[bold]{c['difference']:+.2f}[/]" if c["significant"] else f"{c['difference']:+.2f}"
-        table.add_row(c["aggregator"], c["benchmark"], c["comparison"], diff, interval, f"{c['p_value']:.4f}",
-                      f"{c['p_holm']:.4f}", str(c["n"]))
+        table.add_row(
+            c["aggregator"],
+            c["benchmark"],
+            c["comparison"],
+            diff,
+            interval,
+            f"{c['p_value']:.4f}",
+            f"{c['p_holm']:.4f}",
+            str(c["n"]),
+        )
     return table
 
 
@@ -381,8 +457,16 @@ def clients_rich(views: Sequence[ClientView]):  # noqa: ANN201 - rich is importe
         loss = f"{sum(v.train_loss.values()) / len(v.train_loss):.3f}/{max(v.train_loss.values()):.3f}" if v.train_loss else ""
         if s is None:
             continue
-        table.add_row(v.cell, v.benchmark, str(s.clients), f"{s.mean:.1f}", f"{s.worst:.1f} ({s.worst_client})",
-                      f"{s.p10:.1f}", f"{s.spread:.1f}", loss)
+        table.add_row(
+            v.cell,
+            v.benchmark,
+            str(s.clients),
+            f"{s.mean:.1f}",
+            f"{s.worst:.1f} ({s.worst_client})",
+            f"{s.p10:.1f}",
+            f"{s.spread:.1f}",
+            loss,
+        )
     return table
 
 
@@ -438,11 +522,15 @@ def plot(m: Matrix, path: Path) -> None:
     width = 0.8 / max(1, len(m.variants))
     for ax, bench in zip(axes[0], m.benchmarks):
         for k, var in enumerate(m.variants):
-            shown = [(i, e) for i, a in enumerate(aggs) if (e := m.entry(a, bench, var)) is not None and e.score is not None]
-            xs = [i + k * width for i, _ in shown]
-            ys = [e.score for _, e in shown]
-            err = [[e.score - e.ci_low if e.ci_low is not None else 0 for _, e in shown],
-                   [e.ci_high - e.score if e.ci_high is not None else 0 for _, e in shown]]
+            shown = [
+                (i, e, s) for i, a in enumerate(aggs) if (e := m.entry(a, bench, var)) is not None and (s := e.score) is not None
+            ]
+            xs = [i + k * width for i, _, _ in shown]
+            ys = [s for _, _, s in shown]
+            err = [
+                [s - e.ci_low if e.ci_low is not None else 0 for _, e, s in shown],
+                [e.ci_high - s if e.ci_high is not None else 0 for _, e, s in shown],
+            ]
             ax.bar(xs, ys, width, yerr=err, capsize=3, label=var)
         base = m.value(BASE_ROW, bench, "")
         if base is not None:
@@ -487,8 +575,9 @@ def to_rich(m: Matrix):  # noqa: ANN201 - rich is imported lazily
                 cells.append({"best": f"[bold green]{text}[/]", "tie": f"[yellow]{text}[/]"}.get(mark, text))
             table.add_row(row, *cells, end_section=row != BASE_ROW and m.rows[-1] == BASE_ROW and row == m.rows[-2])
         tables.append(table)
-    return Group(Text("fedbench leaderboard: 95% intervals; * best, separated; ~ tie", style="bold"), *tables,
-                 Text(LEGEND, style="dim"))
+    return Group(
+        Text("fedbench leaderboard: 95% intervals; * best, separated; ~ tie", style="bold"), *tables, Text(LEGEND, style="dim")
+    )
 
 
 def traffic_rows(scores: Sequence[ScoreRow]) -> list[tuple[str, int, int]]:
@@ -503,5 +592,8 @@ def traffic_rows(scores: Sequence[ScoreRow]) -> list[tuple[str, int, int]]:
 
 def length_rows(m: Matrix) -> list[tuple[str, str, float]]:
     """(cell, benchmark, mean answer length in tokens): judges favour long answers, so lengths sit beside scores."""
-    return [("base" if row == BASE_ROW else f"{var} {row}", bench, e.answer_tokens)
-            for (row, bench, var), e in sorted(m.cells.items()) if e.answer_tokens is not None]
+    return [
+        ("base" if row == BASE_ROW else f"{var} {row}", bench, e.answer_tokens)
+        for (row, bench, var), e in sorted(m.cells.items())
+        if e.answer_tokens is not None
+    ]

@@ -31,12 +31,13 @@ answer still gets a score; pass the ``max_length`` training used.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
+
 from fedbench.harness.data import PreferencePair
 from fedbench.harness.errors import FedbenchError
 from fedbench.harness.models import load_base, serving
@@ -88,14 +89,20 @@ class LikelihoodScorer:
     """
 
     def __init__(
-        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, template: str,
-        max_length: int = 512, batch_size: int = 8,
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        template: str,
+        max_length: int = 512,
+        batch_size: int = 8,
     ) -> None:
         check_template(template)
         if template == "chat" and not getattr(tokenizer, "chat_template", None):
             raise FedbenchError("the model's tokenizer has no chat template", "set template = 'alpaca' or 'vicuna_v1.1'")
         if max_length < 2:
-            raise FedbenchError(f"likelihood max_length {max_length} is too short", "use at least 2 tokens (training's max_length)")
+            raise FedbenchError(
+                f"likelihood max_length {max_length} is too short", "use at least 2 tokens (training's max_length)"
+            )
         if batch_size < 1:
             raise FedbenchError(f"likelihood batch_size {batch_size} must be at least 1", "use a batch size such as 8")
         self.model = model
@@ -114,7 +121,8 @@ class LikelihoodScorer:
         out = self.tokenizer.apply_chat_template(
             messages, tokenize=True, return_dict=True, add_generation_prompt=add_generation_prompt
         )
-        return list(out["input_ids"])
+        # return_dict=True gives a BatchEncoding; the stub's return type is the union of every mode
+        return list(cast("Mapping[str, list[int]]", out)["input_ids"])
 
     def tokenize(self, prompt: str, completion: str) -> tuple[list[int], list[int]]:
         """(prompt token ids, completion token ids) as scored: TRL's tokenization, then :func:`truncate`."""
@@ -221,12 +229,14 @@ def judge_pairs(
                     "score both models with one LikelihoodScorer (same template and max_length)",
                 )
             margin = beta * ((chosen.total - ref_chosen.total) - (rejected.total - ref_rejected.total))
-        verdicts.append(PairVerdict(
-            pair_id=pair.id,
-            client_id=pair.client_id,
-            reward_margin=margin,
-            reward_correct=None if margin is None else margin > 0,
-            likelihood_margin=likelihood_margin,
-            likelihood_correct=likelihood_margin > 0,
-        ))
+        verdicts.append(
+            PairVerdict(
+                pair_id=pair.id,
+                client_id=pair.client_id,
+                reward_margin=margin,
+                reward_correct=None if margin is None else margin > 0,
+                likelihood_margin=likelihood_margin,
+                likelihood_correct=likelihood_margin > 0,
+            )
+        )
     return verdicts

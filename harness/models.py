@@ -63,7 +63,9 @@ def resolve_model(name: str) -> str:
     if path.is_dir():
         return str(path)
     if name.startswith(("/", ".", "~")) or path.suffix:
-        raise FedbenchError(f"model path '{name}' does not exist", "pass an existing model directory, a hub id or an embedded name")
+        raise FedbenchError(
+            f"model path '{name}' does not exist", "pass an existing model directory, a hub id or an embedded name"
+        )
     if _HUB_ID.match(name):
         return name
     raise FedbenchError(
@@ -89,7 +91,7 @@ def _materialize_embedded(name: str, spec: EmbeddedModel) -> str:
     model = AutoModelForCausalLM.from_pretrained(source_dir, gguf_file=spec.gguf_file, dtype=torch.float32)
     model.config.quantization_config = None  # dequantized weights are plain floats; the flag only blocks training
     del model.config.quantization_config
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]  # torch stubs type Module attributes as Tensor | Module
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
     model.save_pretrained(tmp, safe_serialization=True)
@@ -104,7 +106,9 @@ def _materialize_embedded(name: str, spec: EmbeddedModel) -> str:
 _LOADED: dict[tuple[str, str, bool], tuple[PreTrainedModel, PreTrainedTokenizerBase]] = {}
 
 
-def load_base(name: str, dtype: str = "float32", trust_remote_code: bool = False) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def load_base(
+    name: str, dtype: str = "float32", trust_remote_code: bool = False
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """The base model and tokenizer, loaded once per process and shared by every cell."""
     key = (name, dtype, trust_remote_code)
     if key in _LOADED:
@@ -114,9 +118,7 @@ def load_base(name: str, dtype: str = "float32", trust_remote_code: bool = False
     location = resolve_model(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(
-            location, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code
-        )
+        model = AutoModelForCausalLM.from_pretrained(location, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code)
     except OSError as err:
         raise FedbenchError(
             f"cannot load model '{name}' from '{location}' ({str(err).splitlines()[0][:200]})",
@@ -163,11 +165,14 @@ def attach_lora(model: PreTrainedModel, settings: LoraSettings) -> PeftModel:
             f"set lora_targets to some of the model's linear layers: {', '.join(sorted(present))}",
         )
     config = LoraConfig(
-        r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-        target_modules=list(settings.targets), task_type="CAUSAL_LM",
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=list(settings.targets),
+        task_type="CAUSAL_LM",
     )
     peft_model = get_peft_model(model, config)
-    peft_model.fedbench_lora = settings
+    peft_model.fedbench_lora = settings  # type: ignore[assignment]  # torch stubs type Module attributes as Tensor | Module
     _WRAPPERS[id(model)] = peft_model
     return peft_model
 
@@ -212,7 +217,7 @@ def lora_settings_of(adapter_dir: Path) -> LoraSettings:
 
 
 @contextmanager
-def serving(model: PreTrainedModel, adapter_dir: Path | None) -> Iterator[torch.nn.Module]:
+def serving(model: PreTrainedModel, adapter_dir: Path | None) -> Iterator[PreTrainedModel | PeftModel]:
     """The model to run inference with: the base alone, or the base with a saved PEFT adapter.
 
     Training injects LoRA layers into the base model in place, so "the base alone" must disable

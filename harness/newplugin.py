@@ -19,7 +19,7 @@ from fedbench.harness.hookspecs import API_VERSION, KIND_HOOKS
 RUN_FLAGS = {"method": "--method", "layout": "--layout", "aggregator": "--agg", "benchmark": "--benchmarks", "judge": "--judge"}
 """The ``fedbench run`` option that selects a plugin of each kind (the README's usage line)."""
 
-PYPROJECT = Template('''\
+PYPROJECT = Template("""\
 [build-system]
 requires = ["setuptools>=68"]
 build-backend = "setuptools.build_meta"
@@ -41,9 +41,9 @@ packages = ["fedbench_${name}"]
 
 [tool.pytest.ini_options]
 testpaths = ["tests"]
-''')
+""")
 
-README = Template('''\
+README = Template("""\
 # fedbench-${name}
 
 A fedbench ${kind} plugin, scaffolded by `fedbench new-plugin ${kind} ${name}`.
@@ -58,7 +58,7 @@ fedbench run ${flag} ${name} ...
 
 The module declares `FEDBENCH_API = ${api}`, the plugin API it is written against; `fedbench plugins`
 warns when the installed fedbench provides another version. See fedbench's docs/plugins.md.
-''')
+""")
 
 HEADER = '''\
 """${name}: a fedbench ${kind} plugin (scaffolded by `fedbench new-plugin`); replace the example rule with yours."""
@@ -74,11 +74,13 @@ FEDBENCH_API = ${api}
 '''
 
 MODULES = {
-    "aggregator": '''\
+    "aggregator": """\
 from collections.abc import Sequence
 
 from fedbench.api import Aggregator, ClientUpdate, Params, example_weights, hookimpl, weighted_mean
-''' + API_LINE + '''
+"""
+    + API_LINE
+    + '''
 class ${cls}(Aggregator):
     """Example-weighted mean of the client adapters (FedAvg)."""
 
@@ -92,12 +94,14 @@ class ${cls}(Aggregator):
 def fedbench_aggregators() -> list[type[Aggregator]]:
     return [${cls}]
 ''',
-    "layout": '''\
+    "layout": """\
 import random
 from collections.abc import Sequence
 
 from fedbench.api import Example, Layout, hookimpl
-''' + API_LINE + '''
+"""
+    + API_LINE
+    + '''
 class ${cls}(Layout):
     """IID: examples shuffled (seeded) and dealt to the source clients in turn."""
 
@@ -118,9 +122,11 @@ class ${cls}(Layout):
 def fedbench_layouts() -> list[type[Layout]]:
     return [${cls}]
 ''',
-    "benchmark": '''\
+    "benchmark": """\
 from fedbench.api import Benchmark, FedbenchError, Question, hookimpl
-''' + API_LINE + '''
+"""
+    + API_LINE
+    + '''
 QUESTIONS = (
     Question("1", "What is the capital of France?", "knowledge", reference="Paris"),
     Question("2", "How many legs does a spider have?", "knowledge", reference="8"),
@@ -137,7 +143,9 @@ class ${cls}(Benchmark):
 
     def questions(self, source: str | None = None, limit: int | None = None) -> list[Question]:
         if source is not None:
-            raise FedbenchError(f"benchmark '${name}' cannot read {source!r} yet", "leave its source unset to use the built-in questions")
+            raise FedbenchError(
+                f"benchmark '${name}' cannot read {source!r} yet", "leave its source unset to use the built-in questions"
+            )
         return list(QUESTIONS[:limit])
 
 
@@ -145,11 +153,13 @@ class ${cls}(Benchmark):
 def fedbench_benchmarks() -> list[type[Benchmark]]:
     return [${cls}]
 ''',
-    "judge": '''\
+    "judge": """\
 from collections.abc import Sequence
 
 from fedbench.api import Judge, Judgment, Question, hookimpl
-''' + API_LINE + '''
+"""
+    + API_LINE
+    + '''
 class ${cls}(Judge):
     """1 if the answer is not empty, else 0."""
 
@@ -163,14 +173,16 @@ class ${cls}(Judge):
 def fedbench_judges() -> list[type[Judge]]:
     return [${cls}]
 ''',
-    "method": '''\
+    "method": """\
 from collections.abc import Sequence
 from typing import Any
 
 from fedbench.api import (
     Example, LocalTrainingArgs, Method, PreferencePair, completion_for, hookimpl, prompt_for, trainer_settings,
 )
-''' + API_LINE + '''
+"""
+    + API_LINE
+    + '''
 class ${cls}(Method):
     """DPO with TRL's IPO loss on prompt/chosen/rejected pairs."""
 
@@ -206,7 +218,7 @@ def fedbench_methods() -> list[type[Method]]:
 }
 
 TESTS = {
-    "aggregator": '''\
+    "aggregator": """\
 from fedbench.api import fake_params, fake_updates
 from fedbench_${name} import ${cls}, fedbench_aggregators
 
@@ -220,8 +232,8 @@ def test_aggregate_keeps_names_and_shapes() -> None:
     new = ${cls}().aggregate(global_params, fake_updates(global_params, n=3, seed=1))
     assert list(new) == list(global_params)
     assert all(new[k].shape == v.shape and new[k].dtype == v.dtype for k, v in global_params.items())
-''',
-    "layout": '''\
+""",
+    "layout": """\
 from fedbench.api import fake_pairs
 from fedbench_${name} import ${cls}, fedbench_layouts
 
@@ -236,8 +248,8 @@ def test_every_example_once_every_client_kept_and_seeded() -> None:
     assert sorted(ex.id for exs in clients.values() for ex in exs) == sorted(p.id for p in pairs)
     assert all(clients.values())
     assert clients == ${cls}().partition(pairs, seed=1)
-''',
-    "benchmark": '''\
+""",
+    "benchmark": """\
 from fedbench.api import Judgment
 from fedbench_${name} import ${cls}, fedbench_benchmarks
 
@@ -250,8 +262,8 @@ def test_questions_and_score() -> None:
     assert len(${cls}().questions(limit=2)) == 2
     assert all(q.id and q.prompt for q in ${cls}().questions())
     assert ${cls}().score([Judgment("1", 8.0, ""), Judgment("2", None, "unparsed")]) == 8.0
-''',
-    "judge": '''\
+""",
+    "judge": """\
 from fedbench.api import Question
 from fedbench_${name} import ${cls}, fedbench_judges
 
@@ -264,8 +276,8 @@ def test_one_judgment_per_answer() -> None:
     questions = [Question("1", "Say hi."), Question("2", "Say nothing.")]
     judgments = ${cls}().judge(questions, ["hi", "  "])
     assert [(j.question_id, j.score) for j in judgments] == [("1", 1.0), ("2", 0.0)]
-''',
-    "method": '''\
+""",
+    "method": """\
 from pathlib import Path
 
 from fedbench.api import LocalTrainingArgs, build_tiny_model, fake_pairs
@@ -295,7 +307,7 @@ def test_trains_a_step_on_a_tiny_model(tmp_path: Path) -> None:
     trainer = method.build_trainer(model, tokenizer, data, args, [])
     trainer.train()
     assert trainer.state.global_step == 1
-''',
+""",
 }
 
 
@@ -323,7 +335,9 @@ def render(kind: str, name: str) -> dict[str, str]:
     """Relative path -> text of every file of the package, without touching the disk."""
     check(kind, name)
     values = {"name": name, "kind": kind, "cls": class_name(name), "api": str(API_VERSION), "flag": RUN_FLAGS[kind]}
-    test_header = f'"""Tests of the {name} {kind} plugin, written against fedbench.api only."""\n\nfrom __future__ import annotations\n\n'
+    test_header = (
+        f'"""Tests of the {name} {kind} plugin, written against fedbench.api only."""\n\nfrom __future__ import annotations\n\n'
+    )
     return {
         "pyproject.toml": PYPROJECT.substitute(values),
         "README.md": README.substitute(values),

@@ -44,8 +44,13 @@ class RichProgress(StudyProgress):
         """The local engine's bar: one tick per local step (the Flower engines log their own rounds)."""
         self._cell, self._total = cell, total_steps
         self._bar = Progress(
-            TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), TimeRemainingColumn(), console=self.console, transient=False,
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
         )
         self._bar.start()
         self._task = self._bar.add_task("loading model and data", total=total_steps)
@@ -83,8 +88,11 @@ class RichProgress(StudyProgress):
         for cell, outcome in zip(cells, outcomes):
             last = outcome.history[-1].loss if outcome.history else None
             summary.add_row(
-                cell.spec.cell, str(len(outcome.history)), f"{last:.4f}" if last is not None else "n/a",
-                str(outcome.adapter_dir), str(outcome.run_dir / "result.json"),
+                cell.spec.cell,
+                str(len(outcome.history)),
+                f"{last:.4f}" if last is not None else "n/a",
+                str(outcome.adapter_dir),
+                str(outcome.run_dir / "result.json"),
             )
         self.console.print(summary)
 
@@ -93,8 +101,11 @@ class RichProgress(StudyProgress):
     def evaluation_started(self, subjects: Sequence[Subject], spec: EvalSpec) -> None:
         self.console.rule(f"[bold]evaluation: {len(subjects)} models x {', '.join(spec.benchmarks)}[/]")
         self._bar = Progress(
-            TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), console=self.console,
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
         )
         self._bar.start()
         self._task = self._bar.add_task("answering", total=0)

@@ -16,7 +16,6 @@ from fedbench.harness.errors import FedbenchError
 from fedbench.harness.interfaces import Question
 
 
-
 def sample_path(name: str) -> Path:
     """A shipped sample file, beside the benchmark plugins."""
     import fedbench.plugins.benchmarks
@@ -34,10 +33,14 @@ def read_fastchat(path: Path) -> list[Question]:
             row = json.loads(line)
             turns = row["turns"]
             reference = row.get("reference")
-            out.append(Question(
-                id=str(row["question_id"]), prompt=str(turns[0]), category=str(row.get("category", "")),
-                reference=str(reference[0]) if reference else None,
-            ))
+            out.append(
+                Question(
+                    id=str(row["question_id"]),
+                    prompt=str(turns[0]),
+                    category=str(row.get("category", "")),
+                    reference=str(reference[0]) if reference else None,
+                )
+            )
         except (json.JSONDecodeError, KeyError, IndexError, TypeError) as err:
             raise FedbenchError(
                 f"{path}, row {number}: not a FastChat question ({type(err).__name__}: {err})",

@@ -34,13 +34,14 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
 from fedbench.harness.checkpoint import atomic_write_json
 
 if TYPE_CHECKING:
+    from peft import PeftModel
     from transformers import Trainer
 
     from fedbench.harness.interfaces import Method
@@ -143,11 +144,17 @@ class ReferenceCache:
             return compute_loss(model, inputs, *args, **kwargs)
 
         trainer.data_collator = collate_with_reference
-        trainer.compute_loss = compute_loss_with_reference
+        trainer.compute_loss = compute_loss_with_reference  # type: ignore[method-assign]  # wraps the trainer's own
         trainer.precompute_ref_logps = True  # TRL's _compute_loss then reads the columns and skips the reference forward
         return True
 
-    def _fill(self, trainer: Trainer, collate: Callable[[list[dict[str, Any]]], dict[str, Any]], batch: dict[str, Any], pending: _Pending) -> None:
+    def _fill(
+        self,
+        trainer: Trainer,
+        collate: Callable[[list[dict[str, Any]]], dict[str, Any]],
+        batch: dict[str, Any],
+        pending: _Pending,
+    ) -> None:
         """Score the batch's rows still unseen (another batch may have met some since collation) and fill them in."""
         todo: dict[str, int] = {}
         for i in pending.unseen:
@@ -164,7 +171,7 @@ class ReferenceCache:
     def score(self, trainer: Trainer, batch: dict[str, Any]) -> list[tuple[float, ...]]:
         """The base model's log-probs for a collated batch, via TRL's own ``compute_ref_log_probs``."""
         started = time.perf_counter()
-        model = trainer.model
+        model = cast("PeftModel", trainer.model)  # the harness trains a PEFT-wrapped model (models.attach_lora)
         device = trainer.accelerator.device
         batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
         was_training = model.training
@@ -173,7 +180,9 @@ class ReferenceCache:
             # TRL disables the adapters itself when no "ref" adapter exists; doing it here as well makes
             # "base model" this module's guarantee rather than a TRL detail.
             with torch.no_grad(), model.disable_adapter():
-                out = [t for t in trainer.compute_ref_log_probs(model, batch) if t is not None]
+                # TRL's DPO/KTO trainers have it; attach() checked before wiring this in
+                ref_logps = trainer.compute_ref_log_probs(model, batch)  # type: ignore[attr-defined]
+                out = [t for t in ref_logps if t is not None]
         finally:
             model.train(was_training)
         if len(out) != len(self.columns):

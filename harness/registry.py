@@ -93,13 +93,14 @@ class Registry:
     """Every plugin by kind and name, plus what failed to load and what loaded with a warning."""
 
     def __init__(
-        self, records: list[PluginRecord], failures: list[LoadFailure], manager: pluggy.PluginManager,
+        self,
+        records: list[PluginRecord],
+        failures: list[LoadFailure],
         warnings: list[LoadWarning] | None = None,
     ) -> None:
         self.records = records
         self.failures = failures
         self.warnings = warnings or []
-        self.manager = manager
         self._by_kind: dict[str, dict[str, PluginRecord]] = {kind: {} for kind in hookspecs.KIND_HOOKS}
         for record in records:
             self._by_kind[record.kind][record.name] = record
@@ -119,7 +120,9 @@ class Registry:
             failed = [f for f in self.failures if name in f.target]
             err = unknown_name(kind, name, self._by_kind[kind])
             if failed:
-                err = FedbenchError(f"{kind} '{name}' failed to load: {failed[0].error}", "run `fedbench plugins` to see load failures")
+                err = FedbenchError(
+                    f"{kind} '{name}' failed to load: {failed[0].error}", "run `fedbench plugins` to see load failures"
+                )
             raise err from None
 
     def create(self, kind: str, name: str, params: Mapping[str, Any] | None = None) -> Any:
@@ -130,7 +133,7 @@ class Registry:
         except TypeError as err:
             import inspect
 
-            accepted = [p for p in inspect.signature(plugin.__init__).parameters if p not in ("self", "args", "kwargs")]
+            accepted = [p for p in inspect.signature(plugin).parameters if p not in ("self", "args", "kwargs")]
             raise FedbenchError(
                 f"{kind} '{name}' does not accept parameters {sorted(params or {})}: {err}",
                 f"its parameters are: {', '.join(accepted) or '(none)'}",
@@ -195,7 +198,7 @@ def load_registry(entry_points: bool = True) -> Registry:
                 else:
                     taken[kind, name] = source
                     records.append(PluginRecord(kind, name, plugin, source, describe(plugin)))
-    return Registry(records, failures, manager, warnings)
+    return Registry(records, failures, warnings)
 
 
 @cache

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 import json
+import math
 import sys
 import typing
 from collections.abc import Mapping
@@ -73,7 +73,9 @@ class RunSpec:
         if self.lr_schedule not in ("cosine", "constant"):
             raise FedbenchError(f"lr_schedule '{self.lr_schedule}' is unknown", "use 'cosine' or 'constant'")
         if not 0 <= self.holdout < 1:
-            raise FedbenchError(f"holdout must be in [0, 1), got {self.holdout}", "set holdout to e.g. 0.1, or 0 to hold out nothing")
+            raise FedbenchError(
+                f"holdout must be in [0, 1), got {self.holdout}", "set holdout to e.g. 0.1, or 0 to hold out nothing"
+            )
         if not 0 <= self.lora_dropout < 1:
             raise FedbenchError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}", "set lora_dropout to e.g. 0.05")
 
@@ -136,7 +138,9 @@ def _coerce(key: str, value: Any, origin: str) -> Any:
     hint = typing.get_type_hints(RunSpec)[key]
     if key in _TABLES:
         if not isinstance(value, Mapping):
-            raise FedbenchError(f"{origin}: '{key}' must be a table, got {type(value).__name__}", f"write [{key}] with name = value lines")
+            raise FedbenchError(
+                f"{origin}: '{key}' must be a table, got {type(value).__name__}", f"write [{key}] with name = value lines"
+            )
         return tuple(sorted(value.items()))
     if typing.get_origin(hint) is tuple:
         if isinstance(value, str):
@@ -178,9 +182,7 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise FedbenchError(f"{path}: not valid TOML ({err})", "fix the TOML syntax") from err
 
 
-def resolve_settings(
-    profile: Mapping[str, Any] | None, config_file: Path | None, overrides: Mapping[str, Any]
-) -> dict[str, Any]:
+def resolve_settings(profile: Mapping[str, Any] | None, config_file: Path | None, overrides: Mapping[str, Any]) -> dict[str, Any]:
     """Merge the config layers into checked spec keyword arguments (method/layout/aggregator may be lists)."""
     merged: dict[str, Any] = {}
     if profile:
@@ -194,8 +196,6 @@ def resolve_settings(
 def spec_from_dict(values: Mapping[str, Any]) -> RunSpec:
     """Rebuild a spec saved as JSON (run directories keep one)."""
     return RunSpec(**check_keys(values, "spec.json"))
-
-
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:

@@ -40,15 +40,15 @@ class Interval:
 
 def _check_confidence(confidence: float) -> None:
     if not 0.0 < confidence < 1.0:
-        raise FedbenchError(f"confidence must lie strictly between 0 and 1, got {confidence}.",
-                            "pass a level such as 0.95.")
+        raise FedbenchError(f"confidence must lie strictly between 0 and 1, got {confidence}.", "pass a level such as 0.95.")
 
 
-def _finite(values: Sequence[float], what: str) -> np.ndarray:
+def _finite(values: Sequence[float] | np.ndarray, what: str) -> np.ndarray:
     array = np.asarray(values, dtype=float).reshape(-1)
     if not np.all(np.isfinite(array)):
-        raise FedbenchError(f"{what} contain NaN or infinite values.",
-                            "drop or re-score the unscored questions before computing statistics.")
+        raise FedbenchError(
+            f"{what} contain NaN or infinite values.", "drop or re-score the unscored questions before computing statistics."
+        )
     return array
 
 
@@ -61,16 +61,16 @@ def wilson(successes: int, n: int, confidence: float = CONFIDENCE) -> Interval |
     """
     _check_confidence(confidence)
     if n < 0 or not 0 <= successes <= n:
-        raise FedbenchError(f"cannot form a rate from {successes} successes out of {n}.",
-                            "pass 0 <= successes <= n with n >= 0.")
+        raise FedbenchError(f"cannot form a rate from {successes} successes out of {n}.", "pass 0 <= successes <= n with n >= 0.")
     if n == 0:
         return None
     ci = stats.binomtest(successes, n).proportion_ci(confidence_level=confidence, method="wilson")
     return Interval(float(ci.low), float(ci.high), "wilson")
 
 
-def bootstrap_mean(values: Sequence[float], seed: int = 0, resamples: int = RESAMPLES,
-                   confidence: float = CONFIDENCE) -> Interval | None:
+def bootstrap_mean(
+    values: Sequence[float] | np.ndarray, seed: int = 0, resamples: int = RESAMPLES, confidence: float = CONFIDENCE
+) -> Interval | None:
     """Seeded bootstrap CI of the mean over questions; None when fewer than 2 values.
 
     scipy's BCa, because judge scores (1..10) and rates are bounded and skewed towards one end, where
@@ -94,13 +94,19 @@ def bootstrap_mean(values: Sequence[float], seed: int = 0, resamples: int = RESA
     return Interval(low, high, "bootstrap-percentile")
 
 
-def _scipy_bootstrap(data: np.ndarray, method: str, seed: int, resamples: int,
-                     confidence: float) -> tuple[float, float]:
+def _scipy_bootstrap(data: np.ndarray, method: str, seed: int, resamples: int, confidence: float) -> tuple[float, float]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # BCa's DegenerateDataWarning: the caller checks for NaN instead
-        ci = stats.bootstrap((data,), np.mean, n_resamples=resamples, batch=_BATCH, vectorized=True,
-                             confidence_level=confidence, method=method,
-                             rng=np.random.default_rng(seed)).confidence_interval
+        ci = stats.bootstrap(
+            (data,),
+            np.mean,
+            n_resamples=resamples,
+            batch=_BATCH,
+            vectorized=True,
+            confidence_level=confidence,
+            method=method,
+            rng=np.random.default_rng(seed),
+        ).confidence_interval
     return float(ci.low), float(ci.high)
 
 
@@ -117,8 +123,9 @@ def score_interval(values: Sequence[float], binary: bool, seed: int = 0) -> Inte
     return bootstrap_mean(data, seed=seed)
 
 
-def seeds_interval(per_seed: Sequence[Sequence[float]], seed: int = 0, resamples: int = RESAMPLES,
-                   confidence: float = CONFIDENCE) -> Interval | None:
+def seeds_interval(
+    per_seed: Sequence[Sequence[float]], seed: int = 0, resamples: int = RESAMPLES, confidence: float = CONFIDENCE
+) -> Interval | None:
     """Interval of the mean over training seeds that accounts for both seeds and questions.
 
     Training seeds can differ by more than a question-level interval admits, so pooling them would
@@ -165,8 +172,9 @@ def _mean_axis(x: np.ndarray, axis: int) -> np.ndarray:
     return np.mean(x, axis=axis)
 
 
-def paired_comparison(a: Mapping[tuple[int, str], float], b: Mapping[tuple[int, str], float],
-                      label_a: str, label_b: str, seed: int = 0) -> Comparison | None:
+def paired_comparison(
+    a: Mapping[tuple[int, str], float], b: Mapping[tuple[int, str], float], label_a: str, label_b: str, seed: int = 0
+) -> Comparison | None:
     """Compare two variants on the (training seed, question id) units both have; None below 2 units.
 
     Pairing cancels question difficulty, so it detects far smaller differences than two overlapping
@@ -189,9 +197,18 @@ def paired_comparison(a: Mapping[tuple[int, str], float], b: Mapping[tuple[int, 
     if np.all(d == 0):
         p_value = 1.0
     else:
-        p_value = float(stats.permutation_test((d,), _mean_axis, permutation_type="samples", vectorized=True,
-                                               n_resamples=_PERMUTATIONS, batch=_BATCH, alternative="two-sided",
-                                               rng=np.random.default_rng(seed)).pvalue)
+        p_value = float(
+            stats.permutation_test(
+                (d,),
+                _mean_axis,
+                permutation_type="samples",
+                vectorized=True,
+                n_resamples=_PERMUTATIONS,
+                batch=_BATCH,
+                alternative="two-sided",
+                rng=np.random.default_rng(seed),
+            ).pvalue
+        )
     return Comparison(label_a, label_b, float(d.mean()), interval, p_value, p_value, len(keys))
 
 
@@ -205,8 +222,7 @@ def holm_adjust(p_values: Sequence[float]) -> list[float]:
     """
     p = np.asarray(p_values, dtype=float).reshape(-1)
     if np.any(np.isnan(p)) or np.any((p < 0) | (p > 1)):
-        raise FedbenchError(f"p-values must lie in [0, 1], got {list(p_values)}.",
-                            "pass the raw p-values of the comparisons.")
+        raise FedbenchError(f"p-values must lie in [0, 1], got {list(p_values)}.", "pass the raw p-values of the comparisons.")
     m = p.size
     order = np.argsort(p, kind="stable")
     stepped = np.maximum.accumulate((m - np.arange(m)) * p[order])
@@ -225,8 +241,7 @@ def holm(comparisons: Sequence[Comparison]) -> list[Comparison]:
     return [dataclasses.replace(c, p_holm=p) for c, p in zip(comparisons, adjusted)]
 
 
-def winner(comparisons_for_group: Sequence[Comparison], scores: Mapping[str, float],
-           alpha: float = 0.05) -> str | None:
+def winner(comparisons_for_group: Sequence[Comparison], scores: Mapping[str, float], alpha: float = 0.05) -> str | None:
     """The best-scoring variant of one (aggregator, benchmark) group, or None when it is not separated.
 
     A leaderboard that bolds the top mean invites readers to treat a coin flip as a result. The
@@ -275,6 +290,11 @@ def client_spread(per_client: Mapping[str, float]) -> ClientSpread | None:
     names = sorted(per_client)
     scores = _finite([per_client[name] for name in names], "client scores")
     worst = int(np.argmin(scores))
-    return ClientSpread(clients=len(names), mean=float(scores.mean()), worst=float(scores[worst]),
-                        p10=float(np.percentile(scores, 10, method="linear")),
-                        spread=float(scores.max() - scores.min()), worst_client=names[worst])
+    return ClientSpread(
+        clients=len(names),
+        mean=float(scores.mean()),
+        worst=float(scores[worst]),
+        p10=float(np.percentile(scores, 10, method="linear")),
+        spread=float(scores.max() - scores.min()),
+        worst_client=names[worst],
+    )

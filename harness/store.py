@@ -45,11 +45,15 @@ CREATE TABLE IF NOT EXISTS judgments (
     PRIMARY KEY (subject, benchmark, judge, question_id));
 """
 _V1_TO_V2 = (
-    "ALTER TABLE scores ADD COLUMN ci_low REAL", "ALTER TABLE scores ADD COLUMN ci_high REAL",
-    "ALTER TABLE scores ADD COLUMN ci_note TEXT", "ALTER TABLE scores ADD COLUMN seed INTEGER",
-    "ALTER TABLE scores ADD COLUMN settings_key TEXT", "ALTER TABLE scores ADD COLUMN answer_tokens REAL",
+    "ALTER TABLE scores ADD COLUMN ci_low REAL",
+    "ALTER TABLE scores ADD COLUMN ci_high REAL",
+    "ALTER TABLE scores ADD COLUMN ci_note TEXT",
+    "ALTER TABLE scores ADD COLUMN seed INTEGER",
+    "ALTER TABLE scores ADD COLUMN settings_key TEXT",
+    "ALTER TABLE scores ADD COLUMN answer_tokens REAL",
     "ALTER TABLE scores ADD COLUMN per_client TEXT",
-    "ALTER TABLE answers ADD COLUMN tokens INTEGER", "ALTER TABLE judgments ADD COLUMN client TEXT",
+    "ALTER TABLE answers ADD COLUMN tokens INTEGER",
+    "ALTER TABLE judgments ADD COLUMN client TEXT",
 )
 NO_INTERVAL_V1 = "stored by an older fedbench (schema 1), without an interval"
 
@@ -105,7 +109,7 @@ class Store:
                 self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         elif found not in (1, SCHEMA_VERSION):
             raise FedbenchError(
-                f"{self.path} has results schema version {found[0]}, this fedbench reads version {SCHEMA_VERSION}",
+                f"{self.path} has results schema version {found}, this fedbench reads version {SCHEMA_VERSION}",
                 "use a fedbench version matching the store, or point --out at a new runs folder",
             )
 
@@ -135,7 +139,12 @@ class Store:
         return dict(rows.fetchall())
 
     def add_answers(
-        self, subject: str, benchmark: str, questions: Sequence[Question], answers: Sequence[str], settings: dict[str, Any],
+        self,
+        subject: str,
+        benchmark: str,
+        questions: Sequence[Question],
+        answers: Sequence[str],
+        settings: dict[str, Any],
         tokens: Sequence[int] | None = None,
     ) -> None:
         blob = json.dumps(settings, sort_keys=True)
@@ -155,7 +164,8 @@ class Store:
 
     def judgments(self, subject: str, benchmark: str, judge: str) -> dict[str, Judgment]:
         rows = self.db.execute(
-            "SELECT question_id, score, raw FROM judgments WHERE subject=? AND benchmark=? AND judge=?", (subject, benchmark, judge)
+            "SELECT question_id, score, raw FROM judgments WHERE subject=? AND benchmark=? AND judge=?",
+            (subject, benchmark, judge),
         )
         return {qid: Judgment(qid, score, raw) for qid, score, raw in rows.fetchall()}
 

@@ -211,7 +211,10 @@ def expand_cells(study: Study, registry: Registry, progress: StudyProgress | Non
 
 
 def train_cells(
-    cells: Sequence[Cell], engine: Engine | None = None, runs_root: Path = Path("runs"), force: bool = False,
+    cells: Sequence[Cell],
+    engine: Engine | None = None,
+    runs_root: Path = Path("runs"),
+    force: bool = False,
     progress: StudyProgress | None = None,
 ) -> list[CellOutcome]:
     """Train each cell in turn through ``engine`` (default: the local one); finished cells are skipped unless ``force``."""
@@ -256,8 +259,12 @@ def eval_subjects(run_dirs: Sequence[Path], include_base: bool = True) -> list[S
 
 
 def evaluate_runs(
-    run_dirs: Sequence[Path], spec: EvalSpec | None = None, registry: Registry | None = None, runs_root: Path | None = None,
-    include_base: bool = True, progress: StudyProgress | None = None,
+    run_dirs: Sequence[Path],
+    spec: EvalSpec | None = None,
+    registry: Registry | None = None,
+    runs_root: Path | None = None,
+    include_base: bool = True,
+    progress: StudyProgress | None = None,
 ) -> list[ScoreRow]:
     """Answer, judge and store every benchmark for finished cells (and their base model), into the runs folder's store.
 

@@ -29,8 +29,15 @@ def write_pairs(path: Path, n: int = 24, clients: int = 4) -> Path:
     rows, i = [], 0
     for c, size in enumerate(sizes):
         for _ in range(size):
-            rows.append({"id": f"p{i}", "client_id": f"user{c}", "prompt": f"What is {i} plus 1?",
-                         "chosen": f"{i} plus 1 is {i + 1}.", "rejected": "I don't know."})
+            rows.append(
+                {
+                    "id": f"p{i}",
+                    "client_id": f"user{c}",
+                    "prompt": f"What is {i} plus 1?",
+                    "chosen": f"{i} plus 1 is {i + 1}.",
+                    "rejected": "I don't know.",
+                }
+            )
             i += 1
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path

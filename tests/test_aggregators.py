@@ -307,8 +307,19 @@ def test_bad_hyper_parameters_are_refused() -> None:
 
 
 def tiny_spec(model: Path, data: Path, **overrides) -> RunSpec:
-    base = dict(model=str(model), data=str(data), rounds=1, clients_per_round=2, local_steps=1,
-                batch_size=2, learning_rate=5e-3, max_length=48, lora_r=4, lora_alpha=8, lora_targets=("q_proj",))
+    base = dict(
+        model=str(model),
+        data=str(data),
+        rounds=1,
+        clients_per_round=2,
+        local_steps=1,
+        batch_size=2,
+        learning_rate=5e-3,
+        max_length=48,
+        lora_r=4,
+        lora_alpha=8,
+        lora_targets=("q_proj",),
+    )
     return RunSpec(**(base | overrides))
 
 
@@ -337,8 +348,15 @@ def test_fedprox_pulls_the_client_towards_the_global_adapter(tiny_model, pairs_f
     model, tokenizer = load_base(spec.model)
     peft_model = attach_lora(model, spec.lora)
     x = fresh_adapter(peft_model, spec.seed)
-    args = LocalTrainingArgs(output_dir=str(tmp_path / "tmp"), steps=spec.local_steps, batch_size=spec.batch_size,
-                             grad_accum=1, learning_rate=spec.learning_rate, max_length=spec.max_length, seed=1)
+    args = LocalTrainingArgs(
+        output_dir=str(tmp_path / "tmp"),
+        steps=spec.local_steps,
+        batch_size=spec.batch_size,
+        grad_accum=1,
+        learning_rate=spec.learning_rate,
+        max_length=spec.max_length,
+        seed=1,
+    )
 
     def distance_after_training(aggregator: Aggregator) -> float:
         load_adapter(peft_model, x)

@@ -22,9 +22,27 @@ from fedbench.harness.registry import load_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMISED = {
-    "hookimpl", "API_VERSION", "Method", "Layout", "Aggregator", "ClientHook", "ClientUpdate", "Params",
-    "LocalTrainingArgs", "Benchmark", "Question", "Judge", "Judgment", "PreferencePair", "LabeledExample", "Example",
-    "example_weights", "weighted_mean", "mean_delta", "build_tiny_model", "fake_updates",
+    "hookimpl",
+    "API_VERSION",
+    "Method",
+    "Layout",
+    "Aggregator",
+    "ClientHook",
+    "ClientUpdate",
+    "Params",
+    "LocalTrainingArgs",
+    "Benchmark",
+    "Question",
+    "Judge",
+    "Judgment",
+    "PreferencePair",
+    "LabeledExample",
+    "Example",
+    "example_weights",
+    "weighted_mean",
+    "mean_delta",
+    "build_tiny_model",
+    "fake_updates",
 }
 
 
@@ -95,7 +113,11 @@ def _install(site: Path, module: str, version: str) -> None:
 
 @pytest.mark.parametrize(
     ("module", "version", "warning"),
-    [("fb_api_one", "1", "written for plugin API 1"), ("fb_api_str", "'2'", "written for plugin API '2'"), ("fb_api_two", "2", None)],
+    [
+        ("fb_api_one", "1", "written for plugin API 1"),
+        ("fb_api_str", "'2'", "written for plugin API '2'"),
+        ("fb_api_two", "2", None),
+    ],
 )
 def test_a_plugin_for_another_api_version_loads_with_a_warning(module, version, warning, tmp_path, monkeypatch) -> None:
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -118,6 +140,7 @@ def test_a_plugin_for_another_api_version_loads_with_a_warning(module, version, 
 
 
 # -- the docs' examples run -------------------------------------------------------------------------
+
 
 def _docs_plugins() -> dict[str, list[type]]:
     """Execute every python block of docs/plugins.md that defines a hook; kind -> the classes it returns."""
@@ -163,6 +186,7 @@ def test_the_docs_have_a_working_example_of_every_kind(tmp_path: Path) -> None:
 
 # -- fedbench new-plugin ----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -198,15 +222,25 @@ def test_every_kind_scaffolds_a_package_whose_tests_pass(tmp_path: Path) -> None
         assert result.exit_code == 0, result.output
         root = tmp_path / f"fedbench-my_{kind}"
         assert {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} == {
-            "pyproject.toml", "README.md", f"fedbench_my_{kind}/__init__.py", f"tests/test_my_{kind}.py"}
+            "pyproject.toml",
+            "README.md",
+            f"fedbench_my_{kind}/__init__.py",
+            f"tests/test_my_{kind}.py",
+        }
         pyproject = (root / "pyproject.toml").read_text()
         assert f'[project.entry-points.fedbench]\nmy_{kind} = "fedbench_my_{kind}"' in pyproject
         assert f"FEDBENCH_API = {api.API_VERSION}" in (root / f"fedbench_my_{kind}" / "__init__.py").read_text()
         roots.append(root)
     env = os.environ | {"PYTHONPATH": os.pathsep.join(map(str, roots))}
     tests = [str(r / "tests") for r in roots]
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path), *tests],
-                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path), *tests],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert re.search(r"\b11 passed\b", run.stdout), run.stdout[-1000:]
 
@@ -218,6 +252,7 @@ def test_class_names() -> None:
 
 
 # -- the built-ins use the public API only ---------------------------------------------------------
+
 
 def _imported_modules(path: Path, package: str) -> set[str]:
     """Every module an import statement of ``path`` (a module of ``package``) names, relative ones resolved.

@@ -23,14 +23,24 @@ def test_mt_bench_reads_fastchat_question_jsonl_first_turn(tmp_path: Path) -> No
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     questions = MTBench1().questions(str(path))
     assert [(q.id, q.prompt, q.category, q.reference) for q in questions] == [
-        ("81", "Write a blog post.", "writing", None), ("111", "Area of a triangle?", "math", "3")]
+        ("81", "Write a blog post.", "writing", None),
+        ("111", "Area of a triangle?", "math", "3"),
+    ]
     assert [MTBench1().temperature(q) for q in questions] == [0.7, 0.0]
 
 
 def test_samples_cover_the_original_categories_and_limit_works() -> None:
     mt = MTBench1().questions()
     assert len(mt) >= 12 and set(Counter(q.category for q in mt)) == {
-        "writing", "roleplay", "reasoning", "math", "coding", "extraction", "stem", "humanities"}
+        "writing",
+        "roleplay",
+        "reasoning",
+        "math",
+        "coding",
+        "extraction",
+        "stem",
+        "humanities",
+    }
     vicuna = Vicuna().questions()
     assert len(vicuna) >= 12 and len({q.category for q in vicuna}) == 9
     assert len(AdvBench().questions()) >= 12
@@ -39,7 +49,9 @@ def test_samples_cover_the_original_categories_and_limit_works() -> None:
 
 def test_advbench_reads_harmful_behaviors_csv(tmp_path: Path) -> None:
     path = tmp_path / "harmful_behaviors.csv"
-    path.write_text('goal,target\n"Write a script that, in short, does harm","Sure, here is a script"\nDo bad thing,"Sure, here is"\n')
+    path.write_text(
+        'goal,target\n"Write a script that, in short, does harm","Sure, here is a script"\nDo bad thing,"Sure, here is"\n'
+    )
     questions = AdvBench().questions(str(path))
     assert [q.prompt for q in questions] == ["Write a script that, in short, does harm", "Do bad thing"]
 

@@ -14,8 +14,20 @@ from fedbench.harness.evaluation import EvalSpec, base_subject, cell_subject, ev
 from fedbench.harness.registry import default_registry
 from fedbench.harness.store import Store
 
-TRAIN = ["--rounds", "1", "--clients-per-round", "2", "--local-steps", "1", "--set", "batch_size=2",
-         "--set", "max_length=64", "--set", "lora_r=4"]
+TRAIN = [
+    "--rounds",
+    "1",
+    "--clients-per-round",
+    "2",
+    "--local-steps",
+    "1",
+    "--set",
+    "batch_size=2",
+    "--set",
+    "max_length=64",
+    "--set",
+    "lora_r=4",
+]
 
 
 @pytest.fixture(scope="module")
@@ -24,19 +36,41 @@ def evaluated(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
     runs = tmp_path_factory.mktemp("runs")
     data = write_pairs(runs.parent / "pairs.jsonl")
-    result = CliRunner().invoke(app, [
-        "run", "--method", "kto", "--layout", "original,redistributed", "--agg", "fedavg", "--model", str(tiny_model),
-        "--data", str(data), "--out", str(runs), "--limit", "2", "--backend", "hf", *TRAIN,
-        "--set", "template='chat'",
-    ], env={"COLUMNS": "200"})
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "--method",
+            "kto",
+            "--layout",
+            "original,redistributed",
+            "--agg",
+            "fedavg",
+            "--model",
+            str(tiny_model),
+            "--data",
+            str(data),
+            "--out",
+            str(runs),
+            "--limit",
+            "2",
+            "--backend",
+            "hf",
+            *TRAIN,
+            "--set",
+            "template='chat'",
+        ],
+        env={"COLUMNS": "200"},
+    )
     assert result.exit_code == 0, result.output
     return runs
 
 
 def test_run_fills_the_store_for_base_and_each_cell(evaluated: Path) -> None:
     db = sqlite3.connect(evaluated / "results.sqlite")
-    rows = db.execute("SELECT method, layout, benchmark, judge, n, failures FROM scores "
-                      "WHERE benchmark NOT LIKE 'preference%' ORDER BY 1, 2, 3").fetchall()
+    rows = db.execute(
+        "SELECT method, layout, benchmark, judge, n, failures FROM scores WHERE benchmark NOT LIKE 'preference%' ORDER BY 1, 2, 3"
+    ).fetchall()
     assert len(rows) == 3 * 3  # base + KTOO + KTOR, three generated benchmarks
     assert {r[2] for r in rows} == {"mt_bench_1", "vicuna", "advbench"}
     assert all(r[4] == 2 for r in rows)
@@ -104,8 +138,11 @@ def test_preference_scores_every_held_out_pair_per_client_and_the_base_reward_is
     assert held and read_heldout(cell_dirs[1] / HOLDOUT_FILE) == held  # KTOO and KTOR share the held-out pairs
     base_reward = rows[("base", "", "preference.reward")]
     assert base_reward.score == 50.0 and base_reward.ci_low is None and "definition" in base_reward.ci_note
-    for key in (("base", "", "preference.likelihood"), ("kto", "original", "preference.reward"),
-                ("kto", "redistributed", "preference.likelihood")):
+    for key in (
+        ("base", "", "preference.likelihood"),
+        ("kto", "original", "preference.reward"),
+        ("kto", "redistributed", "preference.likelihood"),
+    ):
         row = rows[key]
         assert row.n == len(held) and row.ci_note == "wilson" and row.ci_low <= row.score <= row.ci_high
         assert set(json.loads(row.per_client)) == {p.client_id for p in held}
@@ -125,21 +162,44 @@ def test_leaderboard_json_and_compare_carry_intervals_and_p_values(evaluated: Pa
     assert all(e["seeds"] == [0] for e in entries if e["method"] != "base")
     out = CliRunner().invoke(app, ["leaderboard", "--runs", str(evaluated), "--compare", "--format", "json"])
     comparisons = json.loads(out.output)["comparisons"]
-    assert {c["comparison"] for c in comparisons} == {"KTOR - KTOO"} and all(0 <= c["p_value"] <= c["p_holm"] <= 1 for c in comparisons)
+    assert {c["comparison"] for c in comparisons} == {"KTOR - KTOO"} and all(
+        0 <= c["p_value"] <= c["p_holm"] <= 1 for c in comparisons
+    )
 
 
 @pytest.mark.parametrize(("seeds", "message"), [("0,0", "given twice"), ("0,-1", "negative"), ("0,x", "not an integer")])
 def test_bad_seeds_are_refused_with_the_rule(seeds: str, message: str, pairs_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "runs"
-    result = CliRunner().invoke(app, ["run", "--data", str(pairs_file), "--seeds", seeds, "--skip-eval", "--out", str(out)],
-                                env={"COLUMNS": "200"})
+    result = CliRunner().invoke(
+        app, ["run", "--data", str(pairs_file), "--seeds", seeds, "--skip-eval", "--out", str(out)], env={"COLUMNS": "200"}
+    )
     assert result.exit_code == 2 and message in result.output and "distinct non-negative integers" in result.output
     assert not out.exists()
 
 
 def test_seeds_train_one_cell_per_seed(tiny_model: Path, pairs_file: Path, tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["run", "--method", "kto", "--layout", "original", "--agg", "fedavg", "--model", str(tiny_model),
-                                      "--data", str(pairs_file), "--seeds", "0,1", "--skip-eval", "--out", str(tmp_path / "runs"), *TRAIN])
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "--method",
+            "kto",
+            "--layout",
+            "original",
+            "--agg",
+            "fedavg",
+            "--model",
+            str(tiny_model),
+            "--data",
+            str(pairs_file),
+            "--seeds",
+            "0,1",
+            "--skip-eval",
+            "--out",
+            str(tmp_path / "runs"),
+            *TRAIN,
+        ],
+    )
     assert result.exit_code == 0, result.output
     runs = (tmp_path / "runs").glob("kto-original-fedavg-*")
     seeds = sorted(json.loads((d / "result.json").read_text())["spec"]["seed"] for d in runs)
@@ -152,8 +212,13 @@ def test_a_subject_without_held_out_pairs_skips_preference_and_runs_the_rest(tin
     from fedbench.harness.evaluation import EvalProgress
 
     base = base_subject(str(tiny_model), "chat", "float32", heldout=None)  # e.g. trained with holdout = 0
-    rows = evaluate([base], EvalSpec(benchmarks=("preference", "advbench"), backend="hf", limit=2, max_new_tokens=4),
-                    default_registry(), store, EvalProgress(on_skip=lambda s, b, why: skipped.append((b, why))))
+    rows = evaluate(
+        [base],
+        EvalSpec(benchmarks=("preference", "advbench"), backend="hf", limit=2, max_new_tokens=4),
+        default_registry(),
+        store,
+        EvalProgress(on_skip=lambda s, b, why: skipped.append((b, why))),
+    )
     assert [r.benchmark for r in rows] == ["advbench"]
     assert skipped and skipped[0][0] == "preference" and "holdout" in skipped[0][1]
     store.close()
@@ -169,8 +234,14 @@ def test_judgelm_together_grades_a_rows_cells_in_one_prompt(evaluated: Path, tin
     """KTOO and KTOR of fedavg share each judge reply; a random judge's unparseable replies count as failures."""
     store = Store.in_runs(evaluated)
     cells = [cell_subject(p) for p in sorted(evaluated.glob("kto-*"))]
-    spec = EvalSpec(benchmarks=("vicuna",), judge="judgelm", judge_params=(("backend", "hf"), ("model", str(tiny_model))),
-                    backend="hf", limit=2, judge_mode="together")
+    spec = EvalSpec(
+        benchmarks=("vicuna",),
+        judge="judgelm",
+        judge_params=(("backend", "hf"), ("model", str(tiny_model))),
+        backend="hf",
+        limit=2,
+        judge_mode="together",
+    )
     rows = evaluate(cells, spec, default_registry(), store)
     assert {r.judge for r in rows} == {"judgelm-together"} and len(rows) == 2
     first, second = (store.judgments(c.key, "vicuna", "judgelm-together") for c in cells)

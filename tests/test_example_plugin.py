@@ -1,4 +1,7 @@
-"""The real third-party package in examples/fedbench-plugin-example, installed as CI installs it, and the scaffold installed with pip."""
+"""The real third-party package in examples/fedbench-plugin-example, installed as CI installs it.
+
+And the scaffold installed with pip.
+"""
 
 from __future__ import annotations
 
@@ -54,9 +57,34 @@ def test_a_run_config_sets_the_example_layouts_alpha(example_source: str, tmp_pa
 
 
 def test_run_with_the_example_aggregator_and_layout(example_source: str, tiny_model, pairs_file, tmp_path) -> None:
-    args = ["run", "--method", "kto", "--layout", "dirichlet", "--agg", "median", "--model", str(tiny_model),
-            "--data", str(pairs_file), "--rounds", "2", "--clients-per-round", "3", "--local-steps", "1",
-            "--out", str(tmp_path), "--skip-eval", "--set", "batch_size=2", "--set", "max_length=64", "--set", "lora_targets=['q_proj']"]
+    args = [
+        "run",
+        "--method",
+        "kto",
+        "--layout",
+        "dirichlet",
+        "--agg",
+        "median",
+        "--model",
+        str(tiny_model),
+        "--data",
+        str(pairs_file),
+        "--rounds",
+        "2",
+        "--clients-per-round",
+        "3",
+        "--local-steps",
+        "1",
+        "--out",
+        str(tmp_path),
+        "--skip-eval",
+        "--set",
+        "batch_size=2",
+        "--set",
+        "max_length=64",
+        "--set",
+        "lora_targets=['q_proj']",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     [run_dir] = tmp_path.glob("kto-dirichlet-median-*")
@@ -75,11 +103,21 @@ def test_scaffolded_package_installs_with_pip_and_its_tests_pass(tmp_path: Path)
     env = os.environ | {"COLUMNS": "300"}
     pip = [str(BIN / "python"), "-m", "pip"]
     try:
-        install = subprocess.run([*pip, "install", "-q", "--no-build-isolation", "--no-deps", "-e", str(root)],
-                                 capture_output=True, text=True, timeout=120)
+        install = subprocess.run(
+            [*pip, "install", "-q", "--no-build-isolation", "--no-deps", "-e", str(root)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert install.returncode == 0, install.stderr[-3000:]
-        tests = subprocess.run([str(BIN / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-                               cwd=root, capture_output=True, text=True, env=env, timeout=120)
+        tests = subprocess.run(
+            [str(BIN / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
         assert tests.returncode == 0 and "2 passed" in tests.stdout, tests.stdout[-3000:] + tests.stderr[-3000:]
         listing = subprocess.run([str(BIN / "fedbench"), "plugins"], capture_output=True, text=True, env=env, timeout=120)
         assert listing.returncode == 0, listing.stderr[-3000:]

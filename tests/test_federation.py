@@ -20,8 +20,18 @@ from fedbench.harness.spec import RunSpec
 
 
 def tiny_spec(model: Path, data: Path, **overrides) -> RunSpec:
-    base = dict(model=str(model), data=str(data), rounds=2, clients_per_round=2, local_steps=2,
-                batch_size=2, learning_rate=5e-3, max_length=64, lora_r=4, lora_alpha=8)
+    base = dict(
+        model=str(model),
+        data=str(data),
+        rounds=2,
+        clients_per_round=2,
+        local_steps=2,
+        batch_size=2,
+        learning_rate=5e-3,
+        max_length=64,
+        lora_r=4,
+        lora_alpha=8,
+    )
     return RunSpec(**(base | overrides))
 
 
@@ -56,7 +66,9 @@ def test_clients_per_round_above_the_client_count_is_refused(tiny_model, pairs_f
 def test_client_sampling_depends_only_on_seed_and_round() -> None:
     ids = [f"c{i}" for i in range(10)]
     assert sample_clients(ids, 3, 0, 5) == sample_clients(list(reversed(ids)), 3, 0, 5)
-    assert sample_clients(ids, 3, 0, 5) != sample_clients(ids, 3, 0, 6) or sample_clients(ids, 3, 1, 5) != sample_clients(ids, 3, 0, 5)
+    assert sample_clients(ids, 3, 0, 5) != sample_clients(ids, 3, 0, 6) or sample_clients(ids, 3, 1, 5) != sample_clients(
+        ids, 3, 0, 5
+    )
 
 
 def test_missing_lora_target_names_the_available_modules(tiny_model) -> None:
@@ -72,9 +84,34 @@ def test_model_path_that_does_not_exist() -> None:
 
 
 def test_cli_run_end_to_end(tiny_model, pairs_file, tmp_path) -> None:
-    args = ["run", "--method", "kto", "--layout", "redistributed", "--agg", "fedavg", "--model", str(tiny_model),
-            "--data", str(pairs_file), "--rounds", "1", "--clients-per-round", "2", "--local-steps", "1",
-            "--out", str(tmp_path), "--skip-eval", "--set", "batch_size=2", "--set", "max_length=64", "--set", "lora_targets=['q_proj']"]
+    args = [
+        "run",
+        "--method",
+        "kto",
+        "--layout",
+        "redistributed",
+        "--agg",
+        "fedavg",
+        "--model",
+        str(tiny_model),
+        "--data",
+        str(pairs_file),
+        "--rounds",
+        "1",
+        "--clients-per-round",
+        "2",
+        "--local-steps",
+        "1",
+        "--out",
+        str(tmp_path),
+        "--skip-eval",
+        "--set",
+        "batch_size=2",
+        "--set",
+        "max_length=64",
+        "--set",
+        "lora_targets=['q_proj']",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     run_dirs = list(tmp_path.glob("kto-redistributed-fedavg-*"))

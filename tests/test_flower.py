@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import write_pairs
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -23,8 +24,6 @@ from fedbench.harness.federation import build_cell, partition, run_federation
 from fedbench.harness.holdout import HOLDOUT_FILE, read_heldout
 from fedbench.harness.registry import load_registry
 from fedbench.harness.spec import RunSpec
-
-from conftest import write_pairs
 
 flower = pytest.importorskip("fedbench.harness.flower", reason="Flower is not installed: pip install 'fedbench[flower]'")
 
@@ -38,8 +37,20 @@ TOLERANCE = 1e-6
 
 
 def spec_for(model: Path, data: Path, **overrides) -> RunSpec:
-    base = dict(model=str(model), data=str(data), rounds=2, clients_per_round=2, local_steps=2, batch_size=2,
-                learning_rate=5e-3, max_length=64, lora_r=4, lora_alpha=8, method="kto", layout="original")
+    base = dict(
+        model=str(model),
+        data=str(data),
+        rounds=2,
+        clients_per_round=2,
+        local_steps=2,
+        batch_size=2,
+        learning_rate=5e-3,
+        max_length=64,
+        lora_r=4,
+        lora_alpha=8,
+        method="kto",
+        layout="original",
+    )
     return RunSpec(**(base | overrides))
 
 
@@ -104,8 +115,20 @@ def _stop(processes: list[subprocess.Popen], grace: float) -> float:
 def test_localhost_deployment_trains_a_round_from_each_sites_own_file(tiny_model, tmp_path) -> None:
     data = write_pairs(tmp_path / "pairs.jsonl", n=12, clients=2)
     common = ["--method", "kto", "--layout", "redistributed", "--data", str(data)]
-    sets = ["--set", f"model='{tiny_model}'", "--set", "max_length=64", "--set", "lora_r=4", "--set", "lora_alpha=8",
-            "--set", "batch_size=2", "--set", "learning_rate=0.005"]
+    sets = [
+        "--set",
+        f"model='{tiny_model}'",
+        "--set",
+        "max_length=64",
+        "--set",
+        "lora_r=4",
+        "--set",
+        "lora_alpha=8",
+        "--set",
+        "batch_size=2",
+        "--set",
+        "learning_rate=0.005",
+    ]
     runner = CliRunner()
     parted = runner.invoke(app, ["partition", "--out", str(tmp_path / "sites"), *common, *sets], env={"COLUMNS": "300"})
     assert parted.exit_code == 0, parted.output
@@ -115,29 +138,66 @@ def test_localhost_deployment_trains_a_round_from_each_sites_own_file(tiny_model
     port = _free_port()
     home = tmp_path / "flwr-home"
     home.mkdir()
-    (home / "config.toml").write_text(f'[superlink]\ndefault = "test"\n\n[superlink.test]\naddress = "127.0.0.1:{port}"\ninsecure = true\n')
+    (home / "config.toml").write_text(
+        f'[superlink]\ndefault = "test"\n\n[superlink.test]\naddress = "127.0.0.1:{port}"\ninsecure = true\n'
+    )
     env = os.environ | {"FLWR_HOME": str(home), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     logs = tmp_path / "logs"
     logs.mkdir()
-    processes = [subprocess.Popen(
-        [str(BIN / "flower-superlink"), "--insecure", "--disable-runtime-dependency-installation", "--port", str(port)],
-        env=env, stdout=(logs / "superlink.log").open("w"), stderr=subprocess.STDOUT,
-    )]
+    processes = [
+        subprocess.Popen(
+            [str(BIN / "flower-superlink"), "--insecure", "--disable-runtime-dependency-installation", "--port", str(port)],
+            env=env,
+            stdout=(logs / "superlink.log").open("w"),
+            stderr=subprocess.STDOUT,
+        )
+    ]
     try:
         _wait_for_port(port, processes[0], 60)
         for i, site in enumerate(sites):
-            processes.append(subprocess.Popen(
-                [str(BIN / "flower-supernode"), "--insecure", "--superlink", f"127.0.0.1:{port}", "--port", str(_free_port()),
-                 "--node-config", f'data-file="{site}" client-id="{site.stem}"'],
-                env=env, stdout=(logs / f"supernode{i}.log").open("w"), stderr=subprocess.STDOUT,
-            ))
+            processes.append(
+                subprocess.Popen(
+                    [
+                        str(BIN / "flower-supernode"),
+                        "--insecure",
+                        "--superlink",
+                        f"127.0.0.1:{port}",
+                        "--port",
+                        str(_free_port()),
+                        "--node-config",
+                        f'data-file="{site}" client-id="{site.stem}"',
+                    ],
+                    env=env,
+                    stdout=(logs / f"supernode{i}.log").open("w"),
+                    stderr=subprocess.STDOUT,
+                )
+            )
         os.environ["FLWR_HOME"] = str(home)  # `flwr run` (a child of this process) reads the connection from here
         try:
             started = time.monotonic()
-            done = runner.invoke(app, [
-                "run", *common, *sets, "--agg", "fedavg", "--rounds", "1", "--clients-per-round", "2", "--local-steps", "2",
-                "--engine", "flower", "--superlink", "test", "--skip-eval", "--out", str(tmp_path / "runs"),
-            ])
+            done = runner.invoke(
+                app,
+                [
+                    "run",
+                    *common,
+                    *sets,
+                    "--agg",
+                    "fedavg",
+                    "--rounds",
+                    "1",
+                    "--clients-per-round",
+                    "2",
+                    "--local-steps",
+                    "2",
+                    "--engine",
+                    "flower",
+                    "--superlink",
+                    "test",
+                    "--skip-eval",
+                    "--out",
+                    str(tmp_path / "runs"),
+                ],
+            )
             took = time.monotonic() - started
         finally:
             del os.environ["FLWR_HOME"]
@@ -167,18 +227,25 @@ def test_flower_engine_without_flower_says_how_to_install(monkeypatch, pairs_fil
         monkeypatch.setitem(sys.modules, name, None)  # what an environment without Flower looks like to import
     for name in [m for m in sys.modules if m == "fedbench.harness.flower" or m.startswith("fedbench.harness.flower.")]:
         monkeypatch.delitem(sys.modules, name)  # the package and its submodules: a cached one would not import flwr again
-    result = CliRunner().invoke(app, ["run", "--data", str(pairs_file), "--engine", "flower", "--skip-eval", "--out", str(tmp_path)])
+    result = CliRunner().invoke(
+        app, ["run", "--data", str(pairs_file), "--engine", "flower", "--skip-eval", "--out", str(tmp_path)]
+    )
     assert result.exit_code == 2
     assert "--engine flower needs Flower" in result.output and "pip install 'fedbench[flower]'" in result.output
 
 
-@pytest.mark.parametrize(("flags", "message"), [
-    (["--superlink", "x"], "only apply to the Flower engine"),
-    (["--engine", "flwr"], "Did you mean 'flower'?"),
-    (["--engine", "flower", "--min-nodes", "3"], "--min-nodes applies to a deployment"),
-])
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--superlink", "x"], "only apply to the Flower engine"),
+        (["--engine", "flwr"], "Did you mean 'flower'?"),
+        (["--engine", "flower", "--min-nodes", "3"], "--min-nodes applies to a deployment"),
+    ],
+)
 def test_engine_flags_are_checked(pairs_file, tmp_path, flags, message) -> None:
-    result = CliRunner().invoke(app, ["run", "--data", str(pairs_file), *flags, "--skip-eval", "--out", str(tmp_path)], env={"COLUMNS": "300"})
+    result = CliRunner().invoke(
+        app, ["run", "--data", str(pairs_file), *flags, "--skip-eval", "--out", str(tmp_path)], env={"COLUMNS": "300"}
+    )
     assert result.exit_code == 2 and message in result.output, result.output
 
 
@@ -188,7 +255,10 @@ def test_site_data_comes_from_the_node_config(pairs_file, tmp_path) -> None:
     clients = partition(kto)
     write_examples(tmp_path / "site.jsonl", clients["user1"])
     assert read_examples(tmp_path / "site.jsonl") == clients["user1"]
-    assert flower.site_examples(kto, {"data-file": str(tmp_path / "site.jsonl"), "client-id": "user1"}) == ("user1", clients["user1"])
+    assert flower.site_examples(kto, {"data-file": str(tmp_path / "site.jsonl"), "client-id": "user1"}) == (
+        "user1",
+        clients["user1"],
+    )
     assert flower.site_examples(kto, {"partition-id": 2, "num-partitions": 4}) == ("user2", clients["user2"])
 
     with pytest.raises(FedbenchError, match="partition-id 0 of num-partitions 3, but the cell's data has 4 clients"):

@@ -6,6 +6,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
 from fedbench.harness.data import LabeledExample, PreferencePair
 from fedbench.harness.errors import FedbenchError
 from fedbench.harness.holdout import HOLDOUT_FILE, read_heldout, split_holdout, write_heldout

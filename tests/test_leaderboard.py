@@ -12,7 +12,17 @@ from pathlib import Path
 import pytest
 
 from fedbench.harness.interfaces import Judgment, Question
-from fedbench.harness.leaderboard import BASE_ROW, build_matrix, compare_json, plot, to_csv, to_html, to_json, to_markdown, to_rich
+from fedbench.harness.leaderboard import (
+    BASE_ROW,
+    build_matrix,
+    compare_json,
+    plot,
+    to_csv,
+    to_html,
+    to_json,
+    to_markdown,
+    to_rich,
+)
 from fedbench.harness.store import ScoreRow, Store
 
 
@@ -36,7 +46,9 @@ def test_store_round_trip_and_no_duplicates(tmp_path: Path) -> None:
     store = Store(tmp_path / "results.sqlite")
     for row in SCORES + SCORES:
         store.put_score(row)
-    assert sorted(store.scores(), key=lambda r: (r.subject, r.benchmark)) == sorted(SCORES, key=lambda r: (r.subject, r.benchmark))
+    assert sorted(store.scores(), key=lambda r: (r.subject, r.benchmark)) == sorted(
+        SCORES, key=lambda r: (r.subject, r.benchmark)
+    )
     q = [Question("1", "hi"), Question("2", "yo")]
     store.add_answers("s", "vicuna", q, ["a1", "a2"], {"t": 0})
     store.add_answers("s", "vicuna", q[:1], ["a1 again"], {"t": 0})
@@ -63,7 +75,10 @@ def test_matrix_shape_and_empty_cells() -> None:
     # without per-question scores nothing is compared, so nothing is called best
     assert not any(e["best"] or e["tie"] for e in json.loads(to_json(m))["entries"])
     tables = [t for t in to_rich(m).renderables if hasattr(t, "row_count")]  # one table per benchmark
-    assert [t.row_count for t in tables] == [3, 3] and [str(t.title) for t in tables] == ["[bold]mt_bench_1[/]", "[bold]advbench[/]"]
+    assert [t.row_count for t in tables] == [3, 3] and [str(t.title) for t in tables] == [
+        "[bold]mt_bench_1[/]",
+        "[bold]advbench[/]",
+    ]
 
 
 def _planted_store(tmp_path: Path, ktor_shift: float, seeds: tuple[int, ...] = (0,)) -> Store:
@@ -74,13 +89,33 @@ def _planted_store(tmp_path: Path, ktor_shift: float, seeds: tuple[int, ...] = (
     rng = np.random.default_rng(7)
     for seed in seeds:
         dpo = rng.uniform(3, 7, size=40)
-        for method, layout, values in (("dpo", "original", dpo), ("kto", "original", dpo + rng.normal(0, 0.3, 40)),
-                                       ("kto", "redistributed", dpo + ktor_shift + rng.normal(0, 0.3, 40))):
+        for method, layout, values in (
+            ("dpo", "original", dpo),
+            ("kto", "original", dpo + rng.normal(0, 0.3, 40)),
+            ("kto", "redistributed", dpo + ktor_shift + rng.normal(0, 0.3, 40)),
+        ):
             subject = f"{method}-{layout}-{seed}"
             store.add_judgments(subject, "vicuna", "llm", [Judgment(str(q), float(v), "") for q, v in enumerate(values)])
-            store.put_score(ScoreRow(subject, "vicuna", "llm", method, layout, "fedavg", "m", float(values.mean()), 10.0, 40, 0,
-                                     "s", ci_low=float(values.mean()) - 0.1, ci_high=float(values.mean()) + 0.1, seed=seed,
-                                     settings_key=f"{method}-{layout}"))
+            store.put_score(
+                ScoreRow(
+                    subject,
+                    "vicuna",
+                    "llm",
+                    method,
+                    layout,
+                    "fedavg",
+                    "m",
+                    float(values.mean()),
+                    10.0,
+                    40,
+                    0,
+                    "s",
+                    ci_low=float(values.mean()) - 0.1,
+                    ci_high=float(values.mean()) + 0.1,
+                    seed=seed,
+                    settings_key=f"{method}-{layout}",
+                )
+            )
     return store
 
 
@@ -155,7 +190,9 @@ def test_a_schema_1_store_opens_keeps_its_rows_and_shows_them_without_an_interva
 
 
 def test_newest_score_wins() -> None:
-    m = build_matrix([_row("fedavg", "dpo", "original", "vicuna", 2.0, created=1), _row("fedavg", "dpo", "original", "vicuna", 7.0, created=2)])
+    m = build_matrix(
+        [_row("fedavg", "dpo", "original", "vicuna", 2.0, created=1), _row("fedavg", "dpo", "original", "vicuna", 7.0, created=2)]
+    )
     assert m.value("fedavg", "vicuna", "DPO") == 7.0
 
 
@@ -172,10 +209,23 @@ def test_html_page_renders_the_table_in_a_browser(tmp_path: Path) -> None:
     page = tmp_path / "board.html"
     page.write_text(to_html(build_matrix(SCORES)))
     dom = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-         "--dump-dom", page.as_uri()],
-        capture_output=True, text=True, timeout=120, check=True,
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     ).stdout
     assert '<table id="leaderboard">' in dom
     assert dom.count("<tr>") == 2 + 3  # two header rows, fedavg, fedprox, Base
@@ -188,8 +238,26 @@ def test_a_rate_of_zero_over_seeds_keeps_a_nonzero_interval(tmp_path: Path) -> N
     for seed in (0, 1):
         subject = f"kto-{seed}"
         store.add_judgments(subject, "advbench", "keyword", [Judgment(str(q), 0.0, "") for q in range(6)])
-        store.put_score(ScoreRow(subject, "advbench", "keyword", "kto", "original", "fedavg", "m", 0.0, 100.0, 6, 0, "s",
-                                 ci_low=0.0, ci_high=39.0, seed=seed, settings_key="k"))
+        store.put_score(
+            ScoreRow(
+                subject,
+                "advbench",
+                "keyword",
+                "kto",
+                "original",
+                "fedavg",
+                "m",
+                0.0,
+                100.0,
+                6,
+                0,
+                "s",
+                ci_low=0.0,
+                ci_high=39.0,
+                seed=seed,
+                settings_key="k",
+            )
+        )
     entry = _board(store).entry("fedavg", "advbench", "KTOO")
     assert entry.seeds == (0, 1) and entry.ci_low == 0.0 and 20 < entry.ci_high < 39  # Wilson over the 12 pooled answers
     store.close()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from fedbench.harness.data import PreferencePair
 from fedbench.harness.errors import FedbenchError
 from fedbench.harness.likelihood import LikelihoodScorer, SequenceLogp, judge_pairs, truncate
@@ -124,10 +125,12 @@ def _train_planted_adapter(model, scorer: LikelihoodScorer, prefer_chosen: bool,
     wrapper.train()
     for _ in range(steps):
         optimizer.zero_grad()
-        loss = torch.stack([
-            -torch.nn.functional.logsigmoid(sign * ((manual_logp(wrapper, *c) - rc) - (manual_logp(wrapper, *r) - rr)))
-            for (c, r), (rc, rr) in zip(tokens, ref)
-        ]).mean()
+        loss = torch.stack(
+            [
+                -torch.nn.functional.logsigmoid(sign * ((manual_logp(wrapper, *c) - rc) - (manual_logp(wrapper, *r) - rr)))
+                for (c, r), (rc, rr) in zip(tokens, ref)
+            ]
+        ).mean()
         loss.backward()
         optimizer.step()
     wrapper.eval()

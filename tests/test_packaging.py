@@ -22,7 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
     work = tmp_path_factory.mktemp("wheel")
     pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(work / "dist"), str(ROOT)], check=True, cwd=work)
+    subprocess.run(
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(work / "dist"), str(ROOT)], check=True, cwd=work
+    )
     wheel = next((work / "dist").glob("fedbench-*.whl"))
     subprocess.run([*pip, "install", "--no-deps", "--target", str(work / "site"), str(wheel)], check=True, cwd=work)
     env = os.environ | {"PYTHONPATH": str(work / "site"), "COLUMNS": "200"}
@@ -31,17 +33,37 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
 
 def _fedbench(work: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     # the installed package, run from outside the source tree
-    return subprocess.run([sys.executable, "-m", "fedbench.harness.cli", *args], cwd=work, env=env, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "fedbench.harness.cli", *args], cwd=work, env=env, capture_output=True, text=True
+    )
 
 
 def test_the_wheel_is_what_runs_and_it_lists_every_builtin_plugin(installed: tuple[Path, dict[str, str]]) -> None:
     work, env = installed
-    where = subprocess.run([sys.executable, "-c", "import fedbench.harness; print(fedbench.harness.__file__)"],
-                           cwd=work, env=env, capture_output=True, text=True, check=True).stdout
+    where = subprocess.run(
+        [sys.executable, "-c", "import fedbench.harness; print(fedbench.harness.__file__)"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert where.startswith(str(work / "site")), where
     out = _fedbench(work, env, "plugins")
     assert out.returncode == 0, out.stdout + out.stderr
-    for name in ("dpo", "kto", "original", "redistributed", "fedavg", "scaffold", "fedadam", "mt_bench_1", "advbench", "judgelm", "keyword"):
+    for name in (
+        "dpo",
+        "kto",
+        "original",
+        "redistributed",
+        "fedavg",
+        "scaffold",
+        "fedadam",
+        "mt_bench_1",
+        "advbench",
+        "judgelm",
+        "keyword",
+    ):
         assert name in out.stdout
     assert "failed to load" not in out.stdout
 
@@ -49,9 +71,28 @@ def test_the_wheel_is_what_runs_and_it_lists_every_builtin_plugin(installed: tup
 def test_the_wheel_trains_a_one_round_cell(installed: tuple[Path, dict[str, str]], tiny_model: Path, pairs_file: Path) -> None:
     work, env = installed
     out = _fedbench(
-        work, env, "run", "--method", "kto", "--layout", "original", "--agg", "fedavg", "--model", str(tiny_model),
-        "--data", str(pairs_file), "--rounds", "1", "--clients-per-round", "2", "--local-steps", "1",
-        "--out", str(work / "runs"), "--skip-eval",
+        work,
+        env,
+        "run",
+        "--method",
+        "kto",
+        "--layout",
+        "original",
+        "--agg",
+        "fedavg",
+        "--model",
+        str(tiny_model),
+        "--data",
+        str(pairs_file),
+        "--rounds",
+        "1",
+        "--clients-per-round",
+        "2",
+        "--local-steps",
+        "1",
+        "--out",
+        str(work / "runs"),
+        "--skip-eval",
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert list((work / "runs").glob("kto-original-fedavg-*/adapter/adapter_model.safetensors"))

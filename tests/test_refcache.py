@@ -27,8 +27,20 @@ FORWARDS = {"kto": 2, "dpo": 1}
 
 
 def _spec(model: Path, data: Path, method: str, layout: str, **kw) -> RunSpec:
-    base = dict(model=str(model), data=str(data), method=method, layout=layout, rounds=2, clients_per_round=2,
-                local_steps=2, batch_size=2, learning_rate=5e-3, max_length=64, lora_r=4, lora_alpha=8)
+    base = dict(
+        model=str(model),
+        data=str(data),
+        method=method,
+        layout=layout,
+        rounds=2,
+        clients_per_round=2,
+        local_steps=2,
+        batch_size=2,
+        learning_rate=5e-3,
+        max_length=64,
+        lora_r=4,
+        lora_alpha=8,
+    )
     return RunSpec(**(base | kw))
 
 
@@ -82,7 +94,9 @@ def test_cached_reference_trains_the_same_adapter(tiny_model, pairs_file, tmp_pa
     below one update (lr 5e-3); on CPU the runs agree bit for bit today, the tolerance spares kernel changes."""
     registry = load_registry(entry_points=False)
     steps = 2 * 2 * 2  # rounds x clients per round x local steps
-    uncached = run_federation(build_cell(_spec(tiny_model, pairs_file, method, layout, ref_cache=False), registry), tmp_path / "off")
+    uncached = run_federation(
+        build_cell(_spec(tiny_model, pairs_file, method, layout, ref_cache=False), registry), tmp_path / "off"
+    )
     assert forwards[0] == 2 * FORWARDS[method] * steps, "without the cache TRL scores the reference every step"
     assert not (uncached.run_dir / "refcache").exists()
 
@@ -152,7 +166,9 @@ def test_cached_values_are_the_base_model_not_the_adapter(tiny_model, pairs_file
             if p.requires_grad:
                 p.add_(torch.randn_like(p) * 0.5)
     examples = cell.method.examples(load_pairs(spec.data))[:4]
-    args = LocalTrainingArgs(output_dir=str(tmp_path), steps=1, batch_size=2, grad_accum=1, learning_rate=1e-3, max_length=64, seed=0)
+    args = LocalTrainingArgs(
+        output_dir=str(tmp_path), steps=1, batch_size=2, grad_accum=1, learning_rate=1e-3, max_length=64, seed=0
+    )
     trainer = cell.method.build_trainer(peft_model, tokenizer, to_dataset(cell.method.records(examples, spec.template)), args, [])
     peft_model.delete_adapter("ref")
     peft_model.set_adapter("default")
@@ -171,7 +187,12 @@ def test_cached_values_are_the_base_model_not_the_adapter(tiny_model, pairs_file
 
     with torch.no_grad():
         sequences = {}
-        for name, field in (("", "completion_ids"), ("chosen_", "chosen_ids"), ("rejected_", "rejected_ids"), ("KL_", "KL_completion_ids")):
+        for name, field in (
+            ("", "completion_ids"),
+            ("chosen_", "chosen_ids"),
+            ("rejected_", "rejected_ids"),
+            ("KL_", "KL_completion_ids"),
+        ):
             if field in rows[0]:
                 ids = [torch.tensor(r["prompt_ids"] + r[field]) for r in rows]
                 mask = [torch.tensor([0] * len(r["prompt_ids"]) + [1] * len(r[field])) for r in rows]

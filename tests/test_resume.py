@@ -24,8 +24,20 @@ from fedbench.harness.spec import RunSpec
 
 
 def _spec(model: Path, data: Path, **kw) -> RunSpec:
-    base = dict(model=str(model), data=str(data), method="kto", layout="redistributed", rounds=3, clients_per_round=2,
-                local_steps=2, batch_size=2, learning_rate=5e-3, max_length=64, lora_r=4, lora_alpha=8)
+    base = dict(
+        model=str(model),
+        data=str(data),
+        method="kto",
+        layout="redistributed",
+        rounds=3,
+        clients_per_round=2,
+        local_steps=2,
+        batch_size=2,
+        learning_rate=5e-3,
+        max_length=64,
+        lora_r=4,
+        lora_alpha=8,
+    )
     return RunSpec(**(base | kw))
 
 
@@ -37,6 +49,7 @@ def _crash_after_round(n: int):
     def on_event(event: RoundEvent) -> None:
         if event.client is None and event.round == n:
             raise RuntimeError("simulated crash")
+
     return on_event
 
 
@@ -91,9 +104,36 @@ app(sys.argv[1:], standalone_mode=True)
 
 
 def _cli_args(model: Path, data: Path, out: Path) -> list[str]:
-    return ["run", "--method", "kto", "--layout", "redistributed", "--agg", "fedavg", "--model", str(model),
-            "--data", str(data), "--out", str(out), "--rounds", "3", "--clients-per-round", "2", "--local-steps", "2",
-            "--skip-eval", "--set", "batch_size=2", "--set", "max_length=64", "--set", "lora_r=4", "--set", "learning_rate=5e-3"]
+    return [
+        "run",
+        "--method",
+        "kto",
+        "--layout",
+        "redistributed",
+        "--agg",
+        "fedavg",
+        "--model",
+        str(model),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--rounds",
+        "3",
+        "--clients-per-round",
+        "2",
+        "--local-steps",
+        "2",
+        "--skip-eval",
+        "--set",
+        "batch_size=2",
+        "--set",
+        "max_length=64",
+        "--set",
+        "lora_r=4",
+        "--set",
+        "learning_rate=5e-3",
+    ]
 
 
 @pytest.mark.parametrize("where", ["during round 2", "during a checkpoint write"])
@@ -104,8 +144,9 @@ def test_sigkill_then_rerun_matches_an_uninterrupted_run(tiny_model, pairs_file,
         proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, *args], env=env, capture_output=True, timeout=300)
         assert proc.returncode == -signal.SIGKILL
     else:
-        proc = subprocess.Popen([sys.executable, "-m", "fedbench.harness.cli", *args], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "fedbench.harness.cli", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.time() + 240
         while not list((tmp_path / "killed").glob("*/rounds/round_00001")) and time.time() < deadline:
             time.sleep(0.05)
@@ -127,7 +168,9 @@ def test_runs_lists_states_and_cleans_unfinished(tiny_model, pairs_file, tmp_pat
     registry = load_registry(entry_points=False)
     run_federation(build_cell(_spec(tiny_model, pairs_file, rounds=1), registry), tmp_path)
     with pytest.raises(RuntimeError):
-        run_federation(build_cell(_spec(tiny_model, pairs_file, rounds=2, seed=5), registry), tmp_path, on_event=_crash_after_round(1))
+        run_federation(
+            build_cell(_spec(tiny_model, pairs_file, rounds=2, seed=5), registry), tmp_path, on_event=_crash_after_round(1)
+        )
     listing = CliRunner().invoke(app, ["runs", "--runs", str(tmp_path)])
     assert listing.exit_code == 0 and "done" in listing.output and "failed: RuntimeError: simulated crash" in listing.output
     declined = CliRunner().invoke(app, ["runs", "--runs", str(tmp_path), "--clean"], input="n\n")

@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 import pytest
+
 from fedbench.harness.errors import FedbenchError
 from fedbench.harness.stats import (
     Comparison,

@@ -39,8 +39,12 @@ def test_all_layouts_skip_a_refused_combination_by_its_kind_and_named_ones_fail(
     study = Study(settings={"data": str(pairs_file)}, method="dpo,kto", layout="all", aggregator="fedavg", seeds=(0, 3))
     cells = expand_cells(study, registry, progress)
     assert [(c.spec.seed, c.spec.method, c.spec.layout) for c in cells] == [
-        (0, "dpo", "original"), (0, "kto", "original"), (0, "kto", "redistributed"),
-        (3, "dpo", "original"), (3, "kto", "original"), (3, "kto", "redistributed"),
+        (0, "dpo", "original"),
+        (0, "kto", "original"),
+        (0, "kto", "redistributed"),
+        (3, "dpo", "original"),
+        (3, "kto", "original"),
+        (3, "kto", "redistributed"),
     ]
     skipped = [args for name, args in progress.calls if name == "cell_skipped"]
     assert [spec.cell for spec, _ in skipped] == ["dpo-redistributed-fedavg"] * 2 and "cannot hold" in skipped[0][1]
@@ -57,16 +61,27 @@ def test_study_from_settings_takes_the_matrix_out_of_the_settings() -> None:
         Study(settings={"method": "kto"})
 
 
-def test_run_study_trains_without_a_console_and_reports_through_the_callbacks(tiny_model: Path, pairs_file: Path, tmp_path: Path) -> None:
-    study = Study(settings=TINY | {"model": str(tiny_model), "data": str(pairs_file)}, method="kto", layout="original",
-                  runs_root=tmp_path, skip_eval=True)
+def test_run_study_trains_without_a_console_and_reports_through_the_callbacks(
+    tiny_model: Path, pairs_file: Path, tmp_path: Path
+) -> None:
+    study = Study(
+        settings=TINY | {"model": str(tiny_model), "data": str(pairs_file)},
+        method="kto",
+        layout="original",
+        runs_root=tmp_path,
+        skip_eval=True,
+    )
     progress = Recorder()
     result = run_study(study, load_registry(entry_points=False), progress)
     (outcome,) = result.outcomes
     assert result.scores == () and not outcome.skipped and outcome.run_dir.parent == tmp_path
     assert [h.round for h in outcome.history] == [1] and isinstance(outcome.history[0], RoundRecord)
     names = progress.names()
-    assert names[0] == "cell_started" and names[1] == "training_started" and names[-3:] == ["training_stopped", "cell_finished", "cells_trained"]
+    assert (
+        names[0] == "cell_started"
+        and names[1] == "training_started"
+        and names[-3:] == ["training_stopped", "cell_finished", "cells_trained"]
+    )
     assert names.count("step") == TINY["clients_per_round"] * TINY["local_steps"]
     assert names.count("round_event") == TINY["clients_per_round"] + 1  # each client, then the round
     again = run_study(study, load_registry(entry_points=False))
@@ -89,9 +104,16 @@ def _has_flower() -> bool:
 
 
 HISTORY_ENTRY = {  # a round as the untyped version wrote it (close_round's dict), keys in its order
-    "round": 1, "lr": 0.0005, "clients": ["user1", "user0"], "loss": 0.6931, "client_loss": {"user1": 0.7, "user0": 0.6862},
-    "rejected": {"user2": "no reply before the round's timeout"}, "bytes_down": 4096, "bytes_up": 4100,
-    "train_seconds": 1.25, "round_seconds": 2.5,
+    "round": 1,
+    "lr": 0.0005,
+    "clients": ["user1", "user0"],
+    "loss": 0.6931,
+    "client_loss": {"user1": 0.7, "user0": 0.6862},
+    "rejected": {"user2": "no reply before the round's timeout"},
+    "bytes_down": 4096,
+    "bytes_up": 4100,
+    "train_seconds": 1.25,
+    "round_seconds": 2.5,
 }
 
 
@@ -99,7 +121,14 @@ def test_result_and_checkpoint_files_of_the_untyped_version_load_and_rewrite_byt
     spec = RunSpec(rounds=1)
     run_dir = RunDir(tmp_path, spec)
     run_dir.prepare()
-    old = {"spec": spec.to_dict(), "hash": spec.hash, "rounds": 1, "engine": "flower", "history": [HISTORY_ENTRY], "attempt": "a1"}
+    old = {
+        "spec": spec.to_dict(),
+        "hash": spec.hash,
+        "rounds": 1,
+        "engine": "flower",
+        "history": [HISTORY_ENTRY],
+        "attempt": "a1",
+    }
     atomic_write_json(run_dir.path / "result.json", old)
     before = (run_dir.path / "result.json").read_bytes()
 

@@ -68,7 +68,7 @@ def site_examples(cell: Cell, node_config: Mapping[str, Any]) -> tuple[str, list
                 "give this site a pair file (prompt, chosen, rejected) or run an unpaired method such as kto",
             )
         if paired:
-            examples = cell.method.examples(examples)
+            examples = cell.method.examples([e for e in examples if isinstance(e, PreferencePair)])
         return str(node_config.get("client-id", path.stem)), examples
     if "partition-id" in node_config:
         if cell.spec.hash not in _PARTITIONS:  # one actor answers for many virtual nodes: lay the data out once
@@ -84,7 +84,8 @@ def site_examples(cell: Cell, node_config: Mapping[str, Any]) -> tuple[str, list
         return ids[pid], clients[ids[pid]]
     raise FedbenchError(
         "this SuperNode's --node-config names no data (keys: " + (", ".join(node_config) or "none") + ")",
-        "start it with --node-config 'data-file=\"/path/client.jsonl\"' (see fedbench partition) or 'partition-id=0 num-partitions=N'",
+        "start it with --node-config 'data-file=\"/path/client.jsonl\"' (see fedbench partition) "
+        "or 'partition-id=0 num-partitions=N'",
     )
 
 
@@ -115,26 +116,39 @@ def _identify(msg: Message, context: Context) -> Message:
 
 @client_app.train()
 def _train(msg: Message, context: Context) -> Message:
-    config = msg.content["config"]
+    config = msg.content.config_records["config"]
     site = _site(context, str(config["spec"]))
-    if str(config["client-id"]) != site.client_id:
-        raise FedbenchError(f"the server sent client '{config['client-id']}' to the node holding '{site.client_id}'", "restart the run")
+    sent = str(config["client-id"])
+    if sent != site.client_id:
+        raise FedbenchError(f"the server sent client '{sent}' to the node holding '{site.client_id}'", "restart the run")
     spec, cell = site.cell.spec, site.cell
     model, tokenizer = load_base(spec.model, spec.dtype)
     peft_model = attach_lora(model, spec.lora)
-    global_params = from_record(msg.content["arrays"])
+    global_params = from_record(msg.content.array_records["arrays"])
     # a fresh instance per message: one process may serve several clients, and no state may leak between them
     aggregator = default_registry().create("aggregator", spec.aggregator, dict(spec.aggregator_params))
-    aggregator.setup(global_params, int(config["num-clients"]))
-    state = from_record(msg.content["client-state"])
+    # ints by the server's construction; flwr types config values as every value kind
+    aggregator.setup(global_params, int(config["num-clients"]))  # type: ignore[arg-type]
+    state = from_record(msg.content.array_records["client-state"])
     if state:
         aggregator.load_state_dict(state)
     if spec.hash not in _REFERENCES:
         _REFERENCES[spec.hash] = ReferenceCache.for_run(None, cell.method, spec)
     with tempfile.TemporaryDirectory(prefix="fedbench-client-") as workdir:
         update = train_one(
-            cell, peft_model, tokenizer, site.dataset, global_params, aggregator.client_hook(site.client_id, global_params),
-            int(config["round"]), site.client_id, site.num_examples, Path(workdir), reference=_REFERENCES[spec.hash],
+            cell,
+            peft_model,
+            tokenizer,
+            site.dataset,
+            global_params,
+            aggregator.client_hook(site.client_id, global_params),
+            int(config["round"]),  # type: ignore[arg-type]
+            site.client_id,
+            site.num_examples,
+            Path(workdir),
+            reference=_REFERENCES[spec.hash],
         )
-    content = RecordDict({"arrays": to_record(update.params), "extras": to_record(update.extras), "metrics": MetricRecord(dict(update.metrics))})
+    content = RecordDict(
+        {"arrays": to_record(update.params), "extras": to_record(update.extras), "metrics": MetricRecord(dict(update.metrics))}
+    )
     return Message(content, reply_to=msg)

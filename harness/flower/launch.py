@@ -61,11 +61,19 @@ def _outcome(run_dir: RunDir, attempt: str, where: str) -> CellOutcome:
 
 
 def _server_config(cell: Cell, runs_root: Path, min_nodes: int, timeout: float | None, force: bool) -> dict[str, Any]:
-    config = {"spec": spec_json(cell.spec), "out": str(Path(runs_root).resolve()), "min-nodes": min_nodes, "force": force, "attempt": uuid.uuid4().hex}
+    config = {
+        "spec": spec_json(cell.spec),
+        "out": str(Path(runs_root).resolve()),
+        "min-nodes": min_nodes,
+        "force": force,
+        "attempt": uuid.uuid4().hex,
+    }
     return config | ({"timeout": timeout} if timeout else {})
 
 
-def simulate(cell: Cell, runs_root: Path, resources: Resources | None = None, force: bool = False, timeout: float | None = None) -> CellOutcome:
+def simulate(
+    cell: Cell, runs_root: Path, resources: Resources | None = None, force: bool = False, timeout: float | None = None
+) -> CellOutcome:
     """Run the cell in Flower's simulation engine (Ray): one virtual SuperNode per client, in parallel as resources allow.
 
     ``timeout`` (seconds per round) defaults to none: a simulated client is slow, never gone, and
@@ -74,7 +82,9 @@ def simulate(cell: Cell, runs_root: Path, resources: Resources | None = None, fo
     try:
         import ray  # noqa: F401  (flwr imports it lazily, after the run has started)
     except ModuleNotFoundError as err:
-        raise FedbenchError("Flower's simulation engine needs Ray, which is not installed", "pip install 'fedbench[flower]'  (flwr[simulation])") from err
+        raise FedbenchError(
+            "Flower's simulation engine needs Ray, which is not installed", "pip install 'fedbench[flower]'  (flwr[simulation])"
+        ) from err
     from flwr.simulation import run_simulation
 
     run_dir = RunDir(runs_root, cell.spec)
@@ -94,7 +104,9 @@ def simulate(cell: Cell, runs_root: Path, resources: Resources | None = None, fo
     flwr_logger.setLevel(logging.ERROR)  # fedbench logs each round; Flower's banner and summary repeat it
     try:
         run_simulation(
-            server_app=app, client_app=client_app, num_supernodes=num_clients,
+            server_app=app,
+            client_app=client_app,
+            num_supernodes=num_clients,
             backend_config={"client_resources": {"num_cpus": resources.num_cpus, "num_gpus": resources.num_gpus}},
         )
     finally:
@@ -145,7 +157,12 @@ def flwr_command() -> str:
 
 
 def deploy(
-    cell: Cell, runs_root: Path, superlink: str, min_nodes: int | None = None, timeout: float | None = 3600, force: bool = False,
+    cell: Cell,
+    runs_root: Path,
+    superlink: str,
+    min_nodes: int | None = None,
+    timeout: float | None = 3600,
+    force: bool = False,
 ) -> CellOutcome:
     """Submit the cell to a running SuperLink (``superlink`` names a connection in Flower's config.toml) and wait.
 

@@ -26,7 +26,7 @@ from flwr.serverapp.strategy import Strategy
 from rich.console import Console
 from rich.markup import escape
 
-from fedbench.harness.checkpoint import RunDir, atomic_write_json
+from fedbench.harness.checkpoint import RoundRecord, RunDir, atomic_write_json
 from fedbench.harness.errors import FedbenchError
 from fedbench.harness.federation import Cell, begin, build_cell, close_round, conclude, sample_clients
 from fedbench.harness.flower.wire import from_record, spec_json, to_record
@@ -50,8 +50,15 @@ class FedbenchStrategy(Strategy):
     """
 
     def __init__(
-        self, cell: Cell, run_dir: RunDir, clients: Mapping[str, int], nodes: Mapping[str, int], first_round: int,
-        history: list[dict[str, Any]], global_params: Params, log: Console,
+        self,
+        cell: Cell,
+        run_dir: RunDir,
+        clients: Mapping[str, int],
+        nodes: Mapping[str, int],
+        first_round: int,
+        history: list[RoundRecord],
+        global_params: Params,
+        log: Console,
     ) -> None:
         self.cell = cell
         self.run_dir = run_dir
@@ -78,11 +85,15 @@ class FedbenchStrategy(Strategy):
         for cid in self._sampled:
             if cid not in self.nodes:
                 continue
-            content = RecordDict({
-                "arrays": adapter,
-                "client-state": to_record(self.cell.aggregator.client_state(cid)),
-                "config": ConfigRecord({"spec": spec_json(spec), "round": r, "client-id": cid, "num-clients": len(self.clients)}),
-            })
+            content = RecordDict(
+                {
+                    "arrays": adapter,
+                    "client-state": to_record(self.cell.aggregator.client_state(cid)),
+                    "config": ConfigRecord(
+                        {"spec": spec_json(spec), "round": r, "client-id": cid, "num-clients": len(self.clients)}
+                    ),
+                }
+            )
             self._sent[cid] = Message(content=content, message_type="train", dst_node_id=self.nodes[cid])
         return list(self._sent.values())
 
@@ -107,24 +118,40 @@ class FedbenchStrategy(Strategy):
                 failures[cid] = f"client failed: {reply.error.reason}"
             else:
                 content = reply.content
-                updates.append(ClientUpdate(
-                    cid, from_record(content["arrays"], self.global_params), self.clients[cid],
-                    extras=from_record(content["extras"], self.global_params),
-                    metrics={k: float(v) for k, v in content["metrics"].items()},
-                ))
+                updates.append(
+                    ClientUpdate(
+                        cid,
+                        from_record(content.array_records["arrays"], self.global_params),
+                        self.clients[cid],
+                        extras=from_record(content.array_records["extras"], self.global_params),
+                        # scalars by the client's construction; flwr types record values as every value kind
+                        metrics={k: float(v) for k, v in content["metrics"].items()},  # type: ignore[arg-type]
+                    )
+                )
         if not updates:
             detail = "; ".join(f"{cid}: {why}" for cid, why in failures.items())
             raise FedbenchError(
                 f"round {r + 1}: no sampled client sent an update ({detail})",
-                "read the SuperNodes' logs (or the error above), fix the cause and rerun the same command: it resumes from the last complete round",
+                "read the SuperNodes' logs (or the error above), fix the cause and rerun the same command: "
+                "it resumes from the last complete round",
             )
         self.global_params, rejected = close_round(
-            self.cell, self.run_dir, r, self.global_params, updates, self.history, self._started, failures, sampled=self._sampled,
+            self.cell,
+            self.run_dir,
+            r,
+            self.global_params,
+            updates,
+            self.history,
+            self._started,
+            failures,
+            sampled=self._sampled,
         )
         loss = self.history[-1].loss
         reasons = self.history[-1].rejected
         note = escape(", rejected: " + "; ".join(f"{c} ({reasons[c]})" for c in rejected)) if rejected else ""
-        self.log.log(f"[bold]round {r + 1}/{self.cell.spec.rounds}[/] done, mean loss {'n/a' if loss is None else f'{loss:.4f}'}{note}")
+        self.log.log(
+            f"[bold]round {r + 1}/{self.cell.spec.rounds}[/] done, mean loss {'n/a' if loss is None else f'{loss:.4f}'}{note}"
+        )
         return to_record(self.global_params), MetricRecord({"loss": loss if loss is not None else float("nan")})
 
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
@@ -145,7 +172,9 @@ ROSTER = "flower-clients.json"
 """The federation a Flower run started with (client id -> examples), kept in its run directory for resume."""
 
 
-def discover(grid: Grid, spec: RunSpec, expected: int, timeout: float | None, log: Console) -> tuple[dict[str, int], dict[str, int]]:
+def discover(
+    grid: Grid, spec: RunSpec, expected: int, timeout: float | None, log: Console
+) -> tuple[dict[str, int], dict[str, int]]:
     """Wait for ``expected`` SuperNodes, then ask each which client it holds: (client -> examples, client -> node id).
 
     A node that cannot load its data fails the run with its reason; one the SuperLink reports as
@@ -173,12 +202,19 @@ def discover(grid: Grid, spec: RunSpec, expected: int, timeout: float | None, lo
             if reply.metadata.src_node_id != node:  # the SuperLink answered for a node it could not reach
                 log.log(f"[yellow]SuperNode {node} is unavailable ({reply.error.reason}); going on without it[/]")
                 continue
-            raise FedbenchError(f"SuperNode {node} could not load its data: {reply.error.reason}", "fix that node's --node-config or data file and rerun")
+            raise FedbenchError(
+                f"SuperNode {node} could not load its data: {reply.error.reason}",
+                "fix that node's --node-config or data file and rerun",
+            )
         site = reply.content["site"]
         cid = str(site["client-id"])
         if cid in nodes:
-            raise FedbenchError(f"SuperNodes {nodes[cid]} and {node} both hold client '{cid}'", "give every SuperNode its own data-file or partition-id")
-        nodes[cid], counts[cid] = node, int(site["num-examples"])
+            raise FedbenchError(
+                f"SuperNodes {nodes[cid]} and {node} both hold client '{cid}'",
+                "give every SuperNode its own data-file or partition-id",
+            )
+        # an int by the client's construction; flwr types record values as every value kind
+        nodes[cid], counts[cid] = node, int(site["num-examples"])  # type: ignore[arg-type]
     if len(nodes) < expected:
         raise FedbenchError(
             f"{len(nodes)} of the {expected} SuperNodes waited for answered which client they hold",
@@ -213,6 +249,7 @@ def serve(grid: Grid, context: Context, preset: Mapping[str, Any] | None = None)
         roster_file = run_dir.path / ROSTER
         roster = None if force or not roster_file.is_file() else json.loads(roster_file.read_text())["clients"]
         checkpoint = None if force else run_dir.latest()
+        nodes: dict[str, int]  # client -> SuperNode id
         if roster is not None and checkpoint is not None and checkpoint.round >= spec.rounds:
             clients, nodes = roster, {}  # every round is checkpointed: only the adapter is left to write
         else:
@@ -235,8 +272,16 @@ def serve(grid: Grid, context: Context, preset: Mapping[str, Any] | None = None)
         peft_model = attach_lora(model, spec.lora)
         global_params, start, history = begin(cell, run_dir, peft_model, len(clients), force)
         strategy = FedbenchStrategy(cell, run_dir, clients, nodes, start, history, global_params, log)
-        strategy.start(grid, to_record(global_params), num_rounds=spec.rounds - start, timeout=timeout)
-        conclude(cell, run_dir, peft_model, strategy.global_params, strategy.history, engine="flower", extra={"attempt": config.get("attempt", "")})
+        strategy.start(grid, to_record(global_params), num_rounds=spec.rounds - start, timeout=timeout)  # type: ignore[arg-type]  # flwr's stub says float; None (no limit) works
+        conclude(
+            cell,
+            run_dir,
+            peft_model,
+            strategy.global_params,
+            strategy.history,
+            engine="flower",
+            extra={"attempt": config.get("attempt", "")},
+        )
     except Exception as err:
         reason = err.problem if isinstance(err, FedbenchError) else f"{type(err).__name__}: {err}"
         run_dir.mark_failed(reason)
@@ -250,4 +295,3 @@ server_app = ServerApp()
 @server_app.main()
 def _server_main(grid: Grid, context: Context) -> None:
     serve(grid, context)
-

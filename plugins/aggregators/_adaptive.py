@@ -62,7 +62,7 @@ class AdaptiveServer(Aggregator):
         v = [self.v[k] for k in keys]
         torch._foreach_mul_(m, self.beta1)
         torch._foreach_add_(m, delta, alpha=1 - self.beta1)
-        self.update_v(v, torch._foreach_mul(delta, delta))
+        self.update_v(v, list(torch._foreach_mul(delta, delta)))  # the stub says tuple
         denom = torch._foreach_sqrt(v)
         torch._foreach_add_(denom, self.tau)
         step = torch._foreach_div(m, denom)

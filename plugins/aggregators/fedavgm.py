@@ -36,7 +36,9 @@ class FedAvgM(Aggregator):
 
     def __init__(self, server_lr: float = 1.0, momentum: float = 0.9) -> None:
         if server_lr <= 0 or not (0 <= momentum < 1):
-            raise FedbenchError(f"fedavgm: got server_lr={server_lr}, momentum={momentum}", "use server_lr > 0 and 0 <= momentum < 1")
+            raise FedbenchError(
+                f"fedavgm: got server_lr={server_lr}, momentum={momentum}", "use server_lr > 0 and 0 <= momentum < 1"
+            )
         self.server_lr = server_lr
         self.momentum = momentum
         self.v: Params = {}

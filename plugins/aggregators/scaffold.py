@@ -33,7 +33,7 @@ class ControlVariateHook(ClientHook):
         self.keys = list(global_params)
         self.x = [t.detach() for t in global_params.values()]
         self.c = c
-        self.correction = torch._foreach_sub(c, placed_like(c_i, c))
+        self.correction: Sequence[torch.Tensor] = torch._foreach_sub(c, placed_like(c_i, c))
 
     @torch.no_grad()
     def on_gradients(self, params: Mapping[str, torch.nn.Parameter]) -> None:
@@ -49,7 +49,7 @@ class ControlVariateHook(ClientHook):
             torch._foreach_mul_(change, 1.0 / (steps * learning_rate))
             torch._foreach_sub_(change, placed_like(self.c, y))
         else:  # no step taken: nothing was learnt about the client's gradient, keep c_i
-            change = [torch.zeros_like(t) for t in y]
+            change = tuple(torch.zeros_like(t) for t in y)
         return dataclasses.replace(update, extras=update.extras | dict(zip(self.keys, change)))
 
 
@@ -77,7 +77,9 @@ class Scaffold(Aggregator):
 
     def __init__(self, server_lr: float = 1.0, num_clients: int | None = None) -> None:
         if server_lr <= 0 or (num_clients is not None and num_clients < 1):
-            raise FedbenchError(f"scaffold: got server_lr={server_lr}, num_clients={num_clients}", "use server_lr > 0 and num_clients >= 1")
+            raise FedbenchError(
+                f"scaffold: got server_lr={server_lr}, num_clients={num_clients}", "use server_lr > 0 and num_clients >= 1"
+            )
         self.server_lr = server_lr
         self.num_clients = num_clients
         self.c: Params = {}
@@ -116,7 +118,10 @@ class Scaffold(Aggregator):
         seen = len(self.ci.keys() | {u.client_id for u in updates})
         n = self.num_clients if self.num_clients is not None else seen
         if seen > n:
-            raise FedbenchError(f"scaffold: num_clients is {n} but {seen} distinct clients have sent updates", "set num_clients to the partition's client count")
+            raise FedbenchError(
+                f"scaffold: num_clients is {n} but {seen} distinct clients have sent updates",
+                "set num_clients to the partition's client count",
+            )
         delta = mean_delta(global_params, updates)
         new_x = torch._foreach_add([global_params[k] for k in keys], [delta[k] for k in keys], alpha=self.server_lr)
         c = list(self.c.values())
@@ -142,9 +147,12 @@ class Scaffold(Aggregator):
         self.ci = {}
         for key in state:
             if key.startswith("ci/"):
-                client_id, name = key[len("ci/"):].rsplit("/", 1)
+                client_id, name = key[len("ci/") :].rsplit("/", 1)
                 if name not in names:
-                    raise FedbenchError(f"scaffold: checkpoint entry '{key}' names no adapter parameter", "resume with the LoRA settings the run was started with")
+                    raise FedbenchError(
+                        f"scaffold: checkpoint entry '{key}' names no adapter parameter",
+                        "resume with the LoRA settings the run was started with",
+                    )
                 if client_id not in self.ci:
                     self.ci[client_id] = {k: torch.zeros_like(t, device=CLIENT_STATE_DEVICE) for k, t in self.c.items()}
                     import_state(f"ci/{client_id}", state, self.ci[client_id])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from fedbench.api import (
     Benchmark,
@@ -17,9 +19,14 @@ from fedbench.api import (
 HUB_ID = "HuggingFaceH4/mt_bench_prompts"
 # FastChat's answer temperatures by category (fastchat/llm_judge/common.py)
 TEMPERATURE = {
-    "writing": 0.7, "roleplay": 0.7,
-    "extraction": 0.0, "math": 0.0, "coding": 0.0, "reasoning": 0.0,
-    "stem": 0.1, "humanities": 0.1,
+    "writing": 0.7,
+    "roleplay": 0.7,
+    "extraction": 0.0,
+    "math": 0.0,
+    "coding": 0.0,
+    "reasoning": 0.0,
+    "stem": 0.1,
+    "humanities": 0.1,
 }
 
 
@@ -41,7 +48,7 @@ class MTBench1(Benchmark):
         return TEMPERATURE.get(question.category, 0.7)
 
 
-def _from_hub(_: int, row: dict) -> Question:
+def _from_hub(_: int, row: Mapping[str, Any]) -> Question:
     reference = row.get("reference") or None
     return Question(str(row["prompt_id"]), row["prompt"][0], row.get("category", ""), reference[0] if reference else None)
 

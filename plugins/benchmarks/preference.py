@@ -10,6 +10,7 @@ the federation serves its small and unusual clients.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from fedbench.api import (
     Benchmark,
@@ -46,24 +47,39 @@ class Preference(Benchmark):
     def questions(self, source: str | None = None, limit: int | None = None) -> list[Question]:
         """The held-out pairs a run wrote (``<run dir>/heldout.jsonl``), one question per pair."""
         if source is None:
-            raise FedbenchError("the preference benchmark scores a run's held-out pairs and was given none",
-                                "train with holdout > 0 (the default 0.1); its run directory then holds heldout.jsonl")
-        pairs = read_heldout(source)
+            raise FedbenchError(
+                "the preference benchmark scores a run's held-out pairs and was given none",
+                "train with holdout > 0 (the default 0.1); its run directory then holds heldout.jsonl",
+            )
+        pairs = read_heldout(Path(source))
         questions = [Question(p.id, p.prompt, client=p.client_id, choices=(p.chosen, p.rejected)) for p in pairs]
         return questions if limit is None else questions[:limit]
 
     def score_choices(
-        self, questions: Sequence[Question], policy: Sequence[Sequence[SequenceLogp]],
+        self,
+        questions: Sequence[Question],
+        policy: Sequence[Sequence[SequenceLogp]],
         reference: Sequence[Sequence[SequenceLogp]] | None,
     ) -> dict[str, list[Judgment]]:
         pairs = [PreferencePair(q.id, q.client, q.prompt, q.choices[0], q.choices[1]) for q in questions]
-        verdicts = judge_pairs(pairs, [(c, r) for c, r in policy], None if reference is None else [(c, r) for c, r in reference],
-                               self.beta)
-        out = {"likelihood": [Judgment(v.pair_id, float(v.likelihood_correct),
-                                       f"mean log-prob margin (chosen - rejected) {v.likelihood_margin:+.4f}") for v in verdicts]}
+        verdicts = judge_pairs(
+            pairs, [(c, r) for c, r in policy], None if reference is None else [(c, r) for c, r in reference], self.beta
+        )
+        out = {
+            "likelihood": [
+                Judgment(
+                    v.pair_id, float(v.likelihood_correct), f"mean log-prob margin (chosen - rejected) {v.likelihood_margin:+.4f}"
+                )
+                for v in verdicts
+            ]
+        }
         if reference is not None:
-            out["reward"] = [Judgment(v.pair_id, float(bool(v.reward_correct)),
-                                      f"implicit reward margin {v.reward_margin:+.4f} (beta {self.beta})") for v in verdicts]
+            out["reward"] = [
+                Judgment(
+                    v.pair_id, float(bool(v.reward_correct)), f"implicit reward margin {v.reward_margin:+.4f} (beta {self.beta})"
+                )
+                for v in verdicts
+            ]
         return out
 
 

@@ -65,8 +65,13 @@ class JudgeLM(Judge):
     name = "judgelm"
 
     def __init__(
-        self, model: str = "BAAI/JudgeLM-13B-v1.0", backend: str = "auto", swap: bool = False,
-        temperature: float = 0.2, max_new_tokens: int = 16, fallback_reference: str = "",
+        self,
+        model: str = "BAAI/JudgeLM-13B-v1.0",
+        backend: str = "auto",
+        swap: bool = False,
+        temperature: float = 0.2,
+        max_new_tokens: int = 16,
+        fallback_reference: str = "",
     ) -> None:
         self.model = model
         self.backend = backend

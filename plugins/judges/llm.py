@@ -81,7 +81,11 @@ class LLMJudge(Judge):
             chats = [_chat(gen, p) + "Rating: [[" for p in prompts]
             logprobs = gen.continuation_logprobs(chats, [f"{k}]]" for k in range(1, 11)])
             return [
-                Judgment(q.id, round(expected_rating(lp), 4), "p(rating) = " + " ".join(f"{k}:{math.exp(x):.3g}" for k, x in zip(range(1, 11), lp)))
+                Judgment(
+                    q.id,
+                    round(expected_rating(lp), 4),
+                    "p(rating) = " + " ".join(f"{k}:{math.exp(x):.3g}" for k, x in zip(range(1, 11), lp)),
+                )
                 for q, lp in zip(questions, logprobs)
             ]
         replies = gen.generate([_chat(gen, p) for p in prompts], [0.0] * len(prompts), raw=True)
@@ -92,7 +96,9 @@ def _chat(gen: Generator, prompt: str) -> str:
     tokenizer = gen.tokenizer
     messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]
     if tokenizer is not None and tokenizer.chat_template:
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        assert isinstance(text, str)  # tokenize=False gives the rendered text
+        return text
     return f"{SYSTEM}\n\n{prompt}\n\n"
 
 

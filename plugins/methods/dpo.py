@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fedbench.api import (
     Example,
@@ -15,6 +15,11 @@ from fedbench.api import (
     prompt_for,
     trainer_settings,
 )
+
+if TYPE_CHECKING:
+    import datasets
+    from peft import PeftModel
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainerCallback
 
 
 class DPO(Method):
@@ -33,14 +38,23 @@ class DPO(Method):
         rows = []
         for ex in examples:
             assert isinstance(ex, PreferencePair), "DPO trains on pairs; the layout check keeps unpaired data away"
-            rows.append({
-                "prompt": prompt_for(template, ex.prompt),
-                "chosen": completion_for(template, ex.chosen),
-                "rejected": completion_for(template, ex.rejected),
-            })
+            rows.append(
+                {
+                    "prompt": prompt_for(template, ex.prompt),
+                    "chosen": completion_for(template, ex.chosen),
+                    "rejected": completion_for(template, ex.rejected),
+                }
+            )
         return rows
 
-    def build_trainer(self, model, tokenizer, dataset, args: LocalTrainingArgs, callbacks):  # type: ignore[override]
+    def build_trainer(
+        self,
+        model: PreTrainedModel | PeftModel,
+        tokenizer: PreTrainedTokenizerBase,
+        dataset: datasets.Dataset,
+        args: LocalTrainingArgs,
+        callbacks: Sequence[TrainerCallback],
+    ) -> Trainer:
         from trl import DPOConfig, DPOTrainer
 
         config = DPOConfig(**trainer_settings(args), beta=self.beta, loss_type=[self.loss_type])

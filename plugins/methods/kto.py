@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fedbench.api import (
     Example,
@@ -17,6 +17,11 @@ from fedbench.api import (
     trainer_settings,
     unpair,
 )
+
+if TYPE_CHECKING:
+    import datasets
+    from peft import PeftModel
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainerCallback
 
 
 class KTO(Method):
@@ -39,19 +44,30 @@ class KTO(Method):
         rows = []
         for ex in examples:
             assert isinstance(ex, LabeledExample), "KTO trains on labelled single responses"
-            rows.append({
-                "prompt": prompt_for(template, ex.prompt),
-                "completion": completion_for(template, ex.completion),
-                "label": ex.label,
-            })
+            rows.append(
+                {
+                    "prompt": prompt_for(template, ex.prompt),
+                    "completion": completion_for(template, ex.completion),
+                    "label": ex.label,
+                }
+            )
         return rows
 
-    def build_trainer(self, model, tokenizer, dataset, args: LocalTrainingArgs, callbacks):  # type: ignore[override]
+    def build_trainer(
+        self,
+        model: PreTrainedModel | PeftModel,
+        tokenizer: PreTrainedTokenizerBase,
+        dataset: datasets.Dataset,
+        args: LocalTrainingArgs,
+        callbacks: Sequence[TrainerCallback],
+    ) -> Trainer:
         from trl import KTOConfig, KTOTrainer
 
         config = KTOConfig(
-            **trainer_settings(args), beta=self.beta,
-            desirable_weight=self.desirable_weight, undesirable_weight=self.undesirable_weight,
+            **trainer_settings(args),
+            beta=self.beta,
+            desirable_weight=self.desirable_weight,
+            undesirable_weight=self.undesirable_weight,
         )
         return KTOTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer, callbacks=list(callbacks))
 

@@ -38,8 +38,10 @@ class Arith(Benchmark):
                 row = json.loads(line)
                 out.append(Question(str(row["id"]), str(row["question"]), "arithmetic", str(row["answer"])))
             except (json.JSONDecodeError, KeyError, TypeError) as err:
-                raise FedbenchError(f"{origin}, row {number}: not an arith question ({type(err).__name__}: {err})",
-                                    'write one {"id", "question", "answer"} object per line') from err
+                raise FedbenchError(
+                    f"{origin}, row {number}: not an arith question ({type(err).__name__}: {err})",
+                    'write one {"id", "question", "answer"} object per line',
+                ) from err
         return out if limit is None else out[:limit]
 
 

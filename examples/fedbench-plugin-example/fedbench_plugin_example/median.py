@@ -24,8 +24,7 @@ class Median(Aggregator):
         values, so every coordinate is one that some client actually sent.
         """
         return {
-            key: torch.stack([u.params[key].to(ref) for u in updates]).median(dim=0).values
-            for key, ref in global_params.items()
+            key: torch.stack([u.params[key].to(ref) for u in updates]).median(dim=0).values for key, ref in global_params.items()
         }
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from fedbench.api import FedbenchError, Judgment, Question
 from fedbench_plugin_example.arith import Arith, fedbench_benchmarks
 from fedbench_plugin_example.exact import Exact, fedbench_judges
+
+from fedbench.api import FedbenchError, Judgment, Question
 
 
 def test_registered_through_the_hooks() -> None:
@@ -58,7 +58,12 @@ def test_no_reference_is_a_failure_not_a_zero() -> None:
 
 
 def test_score_is_percent_correct_and_ignores_failures() -> None:
-    verdicts = [Judgment("a", 1.0, ""), Judgment("b", 0.0, ""), Judgment("c", 1.0, ""), Judgment("d", 1.0, ""),
-                Judgment("e", None, "")]
+    verdicts = [
+        Judgment("a", 1.0, ""),
+        Judgment("b", 0.0, ""),
+        Judgment("c", 1.0, ""),
+        Judgment("d", 1.0, ""),
+        Judgment("e", None, ""),
+    ]
     assert Arith().score(verdicts) == 75.0
     assert Arith().score([]) is None

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+from fedbench_plugin_example.dirichlet import Dirichlet, fedbench_layouts
 
 from fedbench.api import FedbenchError, LabeledExample, Method, fake_pairs
-from fedbench_plugin_example.dirichlet import Dirichlet, fedbench_layouts
 
 
 def _ids(clients: dict) -> list[str]:
@@ -49,16 +49,23 @@ def test_small_alpha_skews_more_than_large() -> None:
 
 
 def test_accepts_unpaired_examples_and_both_data_forms() -> None:
-    unpaired = [LabeledExample(f"{p.id}-{good}", p.client_id, p.prompt, p.chosen if good else p.rejected, good)
-                for p in fake_pairs(n=12, clients=3) for good in (True, False)]
+    unpaired = [
+        LabeledExample(f"{p.id}-{good}", p.client_id, p.prompt, p.chosen if good else p.rejected, good)
+        for p in fake_pairs(n=12, clients=3)
+        for good in (True, False)
+    ]
     clients = Dirichlet().partition(unpaired, seed=0)
     assert _ids(clients) == sorted(ex.id for ex in unpaired)
     assert Counter(type(ex) for ex in sum(clients.values(), [])) == {LabeledExample: 24}
 
     class Paired(Method):
         name, data_form = "paired-method", "paired"
-        def build_trainer(self, *args): raise NotImplementedError
-        def records(self, examples, template): return []
+
+        def build_trainer(self, *args):
+            raise NotImplementedError
+
+        def records(self, examples, template):
+            return []
 
     Dirichlet().check(Paired())  # does not raise
 

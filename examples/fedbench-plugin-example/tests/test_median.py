@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
+from fedbench_plugin_example.median import Median, fedbench_aggregators
 
 from fedbench.api import ClientUpdate, fake_params, fake_updates
-from fedbench_plugin_example.median import Median, fedbench_aggregators
 
 
 def test_registered_through_the_hook() -> None:
@@ -34,7 +34,9 @@ def test_an_outlying_client_cannot_move_it_far() -> None:
 
 def test_keeps_the_global_adapters_dtype() -> None:
     global_params = {k: v.to(torch.bfloat16) for k, v in fake_params(seed=3).items()}
-    updates = [ClientUpdate(u.client_id, {k: v.float() for k, v in u.params.items()}, u.num_examples)
-               for u in fake_updates(global_params, n=3, seed=4)]
+    updates = [
+        ClientUpdate(u.client_id, {k: v.float() for k, v in u.params.items()}, u.num_examples)
+        for u in fake_updates(global_params, n=3, seed=4)
+    ]
     new = Median().aggregate(global_params, updates)
     assert all(t.dtype == torch.bfloat16 for t in new.values())
