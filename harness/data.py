@@ -101,7 +101,7 @@ def validate_rows(
     return pairs
 
 
-def _read_json_rows(path: Path) -> list[Any]:
+def read_json_rows(path: Path) -> list[Any]:
     text = path.read_text(encoding="utf-8")
     if not text.strip():
         raise FedbenchError(f"{path}: the file is empty", "point --data at a file with preference pairs")
@@ -141,7 +141,7 @@ def load_pairs(source: str, columns: Mapping[str, str] | None = None, split: str
         return validate_rows(demo_pairs(), "built-in demo data")
     if source.startswith("fedchatbotpa:"):
         path = Path(source.split(":", 1)[1])
-        return validate_rows(_read_json_rows(_existing(path)), str(path), columns)
+        return validate_rows(read_json_rows(_existing(path)), str(path), columns)
     path = Path(source)
     if path.suffix in {".json", ".jsonl", ".parquet"} or path.exists():
         path = _existing(path)
@@ -151,7 +151,7 @@ def load_pairs(source: str, columns: Mapping[str, str] | None = None, split: str
             return validate_rows(pq.read_table(path).to_pylist(), str(path), columns)
         if path.suffix not in {".json", ".jsonl"}:
             raise FedbenchError(f"{path}: unsupported file type '{path.suffix}'", "use .jsonl, .json or .parquet")
-        return validate_rows(_read_json_rows(path), str(path), columns)
+        return validate_rows(read_json_rows(path), str(path), columns)
     return _load_hub(source, columns, split)
 
 
@@ -203,7 +203,7 @@ def read_examples(path: Path) -> list[Example]:
     as ``write_examples`` stores a redistributed client); every other file is read as pairs.
     """
     path = _existing(Path(path))
-    rows = _read_json_rows(path) if path.suffix in {".json", ".jsonl"} else None
+    rows = read_json_rows(path) if path.suffix in {".json", ".jsonl"} else None
     if not rows or not all(isinstance(r, Mapping) and "label" in r for r in rows):
         return list(load_pairs(str(path)))
     out: list[Example] = []

@@ -18,14 +18,12 @@ client at least one training pair.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 import random
 from collections.abc import Sequence
 from pathlib import Path
 
-from fedbench.harness.data import PreferencePair, validate_rows
+from fedbench.harness.data import PreferencePair, read_json_rows, validate_rows, write_examples
 from fedbench.harness.errors import FedbenchError
 
 HOLDOUT_FILE = "heldout.jsonl"
@@ -76,14 +74,8 @@ def split_holdout(
 
 
 def write_heldout(path: Path, pairs: Sequence[PreferencePair]) -> None:
-    """The held-out pairs as JSONL, written atomically (a temp file replaced into place)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        for pair in pairs:
-            fh.write(json.dumps(dataclasses.asdict(pair), ensure_ascii=False) + "\n")
-    tmp.replace(path)
+    """The held-out pairs as JSONL, written atomically (the same file format a deployment site's pairs use)."""
+    write_examples(Path(path), pairs)
 
 
 def read_heldout(path: Path) -> list[PreferencePair]:
@@ -91,18 +83,9 @@ def read_heldout(path: Path) -> list[PreferencePair]:
     path = Path(path)
     if not path.is_file():
         raise FedbenchError(f"held-out pairs file '{path}' does not exist", "rerun the split that writes it, or check the path")
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as err:
-            raise FedbenchError(
-                f"{path}, row {number}: not valid JSON ({err.msg} at column {err.colno})",
-                "the file is written by fedbench; delete it and rerun the split",
-            ) from err
-    return validate_rows(rows, str(path)) if rows else []
+    if not path.read_text(encoding="utf-8").strip():
+        return []
+    return validate_rows(read_json_rows(path), str(path))
 
 
 def same_heldout(a: Path | None, b: Path | None) -> bool:
