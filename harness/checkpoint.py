@@ -11,15 +11,19 @@ import dataclasses
 import json
 import os
 import shutil
+import socket
 import tempfile
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
 from safetensors.torch import load_file, save_file
 
-from fedbench.harness.errors import FedbenchError
+from fedbench.harness.errors import CellBusy, FedbenchError
 from fedbench.harness.interfaces import Params
 from fedbench.harness.spec import RunSpec, spec_from_dict
 
@@ -180,6 +184,8 @@ class Checkpoint:
 
 RESULT_FILE = "result.json"
 FAILED_FILE = "failed.json"
+LOCK_FILE = ".lock"
+OWNER_FILE = ".owner.json"
 
 
 class RunDir:
@@ -228,6 +234,47 @@ class RunDir:
     @property
     def done(self) -> bool:
         return (self.path / RESULT_FILE).is_file()
+
+    @contextmanager
+    def claim(self) -> Iterator[None]:
+        """Hold the cell's lock while training it, so a second ``fedbench run`` on the same cell (another
+        terminal, another job of a cluster script) cannot rewrite its checkpoints at the same time.
+
+        The lock is an OS file lock (filelock): it dies with the process that holds it, so the lock of a
+        crashed or killed run is simply taken over. The holder is named in ``.owner.json``. Raises
+        :class:`CellBusy` at once when another process holds it.
+        """
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(self.path / LOCK_FILE)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            raise CellBusy(
+                f"{self.path.name} is being trained by another fedbench process ({self.owner() or 'unknown'})",
+                "let it finish (`fedbench runs` shows the cell as running), or stop that process and run again",
+            ) from None
+        try:
+            atomic_write_json(self.path / OWNER_FILE, {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()})
+            yield
+        finally:
+            (self.path / OWNER_FILE).unlink(missing_ok=True)
+            lock.release()
+
+    def owner(self) -> str | None:
+        """``pid N on HOST since HH:MM`` of the process training the cell, or None when no process holds its lock."""
+        if not (self.path / LOCK_FILE).exists():
+            return None
+        probe = FileLock(self.path / LOCK_FILE)
+        try:
+            probe.acquire(timeout=0)
+        except Timeout:
+            try:
+                who = json.loads((self.path / OWNER_FILE).read_text())
+            except (OSError, ValueError):
+                return "an unnamed process"
+            return f"pid {who['pid']} on {who['host']} since {time.strftime('%H:%M', time.localtime(who['since']))}"
+        probe.release()
+        return None
 
     def latest(self) -> Checkpoint | None:
         """The newest complete round's checkpoint; temporaries from a crash are ignored."""
@@ -305,7 +352,7 @@ class RunState:
     rounds_done: int
     rounds: int
     status: str
-    """'done', 'interrupted' (resumable), 'failed' or 'empty'."""
+    """'done', 'running' (another process holds its lock), 'interrupted' (resumable), 'failed' or 'empty'."""
     reason: str = ""
 
 
@@ -323,7 +370,9 @@ def scan_runs(root: Path) -> list[RunState]:
         )
         last = max(done_rounds, default=0)
         run_dir = RunDir.at(path)
-        if run_dir.done:
+        if (owner := run_dir.owner()) is not None:
+            states.append(RunState(path, cell, last, spec["rounds"], "running", owner))
+        elif run_dir.done:
             states.append(RunState(path, cell, spec["rounds"], spec["rounds"], "done"))
         elif (reason := run_dir.failure()) is not None:
             states.append(RunState(path, cell, last, spec["rounds"], "failed", reason))

@@ -350,15 +350,17 @@ def runs(
     table = Table(title=f"runs in {runs_root}")
     for col in ("cell", "state", "rounds", "directory"):
         table.add_column(col)
-    colors = {"done": "green", "interrupted": "yellow", "failed": "red", "empty": "dim"}
+    colors = {"done": "green", "running": "cyan", "interrupted": "yellow", "failed": "red", "empty": "dim"}
     for st in states:
-        label = {"interrupted": f"interrupted at round {st.rounds_done + 1}", "failed": f"failed: {st.reason}"}.get(
-            st.status, st.status
-        )
+        label = {
+            "interrupted": f"interrupted at round {st.rounds_done + 1}",
+            "failed": f"failed: {st.reason}",
+            "running": f"running: {st.reason}",
+        }.get(st.status, st.status)
         table.add_row(st.cell, f"[{colors[st.status]}]{label}[/]", f"{st.rounds_done}/{st.rounds}", st.path.name)
     console.print(table)
     if clean:
-        doomed = [st for st in states if st.status != "done"]
+        doomed = [st for st in states if st.status not in ("done", "running")]  # never a cell being trained
         if not doomed:
             console.print("nothing to clean")
             return

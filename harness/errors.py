@@ -1,6 +1,7 @@
 """One exception type for every problem a user can fix, so the CLI can print it without a traceback.
 
-Subclasses mark the few problems a caller handles by kind rather than printing them (``LayoutRefusal``).
+Subclasses mark the few problems a caller handles by kind rather than printing them (``LayoutRefusal``,
+``CellBusy``).
 """
 
 from __future__ import annotations
@@ -39,3 +40,7 @@ def unknown_name(kind: str, name: str, choices: Iterable[str]) -> FedbenchError:
         f"unknown {kind} '{name}'.{did_you_mean(name, available)}",
         f"choose one of: {', '.join(available) or '(none installed)'}",
     )
+
+
+class CellBusy(FedbenchError):
+    """Another process holds a cell's lock (it is training it): the cell is skipped, never trained twice at once."""

@@ -77,6 +77,9 @@ class RichProgress(StudyProgress):
         self._bar.stop()
         self._bar, self._task, self._cell = None, None, None
 
+    def cell_busy(self, cell: Cell, reason: str) -> None:
+        self.console.print(f"[yellow]skipping {cell.spec.cell}:[/] {reason}")
+
     def cell_finished(self, cell: Cell, outcome: CellOutcome) -> None:
         if outcome.skipped:
             self.console.print(f"[green]already finished[/] (use --force to redo): {outcome.run_dir}")

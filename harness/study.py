@@ -29,8 +29,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from fedbench.harness.checkpoint import RunDir
 from fedbench.harness.engines import Engine, LocalEngine, TrainingProgress
-from fedbench.harness.errors import FedbenchError, LayoutRefusal
+from fedbench.harness.errors import CellBusy, FedbenchError, LayoutRefusal
 from fedbench.harness.evaluation import EvalProgress, EvalSpec, Subject, base_subject, cell_subject, evaluate
 from fedbench.harness.federation import Cell, CellOutcome, build_cell
 from fedbench.harness.holdout import same_heldout
@@ -114,6 +115,9 @@ class StudyProgress(TrainingProgress):
 
     def cell_started(self, index: int, total: int, cell: Cell) -> None:
         """Cell ``index`` (1-based) of ``total`` is handed to the engine."""
+
+    def cell_busy(self, cell: Cell, reason: str) -> None:
+        """Another process is training this cell: it is skipped here (and not evaluated)."""
 
     def cell_finished(self, cell: Cell, outcome: CellOutcome) -> None:
         """The engine is done with a cell (``outcome.skipped``: it was already finished)."""
@@ -217,17 +221,27 @@ def train_cells(
     force: bool = False,
     progress: StudyProgress | None = None,
 ) -> list[CellOutcome]:
-    """Train each cell in turn through ``engine`` (default: the local one); finished cells are skipped unless ``force``."""
+    """Train each cell in turn through ``engine`` (default: the local one); finished cells are skipped unless ``force``.
+
+    Each cell is trained under its run directory's lock; a cell another process is training is skipped
+    with the reason (:meth:`StudyProgress.cell_busy`) and left out of the outcomes.
+    """
     engine = engine if engine is not None else LocalEngine()
     progress = progress or StudyProgress()
     quiet_libraries()
-    outcomes = []
+    trained, outcomes = [], []
     for i, cell in enumerate(cells, start=1):
         progress.cell_started(i, len(cells), cell)
-        outcome = engine.train(cell, runs_root, force, progress)
+        try:
+            with RunDir(runs_root, cell.spec).claim():  # one writer per cell, whatever the engine
+                outcome = engine.train(cell, runs_root, force, progress)
+        except CellBusy as busy:
+            progress.cell_busy(cell, busy.problem)
+            continue
+        trained.append(cell)
         outcomes.append(outcome)
         progress.cell_finished(cell, outcome)
-    progress.cells_trained(cells, outcomes)
+    progress.cells_trained(trained, outcomes)
     return outcomes
 
 
