@@ -8,7 +8,8 @@ way: the method builds a TRL trainer, the harness adds a callback that lets the 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -92,19 +93,45 @@ def train_client(
     instead of scoring the base model again at every step.
     """
     bridge = _Harness(model, hook, on_step)
-    trainer = method.build_trainer(model, tokenizer, dataset, args, [bridge])
-    trainer.remove_callback(PrinterCallback)  # fedbench reports progress itself
-    # TRL copies a PEFT model's current adapter into a "ref" adapter to serve as the reference;
-    # fedbench's reference is the frozen base model (adapter disabled), the same in every round.
-    if "ref" in getattr(model, "peft_config", {}):
-        model.delete_adapter("ref")
-        model.set_adapter("default")
-    if reference is not None:
-        reference.attach(trainer)
-    trainer.train()
+    with as_found(model):
+        trainer = method.build_trainer(model, tokenizer, dataset, args, [bridge])
+        trainer.remove_callback(PrinterCallback)  # fedbench reports progress itself
+        # TRL copies a PEFT model's current adapter into a "ref" adapter to serve as the reference;
+        # fedbench's reference is the frozen base model (adapter disabled), the same in every round.
+        if "ref" in getattr(model, "peft_config", {}):
+            model.delete_adapter("ref")
+            model.set_adapter("default")
+        if reference is not None:
+            reference.attach(trainer)
+        trainer.train()
     model.train(False)
     loss = sum(bridge.losses) / len(bridge.losses) if bridge.losses else math.nan
     return LocalResult(steps=trainer.state.global_step, loss=loss)
+
+
+_HOOK_TABLES = ("_forward_hooks", "_forward_pre_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called")
+
+
+@contextmanager
+def as_found(model: torch.nn.Module) -> Iterator[None]:
+    """Drop the forward hooks a client's trainer added to the shared model.
+
+    Every trainer construction registers input-embedding hooks (``enable_input_require_grads``, three
+    per client-round here) and nothing removes them, so a paper-scale cell's 2,000 client-rounds would
+    pile up thousands of hooks on every forward pass. Restoring accelerate's ``forward`` wrapper too
+    (mixed precision wraps it again per trainer) changed bfloat16 results against a fresh model in a
+    probe, so that wrapper is left alone until it is understood.
+    """
+    modules = list(model.modules())
+    hooks = [{name: set(getattr(m, name, None) or {}) for name in _HOOK_TABLES} for m in modules]
+    try:
+        yield
+    finally:
+        for module, before in zip(modules, hooks):
+            for name, keys in before.items():
+                table: dict[int, Any] = getattr(module, name, None) or {}
+                for key in [k for k in table if k not in keys]:
+                    del table[key]
 
 
 def to_dataset(rows: Sequence[dict[str, Any]]) -> datasets.Dataset:
