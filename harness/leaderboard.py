@@ -167,6 +167,16 @@ def build_matrix(
     aggregator are compared; without it the stored per-score intervals show and nothing is compared.
     """
     chosen = [s for s in scores if (model is None or s.model == model) and (judge is None or s.judge == judge)]
+    if questions is not None:  # read each row's per-question scores once: pooling and the comparisons both use them
+        loaded: dict[tuple[str, str, str], dict[str, float]] = {}
+        fetch = questions
+
+        def questions(row: ScoreRow) -> dict[str, float]:
+            key = (row.subject, row.benchmark, row.judge)
+            if key not in loaded:
+                loaded[key] = fetch(row)
+            return loaded[key]
+
     grouped: dict[tuple[str, str, str], list[ScoreRow]] = {}
     for s in chosen:
         key = (BASE_ROW, s.benchmark, "") if s.method == "base" else (s.aggregator, s.benchmark, variant(s.method, s.layout))
