@@ -10,6 +10,9 @@ demo data, with sizes small enough for a 2-core CPU (about 6 minutes, 9 with ``-
   c. speed-up of the reference log-prob cache on 5-round KTO and DPO runs
   d. hf generation: batch 16 vs one prompt at a time
   e. end-to-end wall time and peak memory of ``fedbench run`` (the README command with --e2e)
+  f. fedbench at its defaults vs the study's loop shape on the current stack (float32, gradient
+     checkpointing on, a new trainer per client-round, the reference scored every step), KTO and
+     DPO, whole processes; where the time goes inside one step: benchmarks/profile_step.py
 
 Timings are only meaningful on a quiet machine: on 2 cores, a second busy process slows
 PyTorch tens of times (OpenMP threads fight for the cores). The script reports the load and
@@ -40,7 +43,14 @@ os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
 HERE = Path(__file__).resolve().parent
 MODEL = "smollm2-135m-instruct"
-TARGETS = {"local_ratio": 0.95, "outside_share": 0.05, "cache_speedup": 1.25, "generation_speedup": 4.0}
+TARGETS = {
+    "local_ratio": 0.95,
+    "outside_share": 0.05,
+    "cache_speedup": 1.25,
+    "generation_speedup": 4.0,
+    "study_speedup": 2.0,
+    "round_outside_share": 0.02,
+}
 # The demo profile (registry.toml) with the brief's small run shape.
 DEMO = dict(model=MODEL, data="demo", batch_size=4, grad_accum=1, learning_rate=5e-4, max_length=256, template="chat")
 
@@ -299,26 +309,150 @@ def bench_generation(prompts: int, new_tokens: int) -> dict[str, Any]:
 
 
 def bench_end_to_end(full: bool) -> dict[str, Any]:
-    exe = Path(sys.executable).with_name("fedbench")
-    cli = [str(exe)] if exe.exists() else [sys.executable, "-m", "fedbench.harness.cli"]
     out = Path(tempfile.mkdtemp(prefix="fedbench-bench-e2e-"))
     args = ["run", "--profile", "demo", "--method", "kto", "--layout", "redistributed", "--agg", "fedavg", "--out", str(out)]
     if not full:  # the same command cut to one round of one step, without evaluation: start-up, load, train, save
         args += ["--rounds", "1", "--clients-per-round", "1", "--local-steps", "1", "--skip-eval"]
-    started = time.perf_counter()
-    proc = subprocess.Popen(cli + args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - started
-    stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    result = child(fedbench_cli() + args)
     shutil.rmtree(out, ignore_errors=True)
+    return {"command": "fedbench " + " ".join(a if a != str(out) else "<tmp>" for a in args), "full": full, **result}
+
+
+# --- f. fedbench at its defaults vs the study's loop shape on the current stack --------------------------------------
+
+# The issue's workload (156 pairs, 6 clients in the study's measurement; here the demo data as it comes, by user):
+# 3 rounds x 2 sampled clients x 5 local steps, batch 4, max length 256, lr 1e-4, FedAvg, nothing held out.
+STUDY_SHAPE = dict(
+    rounds=3, clients_per_round=2, local_steps=5, batch_size=4, grad_accum=1, learning_rate=1e-4, max_length=256, holdout=0.0
+)
+
+
+def study_style_loop(method: str, out: Path) -> None:
+    """The study's loop shape written on the current stack (runs in a child process; writes its timings to ``out``).
+
+    As OpenFedLLM's KTO branch does it: float32, gradient checkpointing on (TRL's default), a new
+    trainer per client per round, the reference (the base model: adapter disabled) scored at every
+    step, FedAvg of the adapters' state dicts. Same data, clients, sampling and learning rates as
+    fedbench's cell, so only the training machinery differs.
+    """
+    import datasets
+    import torch
+    from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.trainer_callback import PrinterCallback
+    from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer
+
+    from fedbench.harness.federation import build_cell, partition, sample_clients
+    from fedbench.harness.models import resolve_model
+    from fedbench.harness.registry import load_registry
+    from fedbench.harness.spec import RunSpec
+
+    spec = RunSpec(**DEMO | STUDY_SHAPE, method=method, layout="original", dtype="float32")
+    cell = build_cell(spec, load_registry(entry_points=False))
+    clients = partition(cell)
+    location = resolve_model(spec.model)
+    tokenizer = AutoTokenizer.from_pretrained(location)
+    tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
+    base = AutoModelForCausalLM.from_pretrained(location, dtype=torch.float32)
+    lora = LoraConfig(
+        r=spec.lora_r,
+        lora_alpha=spec.lora_alpha,
+        lora_dropout=spec.lora_dropout,
+        target_modules=list(spec.lora_targets),
+        task_type="CAUSAL_LM",
+    )
+    model = get_peft_model(base, lora)
+    global_state = {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
+    config_cls, trainer_cls = (KTOConfig, KTOTrainer) if method == "kto" else (DPOConfig, DPOTrainer)
+    train_seconds = 0.0
+    with tempfile.TemporaryDirectory(prefix="fedbench-study-loop-") as tmp:
+        for r in range(spec.rounds):
+            states = []
+            for cid in sample_clients(list(clients), spec.clients_per_round, spec.seed, r):
+                started = time.perf_counter()
+                set_peft_model_state_dict(model, global_state)
+                data = datasets.Dataset.from_list(cell.method.records(clients[cid], spec.template))
+                config = config_cls(
+                    output_dir=tmp,
+                    max_steps=spec.local_steps,
+                    per_device_train_batch_size=spec.batch_size,
+                    learning_rate=spec.lr_at(r),
+                    lr_scheduler_type="constant",
+                    max_length=spec.max_length,
+                    bf16=False,
+                    gradient_checkpointing=True,
+                    logging_steps=1,
+                    save_strategy="no",
+                    report_to=[],
+                    disable_tqdm=True,
+                    use_cpu=not torch.cuda.is_available(),
+                    seed=spec.seed,
+                )
+                trainer = trainer_cls(model=model, args=config, train_dataset=data, processing_class=tokenizer)
+                trainer.remove_callback(PrinterCallback)
+                if "ref" in model.peft_config:  # the study's reference is the base model (adapter disabled)
+                    model.delete_adapter("ref")
+                    model.set_adapter("default")
+                trainer.train()
+                states.append({k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()})
+                train_seconds += time.perf_counter() - started
+            global_state = {k: torch.stack([s[k] for s in states]).mean(0) for k in global_state}
+    out.write_text(json.dumps({"train_seconds": train_seconds}))
+
+
+def child(args: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run a whole process; its wall time, peak RSS and exit status."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    code = os.waitstatus_to_exitcode(status)
     return {
-        "command": "fedbench " + " ".join(a if a != str(out) else "<tmp>" for a in args),
-        "full": full,
-        "seconds": seconds,
-        "exit_status": os.waitstatus_to_exitcode(status),
+        "seconds": time.perf_counter() - started,
         "peak_rss_mib": usage.ru_maxrss / 1024,  # Linux reports KiB
-        "stderr_tail": stderr[-400:] if status else "",
+        "exit_status": code,
+        "stderr_tail": stderr[-600:] if code else "",
     }
+
+
+def fedbench_cli() -> list[str]:
+    exe = Path(sys.executable).with_name("fedbench")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "fedbench.harness.cli"]
+
+
+def bench_study_loop(methods: tuple[str, ...] = ("kto", "dpo")) -> dict[str, Any]:
+    out: dict[str, Any] = {"shape": STUDY_SHAPE, "layout": "original", "runs": {}}
+    root = Path(tempfile.mkdtemp(prefix="fedbench-bench-study-"))
+    config = root / "shape.toml"
+    config.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in STUDY_SHAPE.items()))
+    # first-time conversion of the embedded GGUF model, timed apart (every later process reads the safetensors)
+    probe = f"from fedbench.harness.models import resolve_model; resolve_model({MODEL!r})"
+    out["conversion"] = child([sys.executable, "-c", probe], env=os.environ | {"FEDBENCH_HOME": str(root / "home")})
+    for method in methods:
+        timings = root / f"{method}-study.json"
+        study = child([sys.executable, str(Path(__file__).resolve()), "--study-loop", method, "--child-out", str(timings)])
+        study["train_seconds"] = json.loads(timings.read_text())["train_seconds"] if timings.is_file() else None
+        runs = root / f"{method}-runs"
+        args = ["run", "--config", str(config), "--method", method, "--layout", "original", "--agg", "fedavg", "--skip-eval"]
+        fed = child(fedbench_cli() + args + ["--out", str(runs)])
+        result = next(runs.glob("*/result.json"), None)
+        if result is not None:
+            saved = json.loads(result.read_text())
+            history = saved["history"]
+            fed["train_seconds"] = sum(h["train_seconds"] for h in history)
+            fed["round_seconds"] = sum(h["round_seconds"] for h in history)
+            fed["outside_share"] = 1 - fed["train_seconds"] / fed["round_seconds"]
+            fed["execution"] = saved.get("execution")
+        fed["command"] = "fedbench " + " ".join(args) + " --out <tmp>"
+        out["runs"][method] = {
+            "study_loop": study,
+            "fedbench": fed,
+            "speedup": study["seconds"] / fed["seconds"],
+            "speedup_training": (study["train_seconds"] / fed["train_seconds"]) if fed.get("train_seconds") else None,
+            "memory_ratio": fed["peak_rss_mib"] / study["peak_rss_mib"],
+        }
+    shutil.rmtree(root, ignore_errors=True)
+    return out
 
 
 # --- report --------------------------------------------------------------------------------------------------------
@@ -389,6 +523,42 @@ def markdown(results: dict[str, Any], command: str) -> str:
         lines.append(
             f"| e. `{e['command']}` | {e['seconds']:.0f} s, peak RSS {e['peak_rss_mib']:.0f} MiB (exit {e['exit_status']}) | | |"
         )
+    if "study_loop" in results:
+        f = results["study_loop"]
+        conv = f["conversion"]
+        shape = f["shape"]
+        what = (
+            f"{shape['rounds']} rounds x {shape['clients_per_round']} clients x {shape['local_steps']} steps, "
+            f"batch {shape['batch_size']}, max length {shape['max_length']}, lr {shape['learning_rate']}"
+        )
+        for method, r in f["runs"].items():
+            fed, study = r["fedbench"], r["study_loop"]
+            ex = fed.get("execution") or {}
+            lines.append(
+                f"| f. {method}: whole process, study-style loop / fedbench at defaults ({what}; "
+                f"{study['seconds']:.0f} s vs {fed['seconds']:.0f} s; fedbench ran {ex.get('dtype', '?')}, "
+                f"checkpointing {'on' if ex.get('gradient_checkpointing') else 'off'}) "
+                f"| {r['speedup']:.2f}x | >= {TARGETS['study_speedup']}x | {verdict(r['speedup'] >= TARGETS['study_speedup'])} |"
+            )
+            if r["speedup_training"]:
+                lines.append(
+                    f"| f'. {method}: local training alone ({study['train_seconds']:.0f} s vs {fed['train_seconds']:.0f} s) "
+                    f"| {r['speedup_training']:.2f}x | | |"
+                )
+            lines.append(
+                f"| f. {method}: peak RSS, fedbench / study-style loop ({fed['peak_rss_mib']:.0f} vs "
+                f"{study['peak_rss_mib']:.0f} MiB) | {r['memory_ratio']:.2f} | <= 1.0 | {verdict(r['memory_ratio'] <= 1.0)} |"
+            )
+            if "outside_share" in fed:
+                lines.append(
+                    f"| f. {method}: share of fedbench's round time outside local training | {fed['outside_share']:.2%} "
+                    f"| <= {TARGETS['round_outside_share']:.0%} "
+                    f"| {verdict(fed['outside_share'] <= TARGETS['round_outside_share'])} |"
+                )
+        lines.append(
+            f"| f. first-time conversion of the embedded GGUF model (once per machine, excluded above) "
+            f"| {conv['seconds']:.0f} s | | |"
+        )
     if "reference_cache" in results:
         lines += [
             "",
@@ -407,10 +577,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--e2e", action="store_true", help="run the README's full demo command for (e) (train + evaluate: minutes more)"
     )
-    parser.add_argument("--only", default="abcde", help="subset of the figures to measure, e.g. 'cd'")
+    parser.add_argument("--only", default="abcdef", help="subset of the figures to measure, e.g. 'cd'")
+    parser.add_argument("--study-loop", choices=("kto", "dpo"), help=argparse.SUPPRESS)  # child process of figure f
+    parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=HERE, help="folder for results.json and RESULTS.md")
     parser.add_argument("--render", action="store_true", help="only rewrite RESULTS.md from the folder's results.json")
     opts = parser.parse_args(argv)
+    if opts.study_loop:
+        import logging
+        import warnings
+
+        logging.getLogger("trl").setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore")
+        study_style_loop(opts.study_loop, opts.child_out)
+        return 0
     if opts.render:
         results = json.loads((opts.out / "results.json").read_text())
         (opts.out / "RESULTS.md").write_text(markdown(results, results["command"]))
@@ -457,6 +637,10 @@ def main(argv: list[str] | None = None) -> int:
             f"e. {results['end_to_end']['command']}: {results['end_to_end']['seconds']:.0f} s, "
             f"peak RSS {results['end_to_end']['peak_rss_mib']:.0f} MiB"
         )
+    if "f" in opts.only:
+        results["study_loop"] = bench_study_loop()
+        for method, r in results["study_loop"]["runs"].items():
+            print(f"f. {method}: fedbench {r['speedup']:.2f}x faster than the study-style loop, memory {r['memory_ratio']:.2f}x")
     results["total_seconds"] = time.perf_counter() - started
     results["load_after"] = load_average()
     command = " ".join([".venv/bin/python benchmarks/bench.py", *(argv if argv is not None else sys.argv[1:])])

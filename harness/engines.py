@@ -43,6 +43,9 @@ class TrainingProgress:
     def training_stopped(self, cell: Cell, outcome: CellOutcome | None) -> None:
         """Training of ``cell`` ended: with its outcome, or None when it raised."""
 
+    def note(self, text: str) -> None:
+        """A line worth telling the user, e.g. the precision and gradient checkpointing the cell trains with."""
+
 
 @runtime_checkable
 class Engine(Protocol):
@@ -70,7 +73,9 @@ class LocalEngine:
         spec = cell.spec
         progress.training_started(cell, spec.rounds * spec.clients_per_round * spec.local_steps)
         try:
-            outcome = run_federation(cell, runs_root, on_event=progress.round_event, on_step=progress.step, force=force)
+            outcome = run_federation(
+                cell, runs_root, on_event=progress.round_event, on_step=progress.step, force=force, on_note=progress.note
+            )
         except BaseException:
             progress.training_stopped(cell, None)
             raise

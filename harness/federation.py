@@ -17,10 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from fedbench.harness.aggregation import params_nbytes, validate_updates
 from fedbench.harness.checkpoint import RoundRecord, RunDir, RunResult, as_records
 from fedbench.harness.data import Example, PreferencePair, load_pairs
 from fedbench.harness.errors import FedbenchError, LayoutRefusal
+from fedbench.harness.hardware import Choice, auto_dtype, gradient_checkpointing
 from fedbench.harness.holdout import HOLDOUT_FILE, split_holdout, write_heldout
 from fedbench.harness.interfaces import Aggregator, ClientHook, ClientUpdate, Layout, LocalTrainingArgs, Method, Params
 from fedbench.harness.models import attach_lora, fresh_adapter, load_adapter, load_base, read_adapter
@@ -119,8 +122,12 @@ def run_federation(
     on_event: Callable[[RoundEvent], None] | None = None,
     on_step: Callable[[float | None], None] | None = None,
     force: bool = False,
+    on_note: Callable[[str], None] | None = None,
 ) -> CellOutcome:
-    """Train one cell to its last round, resuming from its newest complete checkpoint."""
+    """Train one cell to its last round, resuming from its newest complete checkpoint.
+
+    ``on_note`` hears, once, the precision and gradient-checkpointing choices the cell trains with.
+    """
     run_dir = RunDir(runs_root, cell.spec)
     if run_dir.done and not force:
         return finished_outcome(run_dir)
@@ -128,14 +135,18 @@ def run_federation(
     model, tokenizer = load_base(cell.spec.model, cell.spec.dtype)
     peft_model = attach_lora(model, cell.spec.lora)
     global_params, start, history = begin(cell, run_dir, peft_model, len(clients), force)
+    checkpointing = checkpointing_for(cell, model)
+    note = execution_note(cell, checkpointing)
+    if on_note:
+        on_note(describe_execution(note))
     try:
         history, global_params = _rounds(
-            cell, run_dir, clients, peft_model, tokenizer, global_params, start, history, on_event, on_step
+            cell, run_dir, clients, peft_model, tokenizer, global_params, start, history, on_event, on_step, checkpointing.value
         )
     except Exception as err:
         run_dir.mark_failed(f"{type(err).__name__}: {err}")
         raise
-    return conclude(cell, run_dir, peft_model, global_params, history, engine="local")
+    return conclude(cell, run_dir, peft_model, global_params, history, engine="local", extra={"execution": note})
 
 
 def finished_outcome(run_dir: RunDir) -> CellOutcome:
@@ -204,21 +215,15 @@ def train_one(
     workdir: Path,
     on_step: Callable[[float | None], None] | None = None,
     reference: ReferenceCache | None = None,
+    checkpointing: bool = False,
 ) -> ClientUpdate:
-    """One client's local training from the global adapter: the client half of every engine."""
+    """One client's local training from the global adapter: the client half of every engine.
+
+    ``checkpointing``: gradient checkpointing, as :func:`checkpointing_for` decided for the run.
+    """
     spec = cell.spec
-    lr = spec.lr_at(round_index)
     load_adapter(peft_model, global_params)
-    args = LocalTrainingArgs(
-        output_dir=str(workdir),
-        steps=spec.local_steps,
-        batch_size=spec.batch_size,
-        grad_accum=spec.grad_accum,
-        learning_rate=lr,
-        max_length=spec.max_length,
-        seed=client_seed(spec.seed, round_index, client_id),
-        bf16=spec.dtype == "bfloat16",
-    )
+    args = local_args(spec, round_index, client_id, workdir, checkpointing)
     t0 = time.perf_counter()
     # A new trainer starts at row 0 (KTO's sampler is sequential): a per-(round, client) seeded
     # shuffle lets every round see other rows, and stays reproducible for resume.
@@ -227,7 +232,50 @@ def train_one(
     )
     metrics = {"loss": result.loss, "train_seconds": time.perf_counter() - t0}
     update = ClientUpdate(client_id, read_adapter(peft_model), num_examples, metrics=metrics)
-    return hook.finish(update, result.steps, lr) if hook is not None else update
+    return hook.finish(update, result.steps, args.learning_rate) if hook is not None else update
+
+
+def local_args(spec: RunSpec, round_index: int, client_id: str, workdir: Path | str, checkpointing: bool) -> LocalTrainingArgs:
+    """The trainer settings of one client in one round: the spec's, the round's learning rate and the client's seed."""
+    return LocalTrainingArgs(
+        output_dir=str(workdir),
+        steps=spec.local_steps,
+        batch_size=spec.batch_size,
+        grad_accum=spec.grad_accum,
+        learning_rate=spec.lr_at(round_index),
+        max_length=spec.max_length,
+        seed=client_seed(spec.seed, round_index, client_id),
+        bf16=spec.dtype == "bfloat16",
+        gradient_checkpointing=checkpointing,
+    )
+
+
+def checkpointing_for(cell: Cell, model: Any) -> Choice:
+    """The run's gradient checkpointing: as set, or decided from the model's shape and this machine's free memory."""
+    spec = cell.spec
+    sequences = spec.batch_size * (2 if cell.method.data_form == "paired" else 1)
+    return gradient_checkpointing(spec.gradient_checkpointing, model.config, sequences, spec.max_length, spec.dtype)
+
+
+def execution_note(cell: Cell, checkpointing: Choice) -> dict[str, Any]:
+    """What ``result.json`` records about how the cell ran on this machine (not part of the spec's hash)."""
+    dtype = auto_dtype()
+    return {
+        "dtype": cell.spec.dtype,
+        "dtype_reason": "this machine's fast path: " + dtype.reason if cell.spec.dtype == dtype.value else "as set",
+        "gradient_checkpointing": checkpointing.value,
+        "gradient_checkpointing_reason": checkpointing.reason,
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+    }
+
+
+def describe_execution(note: dict[str, Any]) -> str:
+    """One line for the log: the precision and gradient checkpointing a cell trains with, and why."""
+    switch = "on" if note["gradient_checkpointing"] else "off"
+    return (
+        f"{note['device']}, {note['dtype']} ({note['dtype_reason']}); "
+        f"gradient checkpointing {switch} ({note['gradient_checkpointing_reason']})"
+    )
 
 
 def close_round(
@@ -284,6 +332,7 @@ def _rounds(
     history: list[RoundRecord],
     on_event: Callable[[RoundEvent], None] | None,
     on_step: Callable[[float | None], None] | None,
+    checkpointing: bool,
 ) -> tuple[list[RoundRecord], Params]:
     """Rounds ``start`` .. last, each checkpointed; returns the history and the final global adapter."""
     spec = cell.spec
@@ -307,6 +356,7 @@ def _rounds(
                 run_dir.path / "tmp",
                 on_step,
                 reference,
+                checkpointing,
             )
             updates.append(update)
             if on_event:

@@ -48,6 +48,8 @@ class LocalTrainingArgs:
     max_length: int
     seed: int
     bf16: bool = False
+    gradient_checkpointing: bool = False
+    """Recompute activations in backward to save memory (TRL's configs default to on; fedbench decides per run)."""
 
 
 class Method(ABC):

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from fedbench.harness.errors import FedbenchError, did_you_mean
+from fedbench.harness.hardware import resolve_dtype
 
 if TYPE_CHECKING:
     from peft import PeftModel
@@ -106,10 +107,9 @@ def _materialize_embedded(name: str, spec: EmbeddedModel) -> str:
 _LOADED: dict[tuple[str, str, bool], tuple[PreTrainedModel, PreTrainedTokenizerBase]] = {}
 
 
-def load_base(
-    name: str, dtype: str = "float32", trust_remote_code: bool = False
-) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """The base model and tokenizer, loaded once per process and shared by every cell."""
+def load_base(name: str, dtype: str = "auto", trust_remote_code: bool = False) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The base model and tokenizer, loaded once per process and shared by every cell (``auto``: as a default RunSpec)."""
+    dtype = resolve_dtype(dtype)
     key = (name, dtype, trust_remote_code)
     if key in _LOADED:
         return _LOADED[key]

@@ -40,6 +40,9 @@ class RichProgress(StudyProgress):
         self.console.rule(f"[bold]cell {index}/{total}: {spec.cell}[/]  ({spec.hash})")
         self.console.print_json(data=spec.to_dict())
 
+    def note(self, text: str) -> None:
+        self.console.print(f"[dim]{text}[/]")
+
     def training_started(self, cell: Cell, total_steps: int) -> None:
         """The local engine's bar: one tick per local step (the Flower engines log their own rounds)."""
         self._cell, self._total = cell, total_steps

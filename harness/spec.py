@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from fedbench.harness.errors import FedbenchError, did_you_mean
+from fedbench.harness.hardware import DTYPES, SWITCHES, resolve_dtype
 from fedbench.harness.models import DEFAULT_MODEL, LoraSettings
 
 if sys.version_info >= (3, 11):
@@ -52,7 +53,12 @@ class RunSpec:
     lora_dropout: float = 0.05
     lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
     template: str = "chat"
-    dtype: str = "float32"
+    dtype: str = "auto"
+    """Precision of the base weights (the LoRA adapter trains in float32 under autocast): ``auto`` is resolved at
+    construction to this machine's fast path (harness/hardware.py), so a spec always names what ran."""
+    gradient_checkpointing: str = "auto"
+    """``on``, ``off`` or ``auto`` (on only when a step's activations would crowd free memory); decided at
+    training time. It changes speed and memory, not the result, so it is not part of the spec's hash."""
     partition_seed: int = 2023
     holdout: float = 0.1
     """Share of each client's pairs held out for the ``preference`` benchmark (harness/holdout.py); 0 turns it off."""
@@ -76,6 +82,13 @@ class RunSpec:
             raise FedbenchError(
                 f"holdout must be in [0, 1), got {self.holdout}", "set holdout to e.g. 0.1, or 0 to hold out nothing"
             )
+        if self.dtype not in DTYPES:
+            raise FedbenchError(f"dtype '{self.dtype}' is not supported", f"use one of {', '.join(DTYPES)}")
+        object.__setattr__(self, "dtype", resolve_dtype(self.dtype))
+        if self.gradient_checkpointing not in SWITCHES:
+            raise FedbenchError(
+                f"gradient_checkpointing '{self.gradient_checkpointing}' is not a choice", f"use one of {', '.join(SWITCHES)}"
+            )
         if not 0 <= self.lora_dropout < 1:
             raise FedbenchError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}", "set lora_dropout to e.g. 0.05")
 
@@ -97,6 +110,7 @@ class RunSpec:
             # the cache changes speed and float rounding, not the experiment: leaving its default out keeps the hashes
             # (and run directories) of specs written before the setting existed
             del values["ref_cache"]
+        del values["gradient_checkpointing"]  # speed and memory only
         for name in drop:
             del values[name]
         blob = json.dumps(values, sort_keys=True, separators=(",", ":"))
@@ -149,6 +163,8 @@ def _coerce(key: str, value: Any, origin: str) -> Any:
             raise FedbenchError(f"{origin}: '{key}' must be a list of strings, got {value!r}", f'write {key} = ["a", "b"]')
         return tuple(value)
     expected = hint if isinstance(hint, type) else str
+    if key == "gradient_checkpointing" and isinstance(value, bool):
+        return "on" if value else "off"  # TOML's true/false read naturally here
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):

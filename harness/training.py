@@ -29,7 +29,11 @@ if TYPE_CHECKING:
 
 
 def trainer_settings(args: LocalTrainingArgs) -> dict[str, Any]:
-    """TRL config fields every method shares: a fixed number of steps at a constant rate, no saving, no logging sinks."""
+    """TRL config fields every method shares: a fixed number of steps at a constant rate, no saving, no logging sinks.
+
+    Precision and gradient checkpointing are always passed, never left to TRL's defaults (bf16 autocast
+    and checkpointing on), so what trains is what the run spec and result.json say.
+    """
     return dict(
         output_dir=args.output_dir,
         max_steps=args.steps,
@@ -46,6 +50,7 @@ def trainer_settings(args: LocalTrainingArgs) -> dict[str, Any]:
         seed=args.seed,
         data_seed=args.seed,
         bf16=args.bf16,
+        gradient_checkpointing=args.gradient_checkpointing,
         use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0,
     )
@@ -93,7 +98,7 @@ def train_client(
     instead of scoring the base model again at every step.
     """
     bridge = _Harness(model, hook, on_step)
-    with as_found(model):
+    with as_found(model), scored_positions_only():
         trainer = method.build_trainer(model, tokenizer, dataset, args, [bridge])
         trainer.remove_callback(PrinterCallback)  # fedbench reports progress itself
         # TRL copies a PEFT model's current adapter into a "ref" adapter to serve as the reference;
@@ -107,6 +112,31 @@ def train_client(
     model.train(False)
     loss = sum(bridge.losses) / len(bridge.losses) if bridge.losses else math.nan
     return LocalResult(steps=trainer.state.global_step, loss=loss)
+
+
+@contextmanager
+def scored_positions_only() -> Iterator[None]:
+    """Make TRL's chunked log-prob head score only the positions with a label, on every device.
+
+    TRL 1.16's fused LM head (``trl.trainer.utils``) gathers the labelled positions (the
+    completion's tokens) before projecting onto the vocabulary only when Triton runs it; on a
+    CPU it projects every position, prompt and padding included, and then zeroes those out. The
+    vocabulary-wide float32 work is about 40% of a CPU step on SmolLM2, most of it for positions
+    whose result is discarded. Gathering first gives the same values for the labelled positions;
+    TRL keeps the full-width path off Triton only to avoid recompiling fixed-shape kernels, which
+    eager PyTorch does not have. Without that TRL function, nothing changes.
+    """
+    from trl.trainer import utils as trl_utils
+
+    original = getattr(trl_utils, "_use_triton", None)
+    if original is None:
+        yield
+        return
+    trl_utils._use_triton = lambda device: True  # only chooses the gather; kernels pick their own path
+    try:
+        yield
+    finally:
+        trl_utils._use_triton = original
 
 
 _HOOK_TABLES = ("_forward_hooks", "_forward_pre_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called")

@@ -24,7 +24,7 @@ from flwr.clientapp import ClientApp
 
 from fedbench.harness.data import Example, PreferencePair, read_examples
 from fedbench.harness.errors import FedbenchError
-from fedbench.harness.federation import Cell, build_cell, partition, train_one
+from fedbench.harness.federation import Cell, build_cell, checkpointing_for, partition, train_one
 from fedbench.harness.flower.wire import from_record, to_record
 from fedbench.harness.models import attach_lora, load_base
 from fedbench.harness.refcache import ReferenceCache
@@ -147,6 +147,7 @@ def _train(msg: Message, context: Context) -> Message:
             site.num_examples,
             Path(workdir),
             reference=_REFERENCES[spec.hash],
+            checkpointing=checkpointing_for(cell, model).value,
         )
     content = RecordDict(
         {"arrays": to_record(update.params), "extras": to_record(update.extras), "metrics": MetricRecord(dict(update.metrics))}

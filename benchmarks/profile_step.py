@@ -1,0 +1,228 @@
+"""Where one client's local training spends its time: ``.venv/bin/python benchmarks/profile_step.py``.
+
+Not a test: it prints a table (and ``--json`` writes the figures). One client of the demo data
+trains ``--steps`` optimizer steps through fedbench's own ``train_client`` under two settings:
+
+* ``study``: the study's loop shape on the current stack: float32, gradient checkpointing on,
+  the reference scored by the base model at every step (no reference cache), TRL's log-prob
+  head as it comes (every position projected onto the vocabulary);
+* ``fedbench``: fedbench's defaults on this machine (``dtype = "auto"``, gradient checkpointing
+  ``auto``, reference cache on, cold: the client's first visit).
+
+Each phase's *exclusive* wall time is measured by wrapping the calls that make it up (nested
+calls are charged to the inner phase): building the trainer (TRL's dataset preparation and
+tokenisation included), data collation, forward passes with gradients (the policy), forward
+passes without gradients (KTO's KL estimate and the reference), the loss math around them,
+backward (gradient-checkpointing recomputation included), the optimizer step, and the rest of
+the trainer's loop. ``torch.profiler`` gives per-operator detail but cannot tell a policy
+forward from a reference forward; these wrappers can.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+
+PHASES = {
+    "build": "trainer construction + dataset preparation",
+    "collate": "data collation",
+    "forward_grad": "policy forward (with gradients)",
+    "forward_nograd": "no-grad forwards (KL estimate, reference)",
+    "loss": "loss and log-prob math",
+    "backward": "backward (incl. checkpoint recomputation)",
+    "optimizer": "optimizer step + zero_grad",
+    "other": "trainer loop, callbacks, rest",
+}
+SETTINGS = {
+    "study": {"dtype": "float32", "gradient_checkpointing": "on", "ref_cache": False},
+    "fedbench": {},
+}
+
+
+class Split:
+    """Exclusive wall time per phase: entering a phase pauses the one it interrupts."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = defaultdict(float)
+        self.stack: list[list[Any]] = []
+
+    def push(self, name: str) -> None:
+        now = time.perf_counter()
+        if self.stack:
+            self.totals[self.stack[-1][0]] += now - self.stack[-1][1]
+        self.stack.append([name, now])
+
+    def pop(self) -> None:
+        now = time.perf_counter()
+        name, since = self.stack.pop()
+        self.totals[name] += now - since
+        if self.stack:
+            self.stack[-1][1] = now
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        self.push(name)
+        try:
+            yield
+        finally:
+            self.pop()
+
+    def wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            with self.phase(name):
+                return fn(*args, **kwargs)
+
+        return timed
+
+
+@contextmanager
+def patched(owner: Any, attribute: str, make: Callable[[Callable[..., Any]], Callable[..., Any]]) -> Iterator[None]:
+    original = getattr(owner, attribute)
+    setattr(owner, attribute, make(original))
+    try:
+        yield
+    finally:
+        setattr(owner, attribute, original)
+
+
+def instrument(split: Split, model: Any) -> ExitStack:
+    """Wrap the calls of each phase for the duration of the returned context."""
+    import torch
+    from accelerate import Accelerator
+    from accelerate.optimizer import AcceleratedOptimizer
+    from transformers import Trainer
+    from trl import DPOTrainer, KTOTrainer
+
+    stack = ExitStack()
+    for cls in (KTOTrainer, DPOTrainer):
+        stack.enter_context(patched(cls, "__init__", lambda f: split.wrap("build", f)))
+        stack.enter_context(patched(cls, "compute_loss", lambda f: split.wrap("loss", f)))
+    stack.enter_context(patched(Accelerator, "backward", lambda f: split.wrap("backward", f)))
+    stack.enter_context(patched(AcceleratedOptimizer, "step", lambda f: split.wrap("optimizer", f)))
+    stack.enter_context(patched(AcceleratedOptimizer, "zero_grad", lambda f: split.wrap("optimizer", f)))
+
+    def dataloader(original: Callable[..., Any]) -> Callable[..., Any]:
+        def make(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if not getattr(self.data_collator, "_profiled", False):
+                self.data_collator = split.wrap("collate", self.data_collator)
+                self.data_collator._profiled = True
+            return original(self, *args, **kwargs)
+
+        return make
+
+    stack.enter_context(patched(Trainer, "get_train_dataloader", dataloader))
+    pre = model.register_forward_pre_hook(lambda *_: split.push("forward_grad" if torch.is_grad_enabled() else "forward_nograd"))
+    post = model.register_forward_hook(lambda *_: split.pop())
+    stack.callback(pre.remove)
+    stack.callback(post.remove)
+    return stack
+
+
+def profile(method_name: str, setting: str, steps: int, batch_size: int, client: str) -> dict[str, Any]:
+    """One client's ``steps`` local steps under ``setting``, split into phases (seconds)."""
+
+    from fedbench.harness import training
+    from fedbench.harness.federation import build_cell, checkpointing_for, local_args, partition
+    from fedbench.harness.models import attach_lora, fresh_adapter, load_base
+    from fedbench.harness.refcache import ReferenceCache
+    from fedbench.harness.registry import load_registry
+    from fedbench.harness.spec import RunSpec
+    from fedbench.harness.training import to_dataset, train_client
+
+    layout = "redistributed" if method_name == "kto" else "original"
+    spec = RunSpec(data="demo", method=method_name, layout=layout, local_steps=steps, batch_size=batch_size, **SETTINGS[setting])
+    cell = build_cell(spec, load_registry(entry_points=False))
+    dataset = to_dataset(cell.method.records(partition(cell)[client], spec.template))
+    model, tokenizer = load_base(spec.model, spec.dtype)
+    peft_model = attach_lora(model, spec.lora)
+    fresh_adapter(peft_model, spec.seed)
+    with tempfile.TemporaryDirectory(prefix="fedbench-profile-") as tmp:
+        args = local_args(spec, 0, client, tmp, checkpointing_for(cell, model).value)
+        reference = ReferenceCache.for_run(None, cell.method, spec)
+        split = Split()
+        with instrument(split, peft_model) as stack:
+            if setting == "study":  # TRL's head as it comes, without fedbench's gather of the labelled positions
+                stack.enter_context(patched(training, "scored_positions_only", lambda _: nullcontext))
+            started = time.perf_counter()
+            with split.phase("other"):
+                result = train_client(cell.method, peft_model, tokenizer, dataset, args, reference=reference)
+            total = time.perf_counter() - started
+    return {
+        "method": method_name,
+        "setting": setting,
+        "dtype": spec.dtype,
+        "gradient_checkpointing": args.gradient_checkpointing,
+        "ref_cache": spec.ref_cache,
+        "steps": result.steps,
+        "batch_size": batch_size,
+        "seconds": total,
+        "phases": {name: split.totals.get(name, 0.0) for name in PHASES},
+    }
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = "| phase | " + " | ".join(f"{r['method']} {r['setting']}" for r in rows) + " |"
+    lines = [head, "|---" * (len(rows) + 1) + "|"]
+    for name, label in PHASES.items():
+        cells = [f"{r['phases'][name]:.2f} s ({r['phases'][name] / r['seconds']:.0%})" for r in rows]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines.append("| **total** | " + " | ".join(f"**{r['seconds']:.2f} s**" for r in rows) + " |")
+    lines.append(
+        "| settings | "
+        + " | ".join(
+            f"{r['dtype']}, checkpointing {'on' if r['gradient_checkpointing'] else 'off'}, "
+            f"cache {'on' if r['ref_cache'] else 'off'}"
+            for r in rows
+        )
+        + " |"
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--methods", default="kto,dpo")
+    parser.add_argument("--settings", default="study,fedbench")
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--client", default="user_04", help="a demo-data client with more rows than steps x batch")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    opts = parser.parse_args(argv)
+
+    import logging
+    import warnings
+
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    logging.getLogger("trl").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+    rows = []
+    for method_name in opts.methods.split(","):
+        # warm-up: first-call costs (imports, allocator, kernels) belong to neither setting
+        profile(method_name, "fedbench", 1, opts.batch_size, opts.client)
+        for setting in opts.settings.split(","):
+            rows.append(profile(method_name, setting, opts.steps, opts.batch_size, opts.client))
+            print(f"{method_name} {setting}: {rows[-1]['seconds']:.1f} s", file=sys.stderr)
+    print(table(rows))
+    if opts.json:
+        opts.json.write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
