@@ -19,16 +19,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 from filelock import FileLock, Timeout
 from safetensors.torch import load_file, save_file
 
 from fedbench.harness.errors import CellBusy, FedbenchError
-from fedbench.harness.interfaces import Params
+from fedbench.harness.interfaces import ClientStates, Params
 from fedbench.harness.spec import RunSpec, spec_from_dict
 
 ROUND_PREFIX = "round_"
 KEEP_ROUNDS = 2
+CLIENT_STATE_DIR = "client_state"
 
 
 def _fsync_dir(path: Path) -> None:
@@ -188,6 +190,70 @@ LOCK_FILE = ".lock"
 OWNER_FILE = ".owner.json"
 
 
+class ClientStateStore(ClientStates):
+    """Per-client aggregator state in a run directory: ``client_state/<client>/<round>.safetensors``.
+
+    A client's file is written only in a round that changes its state, so a round writes as many
+    files as it had clients and memory holds none of them between reads. A checkpoint of round R
+    refers to each client's newest file numbered R or lower; files of a round that crashed before
+    its checkpoint are discarded on resume (:meth:`discard_after`), so the resumed run reads exactly
+    what the uninterrupted one read. The two newest files per client are kept: enough for the newest
+    complete checkpoint while the next round is written.
+    """
+
+    KEEP = 2
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.round = 0
+        """Reads see files up to this round; writes belong to it (set by the harness: :meth:`at_round`)."""
+
+    def at_round(self, round_number: int) -> None:
+        self.round = round_number
+
+    def _dir(self, client_id: str) -> Path:
+        return self.path / quote(client_id, safe="")
+
+    def _files(self, client_id: str) -> list[tuple[int, Path]]:
+        folder = self._dir(client_id)
+        if not folder.is_dir():
+            return []
+        found = [(int(f.stem), f) for f in folder.glob("*.safetensors") if f.stem.isdigit()]
+        return sorted(found)
+
+    def get(self, client_id: str) -> Params | None:
+        visible = [f for r, f in self._files(client_id) if r <= self.round]
+        return load_file(visible[-1]) if visible else None
+
+    def put(self, client_id: str, state: Params) -> None:
+        folder = self._dir(client_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"{self.round:05d}.safetensors"
+        tmp = folder / f".tmp-{target.name}"
+        save_file(_contiguous(state), tmp)
+        os.replace(tmp, target)
+        for _, old in self._files(client_id)[: -self.KEEP]:
+            old.unlink(missing_ok=True)
+
+    def clients(self) -> set[str]:
+        if not self.path.is_dir():
+            return set()
+        ids = (unquote(d.name) for d in self.path.iterdir() if d.is_dir())
+        return {c for c in ids if any(r <= self.round for r, _ in self._files(c))}
+
+    def discard_after(self, round_number: int) -> None:
+        """Remove files of rounds after ``round_number`` (a crashed round's, or all of them for a fresh start)."""
+        if not self.path.is_dir():
+            return
+        for folder in self.path.iterdir():
+            for f in folder.glob("*.safetensors"):
+                if not f.stem.isdigit() or int(f.stem) > round_number:
+                    f.unlink(missing_ok=True)
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        self.round = round_number
+
+
 class RunDir:
     """One cell's directory, named by the cell and the spec's hash.
 
@@ -211,6 +277,10 @@ class RunDir:
         self.path = path
         self.rounds_dir = self.path / "rounds"
         self.adapter_dir = self.path / "adapter"
+
+    def client_states(self) -> ClientStateStore:
+        """The run's per-client aggregator state (SCAFFOLD's c_i), one file per client and round it changed."""
+        return ClientStateStore(self.path / CLIENT_STATE_DIR)
 
     @property
     def spec(self) -> RunSpec:

@@ -172,6 +172,9 @@ def begin(cell: Cell, run_dir: RunDir, peft_model: Any, num_clients: int, force:
         except FedbenchError:
             pass  # a deployment's server may hold no data: the cell is then evaluated without `preference`
     checkpoint = None if force else run_dir.latest()
+    store = run_dir.client_states()
+    store.discard_after(0 if checkpoint is None else checkpoint.round)  # a crashed round's client files, or a forced rerun's
+    cell.aggregator.use_client_states(store)
     if checkpoint is None:
         global_params = fresh_adapter(peft_model, cell.spec.seed)
         cell.aggregator.setup(global_params, num_clients)
@@ -297,6 +300,7 @@ def close_round(
     updates' order). Returns the new global adapter and every rejected client's id.
     """
     accepted, rejections = validate_updates(global_params, updates)
+    cell.aggregator.client_states.at_round(round_index + 1)  # per-client state the round changes belongs to it
     if accepted:
         global_params = cell.aggregator.aggregate(global_params, accepted)
     rejected = {x.client_id: x.reason for x in rejections} | dict(failures or {})

@@ -131,10 +131,51 @@ class ClientHook:
         return update
 
 
+class ClientStates:
+    """An aggregator's per-client state (SCAFFOLD's c_i), kept apart from its server-wide ``state_dict``.
+
+    Why apart: a paper-scale federation has hundreds of clients, and state kept per client inside
+    ``state_dict`` would be held in memory and rewritten into every round's checkpoint. This base
+    keeps it in memory (an aggregator used on its own); during a run the harness swaps in the run
+    directory's store (``checkpoint.ClientStateStore``), which reads a client's state from disk
+    when asked and writes only the clients a round changed.
+    """
+
+    def __init__(self) -> None:
+        self._states: dict[str, Params] = {}
+
+    def get(self, client_id: str) -> Params | None:
+        """The client's state, or None when it has none yet."""
+        return self._states.get(client_id)
+
+    def put(self, client_id: str, state: Params) -> None:
+        """Store the client's new state (call it from ``aggregate``, for accepted updates only)."""
+        self._states[client_id] = dict(state)
+
+    def clients(self) -> set[str]:
+        """Ids of the clients that have state."""
+        return set(self._states)
+
+    def at_round(self, round_number: int) -> None:  # noqa: B027 (a store without rounds ignores it)
+        """Harness: reads see the state as of ``round_number`` and writes belong to it (for exact resume)."""
+
+
 class Aggregator(ABC):
     """Base class of aggregation strategies: server state plus an optional client half."""
 
     name: ClassVar[str]
+
+    @property
+    def client_states(self) -> ClientStates:
+        """Where this aggregator keeps per-client state: in memory until the harness gives it a run's store."""
+        store = self.__dict__.get("_client_states")
+        if store is None:
+            store = self.__dict__["_client_states"] = ClientStates()
+        return store
+
+    def use_client_states(self, store: ClientStates) -> None:
+        """Harness: keep per-client state in ``store`` (the run directory's) from now on."""
+        self.__dict__["_client_states"] = store
 
     def setup(self, global_params: Params, num_clients: int | None = None) -> None:  # noqa: B027 (optional hook)
         """Create server state shaped like the adapter; called once per process before the first round run.
@@ -161,7 +202,10 @@ class Aggregator(ABC):
         return self.state_dict() if type(self).client_hook is not Aggregator.client_hook else {}
 
     def state_dict(self) -> Params:
-        """Server (and per-client) state to checkpoint, so a resumed run continues the same trajectory."""
+        """Server-wide state to checkpoint, so a resumed run continues the same trajectory.
+
+        Per-client state belongs in :attr:`client_states`, which the harness persists per client.
+        """
         return {}
 
     def load_state_dict(self, state: Params) -> None:  # noqa: B027 (optional hook)

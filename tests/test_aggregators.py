@@ -8,6 +8,7 @@ example weights are 1/4 and 3/4.
 from __future__ import annotations
 
 import math
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from fedbench.harness.aggregation import validate_updates
+from fedbench.harness.checkpoint import ClientStateStore
 from fedbench.harness.federation import Cell, partition, run_federation
 from fedbench.harness.interfaces import Aggregator, ClientUpdate, LocalTrainingArgs, Params
 from fedbench.harness.models import attach_lora, fresh_adapter, load_adapter, load_base, read_adapter
@@ -185,8 +187,9 @@ def test_scaffold_client_and_server_halves_match_the_paper() -> None:
         c = {k: c[k] + (delta_c[0][k] + delta_c[1][k]) / n_total for k in x}
         state = agg.state_dict()
         assert_close({k: state[f"c/{k}"] for k in x}, c)
+        assert set(state) == {f"c/{k}" for k in x}, "the checkpointed state is c; each c_i lives in the client store"
         for i in range(2):
-            assert_close({k: state[f"ci/{CLIENTS[i]}/{k}"] for k in x}, c_i[i])
+            assert_close(agg.client_states.get(CLIENTS[i]), c_i[i])
         x = new_x
     assert any(not torch.allclose(c[k], torch.zeros_like(c[k])) for k in c), "round 2 must have a nonzero correction"
 
@@ -232,13 +235,17 @@ def test_scaffold_with_zero_variates_and_unit_server_lr_is_fedavg() -> None:
 def test_state_round_trip_continues_the_same_trajectory(case: str, tmp_path: Path) -> None:
     make = (lambda: Scaffold(server_lr=0.5, num_clients=3)) if case == "scaffold" else CASES[case][0]
     first = make()
+    (tmp_path / "first").mkdir()
+    first.use_client_states(ClientStateStore(tmp_path / "first"))
     first.setup(X0)
     x1 = run_round(first, X0, 0)
     state = first.state_dict()
     assert all(t.is_contiguous() for t in state.values())
     save_file(state, tmp_path / "server.safetensors")  # refuses shared storage and non-contiguous tensors
+    shutil.copytree(tmp_path / "first", tmp_path / "resumed", dirs_exist_ok=True)
     resumed = make()
-    resumed.setup(x1)  # as the harness does: setup from the checkpoint's adapter, then load
+    resumed.use_client_states(ClientStateStore(tmp_path / "resumed"))  # as the harness does: the run's store,
+    resumed.setup(x1)  # setup from the checkpoint's adapter, then load
     resumed.load_state_dict(load_file(tmp_path / "server.safetensors"))
     x1_copy = {k: t.clone() for k, t in x1.items()}
     a, b = run_round(first, x1, 1), run_round(resumed, x1_copy, 1)
@@ -246,16 +253,20 @@ def test_state_round_trip_continues_the_same_trajectory(case: str, tmp_path: Pat
     assert all(torch.equal(first.state_dict()[k], t) for k, t in resumed.state_dict().items())
 
 
-def test_scaffold_state_names_every_variate_and_only_clients_that_trained() -> None:
+def test_scaffold_keeps_a_variate_only_for_clients_that_trained() -> None:
     agg = Scaffold(num_clients=3)
     agg.setup(X0)
     run_round(agg, X0, 0)
-    keys = set(agg.state_dict())
-    assert keys == {f"{p}/{k}" for p in ("c", *(f"ci/{c}" for c in CLIENTS)) for k in SHAPES}
+    assert set(agg.state_dict()) == {f"c/{k}" for k in SHAPES}
+    assert agg.client_states.clients() == set(CLIENTS)
+    # what a Flower client receives, or a checkpoint written before the client store: ci/ entries go to the store
+    legacy = agg.state_dict() | {f"ci/{c}/{k}": t for c in CLIENTS for k, t in agg.client_states.get(c).items()}
     restored = Scaffold(num_clients=3)
     restored.setup(X0)
-    restored.load_state_dict(agg.state_dict())
-    assert set(restored.ci) == set(CLIENTS), "a client not in the checkpoint has not trained: it stays absent"
+    restored.load_state_dict(legacy)
+    assert restored.client_states.clients() == set(CLIENTS), "a client not in the checkpoint has not trained: it stays absent"
+    for c in CLIENTS:
+        assert_close(restored.client_states.get(c), agg.client_states.get(c))
 
 
 def test_loading_another_aggregators_state_is_refused() -> None:
@@ -294,7 +305,7 @@ def test_a_nan_update_is_rejected_by_name_and_the_others_aggregated(case: str) -
     assert all(torch.equal(result[k], expected[k]) for k in X0)
     assert all(torch.isfinite(t).all() for t in result.values())
     if case == "scaffold":
-        assert "bad" not in agg.ci, "a rejected client's control variate must not change"
+        assert agg.client_states.get("bad") is None, "a rejected client's control variate must not change"
 
 
 def test_bad_hyper_parameters_are_refused() -> None:
@@ -383,4 +394,4 @@ def test_scaffold_refuses_more_clients_than_num_clients_before_changing_state() 
     agg.setup(X0)
     with pytest.raises(Exception, match="num_clients is 1 but 2 distinct clients"):
         run_round(agg, X0, 0)
-    assert agg.ci == {} and all(torch.equal(t, torch.zeros_like(t)) for t in agg.c.values())
+    assert agg.client_states.clients() == set() and all(torch.equal(t, torch.zeros_like(t)) for t in agg.c.values())

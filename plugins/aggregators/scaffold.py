@@ -23,7 +23,7 @@ from fedbench.api import (
 )
 
 CLIENT_STATE_DEVICE = torch.device("cpu")
-"""Where per-client variates are kept: one adapter-sized tensor set per client seen, so not on the accelerator."""
+"""Where a client's variate is read to: one adapter-sized tensor set per client, so not on the accelerator."""
 
 
 class ControlVariateHook(ClientHook):
@@ -70,7 +70,9 @@ class Scaffold(Aggregator):
     update is accepted: it is applied here, from ``update.extras``, not when the client finishes.
     N is the total number of clients: ``num_clients`` when set, else the federation's client
     count the harness passes to ``setup``; used standalone without either, N is the number of
-    distinct clients whose updates have been accepted so far.
+    distinct clients whose updates have been accepted so far. Each c_i lives in
+    :attr:`client_states` (during a run: one file per client in the run directory, written only
+    in the rounds it changes), so memory and checkpoints hold c, not all the c_i.
     """
 
     name = "scaffold"
@@ -83,19 +85,17 @@ class Scaffold(Aggregator):
         self.server_lr = server_lr
         self.num_clients = num_clients
         self.c: Params = {}
-        self.ci: dict[str, Params] = {}
 
     def setup(self, global_params: Params, num_clients: int | None = None) -> None:
         if self.num_clients is None:
             self.num_clients = num_clients
         self.c = filled_like(global_params, 0.0)
-        self.ci = {}
 
     def _client_variate(self, client_id: str) -> list[torch.Tensor]:
-        stored = self.ci.get(client_id)
+        stored = self.client_states.get(client_id)
         if stored is None:
             return [torch.zeros_like(t, device=CLIENT_STATE_DEVICE) for t in self.c.values()]
-        return list(stored.values())
+        return [stored[k] for k in self.c]
 
     def client_hook(self, client_id: str, global_params: Params) -> ClientHook:
         return ControlVariateHook(global_params, list(self.c.values()), self._client_variate(client_id))
@@ -103,8 +103,9 @@ class Scaffold(Aggregator):
     def client_state(self, client_id: str) -> Params:
         """c and this client's c_i only: the other clients' variates never leave the server."""
         state = export_state("c", self.c)
-        if client_id in self.ci:
-            state |= export_state(f"ci/{client_id}", self.ci[client_id])
+        variate = self.client_states.get(client_id)
+        if variate is not None:
+            state |= export_state(f"ci/{client_id}", variate)
         return state
 
     def aggregate(self, global_params: Params, updates: Sequence[ClientUpdate]) -> Params:
@@ -115,7 +116,7 @@ class Scaffold(Aggregator):
                     f"scaffold: the update from client '{u.client_id}' carries no control-variate change",
                     "train SCAFFOLD clients through the harness, which runs the aggregator's client hook",
                 )
-        seen = len(self.ci.keys() | {u.client_id for u in updates})
+        seen = len(self.client_states.clients() | {u.client_id for u in updates})
         n = self.num_clients if self.num_clients is not None else seen
         if seen > n:
             raise FedbenchError(
@@ -130,32 +131,31 @@ class Scaffold(Aggregator):
             change = [u.extras[k] for k in keys]
             torch._foreach_add_(total_change, placed_like(change, c))
             old = self._client_variate(u.client_id)
-            self.ci[u.client_id] = dict(zip(keys, torch._foreach_add(old, placed_like(change, old))))
+            self.client_states.put(u.client_id, dict(zip(keys, torch._foreach_add(old, placed_like(change, old)))))
         self.c = dict(zip(keys, torch._foreach_add(c, total_change, alpha=1.0 / n)))
         return dict(zip(keys, new_x))
 
     def state_dict(self) -> Params:
-        state = export_state("c", self.c)
-        for client_id, variate in self.ci.items():
-            state |= export_state(f"ci/{client_id}", variate)
-        return state
+        return export_state("c", self.c)
 
     def load_state_dict(self, state: Params) -> None:
-        """Restore c and every stored c_i; clients absent from the checkpoint have not trained yet (c_i = 0)."""
+        """Restore c; ``ci/<client>/`` entries (what :meth:`client_state` sends a Flower client, or a checkpoint
+        written before the per-client store) go to :attr:`client_states`."""
         import_state("c", state, self.c)
-        names = set(self.c)
-        self.ci = {}
+        clients = set()
         for key in state:
             if key.startswith("ci/"):
                 client_id, name = key[len("ci/") :].rsplit("/", 1)
-                if name not in names:
+                if name not in self.c:
                     raise FedbenchError(
                         f"scaffold: checkpoint entry '{key}' names no adapter parameter",
                         "resume with the LoRA settings the run was started with",
                     )
-                if client_id not in self.ci:
-                    self.ci[client_id] = {k: torch.zeros_like(t, device=CLIENT_STATE_DEVICE) for k, t in self.c.items()}
-                    import_state(f"ci/{client_id}", state, self.ci[client_id])
+                clients.add(client_id)
+        for client_id in sorted(clients):
+            variate = {k: torch.zeros_like(t, device=CLIENT_STATE_DEVICE) for k, t in self.c.items()}
+            import_state(f"ci/{client_id}", state, variate)
+            self.client_states.put(client_id, variate)
 
 
 @hookimpl
