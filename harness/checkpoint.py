@@ -197,16 +197,16 @@ class ClientStateStore(ClientStates):
     files as it had clients and memory holds none of them between reads. A checkpoint of round R
     refers to each client's newest file numbered R or lower; files of a round that crashed before
     its checkpoint are discarded on resume (:meth:`discard_after`), so the resumed run reads exactly
-    what the uninterrupted one read. The two newest files per client are kept: enough for the newest
-    complete checkpoint while the next round is written.
+    what the uninterrupted one read. Once a round's checkpoint is on disk (:meth:`checkpointed`),
+    the clients it wrote keep only that newest file: one file per client between rounds.
     """
-
-    KEEP = 2
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.round = 0
         """Reads see files up to this round; writes belong to it (set by the harness: :meth:`at_round`)."""
+        self._known: set[str] | None = None  # client ids with a file, listed once, then kept up to date
+        self._written: set[str] = set()  # clients written since the last checkpoint
 
     def at_round(self, round_number: int) -> None:
         self.round = round_number
@@ -232,14 +232,24 @@ class ClientStateStore(ClientStates):
         tmp = folder / f".tmp-{target.name}"
         save_file(_contiguous(state), tmp)
         os.replace(tmp, target)
-        for _, old in self._files(client_id)[: -self.KEEP]:
-            old.unlink(missing_ok=True)
+        self._written.add(client_id)
+        self._listing().add(client_id)
+
+    def checkpointed(self) -> None:
+        for client_id in self._written:
+            for _, old in self._files(client_id)[:-1]:
+                old.unlink(missing_ok=True)
+        self._written.clear()
 
     def clients(self) -> set[str]:
-        if not self.path.is_dir():
-            return set()
-        ids = (unquote(d.name) for d in self.path.iterdir() if d.is_dir())
-        return {c for c in ids if any(r <= self.round for r, _ in self._files(c))}
+        """Clients with a file (the directory is listed once per store, not every round)."""
+        return set(self._listing())
+
+    def _listing(self) -> set[str]:
+        if self._known is None:
+            folders = self.path.iterdir() if self.path.is_dir() else ()
+            self._known = {unquote(d.name) for d in folders if d.is_dir() and any(d.glob("*.safetensors"))}
+        return self._known
 
     def discard_after(self, round_number: int) -> None:
         """Remove files of rounds after ``round_number`` (a crashed round's, or all of them for a fresh start)."""
@@ -252,6 +262,7 @@ class ClientStateStore(ClientStates):
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
         self.round = round_number
+        self._known = None
 
 
 class RunDir:

@@ -322,6 +322,7 @@ def close_round(
     if reference is not None:
         reference.save()  # before the checkpoint, so a checkpointed round never needs rescoring
     run_dir.save_round(round_index + 1, global_params, cell.aggregator.state_dict(), history)
+    cell.aggregator.client_states.checkpointed()
     return global_params, list(rejected)
 
 

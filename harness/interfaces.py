@@ -159,6 +159,9 @@ class ClientStates:
     def at_round(self, round_number: int) -> None:  # noqa: B027 (a store without rounds ignores it)
         """Harness: reads see the state as of ``round_number`` and writes belong to it (for exact resume)."""
 
+    def checkpointed(self) -> None:  # noqa: B027 (nothing to prune in memory)
+        """Harness: the round's checkpoint is on disk, so versions only an older checkpoint read may go."""
+
 
 class Aggregator(ABC):
     """Base class of aggregation strategies: server state plus an optional client half."""

@@ -144,16 +144,21 @@ _HOOK_TABLES = ("_forward_hooks", "_forward_pre_hooks", "_forward_hooks_with_kwa
 
 @contextmanager
 def as_found(model: torch.nn.Module) -> Iterator[None]:
-    """Drop the forward hooks a client's trainer added to the shared model.
+    """Give the shared model back as the client's trainer found it: forward hooks, and forwards wrapped inside it.
 
-    Every trainer construction registers input-embedding hooks (``enable_input_require_grads``, three
-    per client-round here) and nothing removes them, so a paper-scale cell's 2,000 client-rounds would
-    pile up thousands of hooks on every forward pass. Restoring accelerate's ``forward`` wrapper too
-    (mixed precision wraps it again per trainer) changed bfloat16 results against a fresh model in a
-    probe, so that wrapper is left alone until it is understood.
+    Every trainer construction registers input-embedding hooks (``enable_input_require_grads``) and
+    TRL 1.16 puts its fused LM head around whatever ``forward`` the base model has, one more wrapper
+    per trainer. Nothing undoes them, so over a paper-scale cell's 2,000 client-rounds every forward
+    pass would run through thousands of hooks, and a plain (generation) forward through thousands of
+    wrappers, past Python's recursion limit after about a thousand. Both are removed here. The
+    mixed-precision wrapper accelerate puts on ``model`` itself is kept: it is set once, by the first
+    trainer, and does not nest. (Removing it too made the first client-round of a bfloat16 process
+    train differently from later ones, which breaks bit-for-bit resume.)
     """
     modules = list(model.modules())
     hooks = [{name: set(getattr(m, name, None) or {}) for name in _HOOK_TABLES} for m in modules]
+    inner = modules[1:]
+    forwards = [m.__dict__.get("forward") for m in inner]
     try:
         yield
     finally:
@@ -162,6 +167,11 @@ def as_found(model: torch.nn.Module) -> Iterator[None]:
                 table: dict[int, Any] = getattr(module, name, None) or {}
                 for key in [k for k in table if k not in keys]:
                     del table[key]
+        for module, forward in zip(inner, forwards):
+            if forward is None:
+                module.__dict__.pop("forward", None)
+            else:
+                module.__dict__["forward"] = forward
 
 
 def to_dataset(rows: Sequence[dict[str, Any]]) -> datasets.Dataset:

@@ -2,52 +2,33 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from fedbench.harness.checkpoint import CLIENT_STATE_DIR, ClientStateStore
-from fedbench.harness.federation import RoundEvent, build_cell, run_federation, sample_clients
+from fedbench.harness.federation import build_cell, run_federation, sample_clients
 from fedbench.harness.registry import load_registry
-from fedbench.harness.spec import RunSpec
 from tests.conftest import write_pairs
+from tests.test_resume import _crash_after_round, _spec
 
 CLIENTS, PER_ROUND, ROUNDS, CRASH_AFTER = 52, 50, 2, 1
 
 
-def _spec(model: Path, data: Path) -> RunSpec:
-    return RunSpec(
-        model=str(model),
-        data=str(data),
+def test_scaffold_after_many_clients_resumes_bit_for_bit_with_checkpoints_of_the_round_size(tiny_model, tmp_path) -> None:
+    data = write_pairs(tmp_path / "many.jsonl", n=2 * CLIENTS, clients=CLIENTS)
+    spec = _spec(
+        tiny_model,
+        data,
         method="dpo",
         layout="original",
         aggregator="scaffold",
         rounds=ROUNDS,
         clients_per_round=PER_ROUND,
         local_steps=1,
-        batch_size=2,
-        learning_rate=5e-3,
-        max_length=48,
-        lora_r=2,
-        lora_alpha=4,
         holdout=0.0,
         dtype="float32",
     )
-
-
-def _crash_after(n: int):
-    def on_event(event: RoundEvent) -> None:
-        if event.client is None and event.round == n:
-            raise RuntimeError("simulated crash")
-
-    return on_event
-
-
-def test_scaffold_after_many_clients_resumes_bit_for_bit_with_checkpoints_of_the_round_size(tiny_model, tmp_path) -> None:
-    data = write_pairs(tmp_path / "many.jsonl", n=2 * CLIENTS, clients=CLIENTS)
-    spec = _spec(tiny_model, data)
     registry = load_registry(entry_points=False)
     ids = sorted({f"user{c}" for c in range(CLIENTS)})
     trained = set()
@@ -57,7 +38,7 @@ def test_scaffold_after_many_clients_resumes_bit_for_bit_with_checkpoints_of_the
 
     straight = run_federation(build_cell(spec, registry), tmp_path / "a")
     with pytest.raises(RuntimeError, match="simulated crash"):
-        run_federation(build_cell(spec, registry), tmp_path / "b", on_event=_crash_after(CRASH_AFTER))
+        run_federation(build_cell(spec, registry), tmp_path / "b", on_event=_crash_after_round(CRASH_AFTER))
     crashed = next((tmp_path / "b").iterdir())
     on_disk = ClientStateStore(crashed / CLIENT_STATE_DIR)
     on_disk.at_round(CRASH_AFTER)
@@ -75,7 +56,7 @@ def test_scaffold_after_many_clients_resumes_bit_for_bit_with_checkpoints_of_the
     last = sample_clients(ids, PER_ROUND, spec.seed, ROUNDS - 1)
     written_last = list(store.glob(f"*/{ROUNDS:05d}.safetensors"))
     assert len(written_last) == len(last), "the last round wrote one file per client it trained, no more"
-    assert all(len(list(d.iterdir())) <= ClientStateStore.KEEP for d in store.iterdir())
+    assert all(len(list(d.iterdir())) == 1 for d in store.iterdir()), "between rounds, one file per client"
     final_variates = ClientStateStore(store)
     final_variates.at_round(ROUNDS)
     straight_variates = ClientStateStore(straight.run_dir / CLIENT_STATE_DIR)
@@ -89,10 +70,11 @@ def test_a_forced_rerun_starts_without_the_old_client_state(tmp_path) -> None:
     store = ClientStateStore(tmp_path / CLIENT_STATE_DIR)
     store.at_round(1)
     store.put("a/b c", {"w": torch.ones(2)})  # any client id, path-unsafe characters included
+    store.checkpointed()
     store.at_round(2)
     store.put("a/b c", {"w": torch.full((2,), 2.0)})
     store.at_round(1)
-    assert torch.equal(store.get("a/b c")["w"], torch.ones(2)), "round 1 reads what round 1 wrote"
+    assert torch.equal(store.get("a/b c")["w"], torch.ones(2)), "until round 2's checkpoint, round 1's version stays"
     store.discard_after(1)  # resume from checkpoint 1: round 2's write never happened
     store.at_round(5)
     assert torch.equal(store.get("a/b c")["w"], torch.ones(2))
