@@ -21,6 +21,7 @@ setup: $(BIN)/fedbench
 demo: setup
 	$(BIN)/fedbench run --profile demo --method all --layout all --agg fedavg
 	$(BIN)/fedbench leaderboard
+	$(BIN)/fedbench report --runs runs --out runs/report.html
 
 # Format, lint and type checks. mypy reads the fedbench.* packages through a link tree in build/mypy
 # (see [tool.mypy] in pyproject.toml: the source directories are not laid out as fedbench/...).

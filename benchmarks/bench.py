@@ -126,12 +126,13 @@ def bench_local_training(steps: int, reps: int) -> dict[str, Any]:
     from fedbench.harness.spec import RunSpec
     from fedbench.harness.training import to_dataset, train_client
 
-    spec = RunSpec(**DEMO, method="kto", layout="redistributed", local_steps=steps)
+    # float32 on both sides: the like-for-like comparison of the training machinery (precision is figure f's)
+    spec = RunSpec(**DEMO, method="kto", layout="redistributed", local_steps=steps, dtype="float32")
     cell = build_cell(spec, load_registry(entry_points=False))
     clients = partition(cell)
     client = "user_04"  # 44 examples: more than the steps x batch size the benchmark trains on
     dataset = to_dataset(cell.method.records(clients[client], spec.template))
-    model, tokenizer = load_base(spec.model)
+    model, tokenizer = load_base(spec.model, spec.dtype)
     peft_model = attach_lora(model, spec.lora)
     initial = fresh_adapter(peft_model, spec.seed)
     out = Path(tempfile.mkdtemp(prefix="fedbench-bench-"))
@@ -421,7 +422,14 @@ def fedbench_cli() -> list[str]:
 
 
 def bench_study_loop(methods: tuple[str, ...] = ("kto", "dpo")) -> dict[str, Any]:
-    out: dict[str, Any] = {"shape": STUDY_SHAPE, "layout": "original", "runs": {}}
+    out: dict[str, Any] = {
+        "shape": STUDY_SHAPE,
+        "layout": "original",
+        "runs": {},
+        "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+        "load_before": load_average(),
+        "neighbours": busy_neighbours(),
+    }
     root = Path(tempfile.mkdtemp(prefix="fedbench-bench-study-"))
     config = root / "shape.toml"
     config.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in STUDY_SHAPE.items()))
@@ -452,6 +460,7 @@ def bench_study_loop(methods: tuple[str, ...] = ("kto", "dpo")) -> dict[str, Any
             "memory_ratio": fed["peak_rss_mib"] / study["peak_rss_mib"],
         }
     shutil.rmtree(root, ignore_errors=True)
+    out["load_after"] = load_average()
     return out
 
 
@@ -531,6 +540,11 @@ def markdown(results: dict[str, Any], command: str) -> str:
             f"{shape['rounds']} rounds x {shape['clients_per_round']} clients x {shape['local_steps']} steps, "
             f"batch {shape['batch_size']}, max length {shape['max_length']}, lr {shape['learning_rate']}"
         )
+        lines.append(
+            f"| f. `.venv/bin/python benchmarks/bench.py --only f`, {f.get('date', '?')} UTC, load average before / after "
+            f"{f.get('load_before')} / "
+            f"{f.get('load_after')}, other fedbench/pytest processes {len(f.get('neighbours', []))} | | | |"
+        )
         for method, r in f["runs"].items():
             fed, study = r["fedbench"], r["study_loop"]
             ex = fed.get("execution") or {}
@@ -569,7 +583,32 @@ def markdown(results: dict[str, Any], command: str) -> str:
             "clients with fewer rows than steps x batch, resumed or repeated runs).",
         ]
     lines += ["", "Raw figures: benchmarks/results.json. Timings are wall-clock on this machine only.", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + sections(HERE))
+
+
+def sections(folder: Path) -> list[str]:
+    """The sections of the sibling scripts, from the figures they left in ``folder``: profile_step.py's phase
+    split (profile.json) and scale.py's 747-client run (scale.json)."""
+    sys.path.insert(0, str(HERE))
+    import profile_step
+    import scale
+
+    out: list[str] = []
+    if (folder / "profile.json").is_file():
+        rows = json.loads((folder / "profile.json").read_text())
+        out += [
+            "## Where one client's local training spends its time",
+            "",
+            "Command: `.venv/bin/python benchmarks/profile_step.py --json benchmarks/profile.json` (one client of the demo "
+            f"data, {rows[0]['steps']} steps at batch {rows[0]['batch_size']}; exclusive wall time per phase; `study`: the "
+            "study's loop shape on the current stack, `fedbench`: its defaults, cold reference cache)",
+            "",
+            profile_step.table(rows),
+            "",
+        ]
+    if (folder / "scale.json").is_file():
+        out += [scale.markdown(json.loads((folder / "scale.json").read_text())), ""]
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

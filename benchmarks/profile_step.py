@@ -151,7 +151,7 @@ def profile(method_name: str, setting: str, steps: int, batch_size: int, client:
     peft_model = attach_lora(model, spec.lora)
     fresh_adapter(peft_model, spec.seed)
     with tempfile.TemporaryDirectory(prefix="fedbench-profile-") as tmp:
-        args = local_args(spec, 0, client, tmp, checkpointing_for(cell, model).value)
+        args = local_args(spec, 0, client, tmp, checkpointing_for(cell, model).value, spec.steps_for(len(dataset), 1))
         reference = ReferenceCache.for_run(None, cell.method, spec)
         split = Split()
         with instrument(split, peft_model) as stack:

@@ -93,11 +93,16 @@ class RoundRecord:
     """Sum of the clients' local training time."""
     round_seconds: float
     """Wall time of the whole round, aggregation and checkpoint included."""
+    client_settings: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    """Each client -> what it trained with where that varies per client and round: ``steps`` under dynamic local
+    steps, a method's local settings (KTO's balanced ``desirable_weight``). Empty when nothing varies."""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (the keys of the untyped history entries of earlier versions, same order)."""
         out = dataclasses.asdict(self)
         out["clients"] = list(self.clients)
+        if not self.client_settings:
+            del out["client_settings"]  # absent when nothing varies: histories of earlier versions rewrite byte for byte
         return out
 
     @classmethod
@@ -114,6 +119,7 @@ class RoundRecord:
             bytes_up=values["bytes_up"],
             train_seconds=values["train_seconds"],
             round_seconds=values["round_seconds"],
+            client_settings={k: dict(v) for k, v in values.get("client_settings", {}).items()},
         )
 
 

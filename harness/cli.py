@@ -58,7 +58,7 @@ def run(
     data: str | None = typer.Option(None, help="'demo', a .jsonl/.json/.parquet file, fedchatbotpa:FILE or a hub id"),
     rounds: int | None = typer.Option(None, min=None),
     clients_per_round: int | None = typer.Option(None, "--clients-per-round"),
-    local_steps: int | None = typer.Option(None, "--local-steps"),
+    local_steps: str | None = typer.Option(None, "--local-steps", help="steps per client-round, or 'dynamic'"),
     seed: int | None = typer.Option(None),
     seeds: str | None = typer.Option(None, "--seeds", help="repeat every cell with these training seeds: 0,1,2"),
     config: Path | None = typer.Option(None, "--config", help="TOML run config (any RunSpec field)"),
@@ -262,16 +262,28 @@ def leaderboard(
     compare: bool = typer.Option(False, "--compare", help="the paired differences KTOO-DPO, KTOR-DPO, KTOR-KTOO instead"),
     clients: bool = typer.Option(False, "--clients", help="per-client scores and fairness summary instead"),
     lengths: bool = typer.Option(False, "--lengths", help="also show mean answer length (tokens) per cell"),
+    reference: str | None = typer.Option(
+        None,
+        "--reference",
+        metavar="NAME_OR_PATH",
+        help="your entries beside a published table's, with the difference: 'study' (the study's Table 1) "
+        "or a CSV of aggregator,benchmark,variant,score",
+    ),
 ) -> None:
     """The study's table with 95% intervals: aggregators x (benchmark x DPO/KTOO/KTOR), separated best entries marked."""
     try:
         from fedbench.harness import leaderboard as lb
+        from fedbench.harness.reference import load_reference
         from fedbench.harness.store import STORE_NAME, Store
 
         if not (runs / STORE_NAME).is_file():
             raise FedbenchError(f"no results in {runs} (no {STORE_NAME})", "run `fedbench run` first, or pass --runs")
         if compare and clients:
             raise FedbenchError("--compare and --clients are two different views", "ask for one at a time")
+        if reference is not None and (compare or clients):
+            other = "--compare" if compare else "--clients"
+            raise FedbenchError(f"--reference and {other} are two different views", "ask for one at a time")
+        published = load_reference(reference) if reference is not None else None
         store = Store(runs / STORE_NAME)
         scores = store.scores()
         matrix = lb.build_matrix(
@@ -283,6 +295,14 @@ def leaderboard(
         elif clients:
             found = lb.client_views(matrix, losses=lambda r: client_losses(runs, r.subject))
             views = {"rich": lambda _: lb.clients_rich(found), "json": lambda _: lb.clients_json(found)}
+        elif published is not None:
+            beside = lb.reference_view(matrix, published)
+            views = {
+                "rich": lambda _: lb.reference_rich(beside),
+                "markdown": lambda _: lb.reference_markdown(beside),
+                "csv": lambda _: lb.reference_csv(beside),
+                "json": lambda _: lb.reference_json(beside),
+            }
         else:
             views = {"rich": lb.to_rich, "markdown": lb.to_markdown, "csv": lb.to_csv, "json": lb.to_json, "html": lb.to_html}
         if format_ not in views:
@@ -332,6 +352,28 @@ def client_losses(runs_root: Path, subject: str) -> dict[str, float]:
             if loss is not None:
                 losses.setdefault(client, []).append(loss)
     return {c: sum(v) / len(v) for c, v in losses.items()}
+
+
+@app.command()
+def report(
+    runs: Path = typer.Option(Path("runs"), "--runs", help="runs folder: its run directories and results.sqlite"),
+    out: Path = typer.Option(Path("report.html"), "--out", help="the HTML file to write"),
+) -> None:
+    """One self-contained HTML page to share: the table with intervals, each cell's training, every answer and judge reply."""
+    try:
+        from fedbench.harness.report import write_report
+
+        written = write_report(runs, out)
+    except FedbenchError as err:
+        _fail(err)
+    console = _console()
+    for note in written.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}")
+    size = out.stat().st_size / 1e6
+    console.print(
+        f"report written to {escape(str(out))} ({size:.1f} MB): {len(written.cells)} cells, "
+        f"{len(written.benchmarks)} benchmarks with answers; it opens offline in any browser"
+    )
 
 
 @app.command()

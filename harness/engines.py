@@ -31,8 +31,9 @@ ENGINES = ("local", "flower")
 class TrainingProgress:
     """Callbacks an engine calls while it trains one cell. Subclass and override what you show; all do nothing here."""
 
-    def training_started(self, cell: Cell, total_steps: int) -> None:
-        """The engine starts ``cell`` (loading model and data first); ``total_steps`` local steps over all rounds and clients."""
+    def training_started(self, cell: Cell, total_steps: int | None) -> None:
+        """The engine starts ``cell`` (loading model and data first); ``total_steps`` local steps over all rounds
+        and clients (None when they vary per client: dynamic local steps)."""
 
     def step(self, loss: float | None) -> None:
         """One local optimizer step finished, with its loss when the trainer logged one."""
@@ -71,7 +72,8 @@ class LocalEngine:
     def train(self, cell: Cell, runs_root: Path, force: bool = False, progress: TrainingProgress | None = None) -> CellOutcome:
         progress = progress or TrainingProgress()
         spec = cell.spec
-        progress.training_started(cell, spec.rounds * spec.clients_per_round * spec.local_steps)
+        steps = spec.local_steps if isinstance(spec.local_steps, int) else None  # dynamic: varies per client
+        progress.training_started(cell, spec.rounds * spec.clients_per_round * steps if steps else None)
         try:
             outcome = run_federation(
                 cell, runs_root, on_event=progress.round_event, on_step=progress.step, force=force, on_note=progress.note

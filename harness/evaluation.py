@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,13 +37,16 @@ class EvalSpec:
     judge_params: tuple[tuple[str, Any], ...] = ()
     backend: str = "auto"
     limit: int | None = None
-    """First N questions of each generated benchmark (benchmarks scored on given answers always take all)."""
-    max_new_tokens: int = 128
+    """First N questions of each generated benchmark (benchmarks scored on given answers always take all; an
+    ``lm_eval:<task>`` benchmark: the first N documents of each lm-eval task, unless it sets its own ``limit``)."""
+    max_new_tokens: int | None = None
+    """New tokens per answer for every benchmark; None: each benchmark's own (``Benchmark.answer_tokens``, the study's)."""
     batch_size: int = 16
     sources: tuple[tuple[str, str], ...] = ()
     """benchmark name -> question file or hub id (default: the built-in sample set)."""
     benchmark_params: tuple[tuple[str, Any], ...] = ()
-    """benchmark name -> its parameters (keyword arguments of the plugin), e.g. {preference = {beta = 0.1}}."""
+    """benchmark name -> its parameters (keyword arguments of the plugin), e.g. {preference = {beta = 0.1}}
+    or {"lm_eval:mmlu" = {num_fewshot = 5}}."""
     judge_mode: str = "single"
     """'single': each answer graded alone; 'together': a judge with multi-answer grading (judgelm) scores
     the DPO, KTOO and KTOR answers of one aggregator in one prompt, as the study did."""
@@ -118,6 +121,16 @@ class EvalProgress:
     generators: dict[tuple[str, str, str], Generator] = field(default_factory=dict)
 
 
+def create_benchmark(registry: Registry, name: str, params: Mapping[str, Any]) -> Benchmark:
+    """The plugin behind a ``--benchmarks`` entry: ``plugin:task`` (``lm_eval:mmlu``) is the plugin with ``task="mmlu"``.
+
+    So one plugin bridges to every task of another evaluation harness without a registry entry per task;
+    its parameters are looked up under the full name, as ``benchmark_params = { "lm_eval:mmlu" = {...} }``.
+    """
+    plugin, colon, task = name.partition(":")
+    return registry.create("benchmark", plugin, ({"task": task} if colon else {}) | dict(params))
+
+
 def pick_judge(registry: Registry, benchmark: Benchmark, spec: EvalSpec) -> tuple[str, Judge]:
     """The benchmark's judge: ``spec.judge`` unless the benchmark fixes its own (a rule-based score)."""
     name = benchmark.default_judge
@@ -158,15 +171,18 @@ def evaluate(
 ) -> list[ScoreRow]:
     """Answer, judge and score every subject on every benchmark; returns the score rows written."""
     progress = progress or EvalProgress()
-    benchmarks = [registry.create("benchmark", name, dict(spec.benchmark_params).get(name, {})) for name in spec.benchmarks]
-    judges = {b.name: pick_judge(registry, b, spec) for b in benchmarks if not b.answers_given}
+    benchmarks = [create_benchmark(registry, name, dict(spec.benchmark_params).get(name, {})) for name in spec.benchmarks]
+    judges = {b.name: pick_judge(registry, b, spec) for b in benchmarks if not b.answers_given and b.evaluator is None}
     sources = dict(spec.sources)
     rows: list[ScoreRow] = []
     deferred: list[Deferred] = []
     scorers = _Scorers()
     for subject in subjects:
-        settings = GenerationSettings(spec.max_new_tokens, spec.batch_size, 0, subject.template)
+        settings = GenerationSettings(spec.max_new_tokens or Benchmark.answer_tokens, spec.batch_size, 0, subject.template)
         for bench in benchmarks:
+            if bench.evaluator is not None:
+                rows += _score_external(subject, bench, spec, store, progress)
+                continue
             if bench.answers_given:
                 rows += _score_given(subject, bench, spec, store, progress, scorers)
                 continue
@@ -174,6 +190,7 @@ def evaluate(
             if key not in progress.generators:
                 progress.generators[key] = make_generator(spec.backend, subject.model, settings, subject.dtype)
             generator = progress.generators[key]
+            length = spec.max_new_tokens or bench.answer_tokens
             questions = bench.questions(sources.get(bench.name), spec.limit)
             have = store.answers(subject.key, bench.name)
             todo = [q for q in questions if q.id not in have]
@@ -187,12 +204,14 @@ def evaluate(
                     [bench.temperature(q) for q in chunk],
                     subject.adapter,
                     on_batch=progress.on_answers,
+                    max_new_tokens=length,
                 )
                 tokenizer = generator.tokenizer
                 tokens = (
                     None if tokenizer is None else [len(tokenizer(a, add_special_tokens=False)["input_ids"]) for a in answers]
                 )
-                store.add_answers(subject.key, bench.name, chunk, answers, asdict(settings) | {"backend": generator.name}, tokens)
+                recorded = asdict(settings) | {"max_new_tokens": length, "top_p": 1.0, "backend": generator.name}
+                store.add_answers(subject.key, bench.name, chunk, answers, recorded, tokens)
                 have.update({q.id: a for q, a in zip(chunk, answers)})
             judge_name, judge = judges[bench.name]
             if spec.judge_mode == "together" and subject.method != BASE and judge.judges_together:
@@ -310,6 +329,41 @@ def _score_given(
                 )
             )
     return rows
+
+
+def _score_external(subject: Subject, bench: Benchmark, spec: EvalSpec, store: Store, progress: EvalProgress) -> list[ScoreRow]:
+    """A benchmark another evaluation harness scores on the whole model (``Benchmark.evaluator``: lm-eval).
+
+    Its row is stored like a judged benchmark's, under ``<plugin>:<task>`` with the judge ``lm_eval``: the
+    harness's metric on /100 with the interval from its standard error, and its per-document verdicts as
+    judgments (so seeds pool and variants compare as elsewhere). A subject that has a row from the same
+    request (task, shots, limit, ...) is not run again; its per-document outputs stay in ``<run dir>/lm_eval/``
+    (the base model's in ``<runs>/<base key>/lm_eval/``).
+    """
+    from fedbench.harness import lmeval
+    from fedbench.harness.hardware import resolve_dtype
+    from fedbench.harness.models import resolve_model
+
+    if bench.evaluator != lmeval.EVALUATOR:
+        raise FedbenchError(
+            f"benchmark '{bench.name}' asks for the evaluator '{bench.evaluator}'; fedbench bridges to '{lmeval.EVALUATOR}' only",
+            f"set the plugin's evaluator to '{lmeval.EVALUATOR}', or leave it None to be answered and judged by fedbench",
+        )
+    run = lmeval.TaskRun.from_settings(bench.evaluator_settings(), spec.limit, spec.batch_size)
+    name = f"{bench.name}:{run.task}"
+    stored = [r for r in store.scores() if (r.subject, r.benchmark, r.judge) == (subject.key, name, lmeval.JUDGE)]
+    if stored and run.done(stored[0].judge_setting):
+        return [_put(store, progress, subject, stored[0])]  # reported again, as resumed benchmarks are
+    if progress.on_start:
+        progress.on_start(subject, name, 1)
+    home = store.path.parent / subject.key if subject.adapter is None else subject.adapter.parent
+    result = lmeval.run_task(run, resolve_model(subject.model), subject.adapter, resolve_dtype(subject.dtype), home / "lm_eval")
+    if progress.on_answers:
+        progress.on_answers(1)
+    store.add_judgments(subject.key, name, lmeval.JUDGE, result.verdicts)
+    row = _score_row(subject, name, bench, lmeval.JUDGE, result.setting, result.n, 0, result.score)
+    row |= {"ci_low": result.ci_low, "ci_high": result.ci_high, "ci_note": result.ci_note}
+    return [_put(store, progress, subject, ScoreRow(**row))]
 
 
 VARIANT_ORDER = {("dpo", "original"): 0, ("kto", "original"): 1, ("kto", "redistributed"): 2}

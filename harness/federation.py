@@ -29,7 +29,7 @@ from fedbench.harness.interfaces import Aggregator, ClientHook, ClientUpdate, La
 from fedbench.harness.models import attach_lora, fresh_adapter, load_adapter, load_base, read_adapter
 from fedbench.harness.refcache import ReferenceCache
 from fedbench.harness.registry import Registry
-from fedbench.harness.spec import RunSpec
+from fedbench.harness.spec import DYNAMIC, RunSpec
 from fedbench.harness.templates import check_template
 from fedbench.harness.training import to_dataset, train_client
 
@@ -219,30 +219,41 @@ def train_one(
     on_step: Callable[[float | None], None] | None = None,
     reference: ReferenceCache | None = None,
     checkpointing: bool = False,
+    num_clients: int | None = None,
 ) -> ClientUpdate:
     """One client's local training from the global adapter: the client half of every engine.
 
     ``checkpointing``: gradient checkpointing, as :func:`checkpointing_for` decided for the run.
+    ``num_clients``: the federation's size, which dynamic local steps need. What the client trained
+    with where it varies per client (its steps when dynamic, the method's local settings) goes into
+    the update's metrics, and from there into the round's history.
     """
     spec = cell.spec
     load_adapter(peft_model, global_params)
-    args = local_args(spec, round_index, client_id, workdir, checkpointing)
+    if spec.local_steps == DYNAMIC and num_clients is None:
+        raise ValueError("dynamic local steps need the federation's client count")
+    steps = spec.steps_for(num_examples, num_clients or 1)
+    args = local_args(spec, round_index, client_id, workdir, checkpointing, steps)
     t0 = time.perf_counter()
     # A new trainer starts at row 0 (KTO's sampler is sequential): a per-(round, client) seeded
     # shuffle lets every round see other rows, and stays reproducible for resume.
     result = train_client(
         cell.method, peft_model, tokenizer, data.shuffle(seed=args.seed % 2**32), args, hook, on_step, reference
     )
-    metrics = {"loss": result.loss, "train_seconds": time.perf_counter() - t0}
+    metrics = {"loss": result.loss, "train_seconds": time.perf_counter() - t0} | cell.method.local_settings(data)
+    if spec.local_steps == DYNAMIC:
+        metrics["steps"] = float(steps)
     update = ClientUpdate(client_id, read_adapter(peft_model), num_examples, metrics=metrics)
     return hook.finish(update, result.steps, args.learning_rate) if hook is not None else update
 
 
-def local_args(spec: RunSpec, round_index: int, client_id: str, workdir: Path | str, checkpointing: bool) -> LocalTrainingArgs:
+def local_args(
+    spec: RunSpec, round_index: int, client_id: str, workdir: Path | str, checkpointing: bool, steps: int
+) -> LocalTrainingArgs:
     """The trainer settings of one client in one round: the spec's, the round's learning rate and the client's seed."""
     return LocalTrainingArgs(
         output_dir=str(workdir),
-        steps=spec.local_steps,
+        steps=steps,
         batch_size=spec.batch_size,
         grad_accum=spec.grad_accum,
         learning_rate=spec.lr_at(round_index),
@@ -312,6 +323,7 @@ def close_round(
             clients=tuple(sampled) if sampled is not None else tuple(u.client_id for u in updates),
             loss=sum(losses) / len(losses) if losses else None,
             client_loss={u.client_id: u.metrics["loss"] for u in updates},
+            client_settings={u.client_id: settings for u in updates if (settings := client_settings(u.metrics))},
             rejected=rejected,
             bytes_down=params_nbytes(global_params) * (len(updates) + len(failures or {})),
             bytes_up=sum(params_nbytes(u.params) + params_nbytes(u.extras) for u in updates),
@@ -324,6 +336,15 @@ def close_round(
     run_dir.save_round(round_index + 1, global_params, cell.aggregator.state_dict(), history)
     cell.aggregator.client_states.checkpointed()
     return global_params, list(rejected)
+
+
+MEASURED = ("loss", "train_seconds")
+"""Update metrics that are measurements; the others say what the client trained with (see ``ClientUpdate.metrics``)."""
+
+
+def client_settings(metrics: dict[str, float]) -> dict[str, float]:
+    """What a client trained with where it varies per client and round: its metrics less the measurements."""
+    return {k: v for k, v in metrics.items() if k not in MEASURED}
 
 
 def _rounds(
@@ -362,6 +383,7 @@ def _rounds(
                 on_step,
                 reference,
                 checkpointing,
+                len(clients),
             )
             updates.append(update)
             if on_event:

@@ -51,8 +51,12 @@ class Generator(ABC):
         adapter: Path | None = None,
         raw: bool = False,
         on_batch: Callable[[int], None] | None = None,
+        max_new_tokens: int | None = None,
     ) -> list[str]:
-        """Answers in prompt order. ``raw`` prompts are sent as they are, without the template."""
+        """Answers in prompt order. ``raw`` prompts are sent as they are, without the template.
+
+        ``max_new_tokens``: this call's answer length (default: the settings'), e.g. a benchmark's own.
+        """
 
     def continuation_logprobs(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[list[float]]:
         """log p(continuation | raw prompt) for every prompt x continuation (judges use it for expected scores)."""
@@ -96,6 +100,7 @@ class HFGenerator(Generator):
         adapter: Path | None = None,
         raw: bool = False,
         on_batch: Callable[[int], None] | None = None,
+        max_new_tokens: int | None = None,
     ) -> list[str]:
         texts = [p if raw else self.format(p) for p in prompts]
         lengths = [len(self.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
@@ -115,7 +120,7 @@ class HFGenerator(Generator):
                 # PeftModel forwards generate() to its causal-LM subclass; the stub types the lookup as Tensor | Module
                 out = model.generate(  # type: ignore[operator]
                     **enc,
-                    max_new_tokens=self.settings.max_new_tokens,
+                    max_new_tokens=max_new_tokens or self.settings.max_new_tokens,
                     pad_token_id=self.tokenizer.pad_token_id,
                     **sampling,
                 )
@@ -180,6 +185,7 @@ class VLLMGenerator(Generator):
         adapter: Path | None = None,
         raw: bool = False,
         on_batch: Callable[[int], None] | None = None,
+        max_new_tokens: int | None = None,
     ) -> list[str]:
         from vllm import SamplingParams
         from vllm.lora.request import LoRARequest
@@ -197,7 +203,9 @@ class VLLMGenerator(Generator):
                 for p in prompts
             ]
         params = [
-            SamplingParams(temperature=t, top_p=1.0, max_tokens=self.settings.max_new_tokens, seed=self.settings.seed)
+            SamplingParams(
+                temperature=t, top_p=1.0, max_tokens=max_new_tokens or self.settings.max_new_tokens, seed=self.settings.seed
+            )
             for t in temperatures
         ]
         request = None

@@ -80,6 +80,14 @@ class Method(ABC):
     def records(self, examples: Sequence[Example], template: str) -> list[dict[str, Any]]:
         """Rows of the trainer's data set for these examples, formatted with a prompt template."""
 
+    def local_settings(self, dataset: datasets.Dataset) -> dict[str, float]:
+        """Settings this method derives from one client's data for a round (KTO's balanced weight).
+
+        The harness records them in the round's history under the client, so a setting that varies
+        per client and round stays visible; ``build_trainer`` should apply the same values.
+        """
+        return {}
+
 
 class Layout(ABC):
     """Base class of data layouts: how examples are spread over clients."""
@@ -114,6 +122,8 @@ class ClientUpdate:
     extras: Params = field(default_factory=dict)
     """Anything else the aggregator's client half sends, e.g. SCAFFOLD's control-variate change."""
     metrics: dict[str, float] = field(default_factory=dict)
+    """``loss`` and ``train_seconds``, plus what the client trained with where that varies per client and round
+    (``steps`` under dynamic local steps, a method's :meth:`Method.local_settings`): see ``RoundRecord.client_settings``."""
 
 
 class ClientHook:
@@ -260,6 +270,17 @@ class Benchmark(ABC):
     base_scores: ClassVar[Mapping[str, float]] = {}
     """For ``answers_given`` benchmarks: metrics whose value for the untrained base model is fixed by
     definition (shown as such, never computed)."""
+    answer_tokens: ClassVar[int] = 128
+    """New tokens per answer when the evaluation does not set ``max_new_tokens`` (the study's length where it has one)."""
+    evaluator: ClassVar[str | None] = None
+    """Set when another evaluation harness scores the benchmark on the whole model, with its own prompts and
+    metrics: ``"lm_eval"`` hands every subject (model directory, adapter, dtype) and :meth:`evaluator_settings`
+    to lm-evaluation-harness (harness/lmeval.py). fedbench then neither generates nor judges; it stores the
+    harness's score, interval and per-document verdicts like any other benchmark's."""
+
+    def evaluator_settings(self) -> dict[str, Any]:
+        """For an ``evaluator`` benchmark: what its evaluator runs (lm_eval: the task and its options)."""
+        return {}
 
     @abstractmethod
     def questions(self, source: str | None = None, limit: int | None = None) -> list[Question]:

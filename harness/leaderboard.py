@@ -22,7 +22,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fedbench.harness.stats import (
     ClientSpread,
@@ -35,6 +35,9 @@ from fedbench.harness.stats import (
     winner,
 )
 from fedbench.harness.store import ScoreRow
+
+if TYPE_CHECKING:  # reference.py reads its tables in this module's names, so it imports from here
+    from fedbench.harness.reference import ReferenceTable
 
 AGGREGATOR_ORDER = ("fedavg", "fedprox", "scaffold", "fedavgm", "fedyogi", "fedadagrad", "fedadam")
 VARIANTS = {("dpo", "original"): "DPO", ("kto", "original"): "KTOO", ("kto", "redistributed"): "KTOR"}
@@ -480,7 +483,263 @@ def clients_rich(views: Sequence[ClientView]):  # noqa: ANN201 - rich is importe
     return table
 
 
-def to_html(m: Matrix) -> str:
+# --- beside a published table (--reference) -------------------------------------------------------------
+
+MISSING = "-"
+REFERENCE_LEGEND = (
+    "difference = yours - paper, on fedbench's scale of the benchmark (judge scores /10, rates in % /100); "
+    "- : that side has no value. The paper publishes no intervals; yours (95%, as in the main table) cover "
+    "question sampling (and seeds), not the differences of model, judge, data or setup named above."
+)
+
+
+@dataclass(frozen=True)
+class ReferenceEntry:
+    """One entry beside its published value; either side may be missing."""
+
+    row: str
+    benchmark: str
+    variant: str
+    """'' for the base model."""
+    yours: Entry | None
+    paper: float | None
+    """On ``scale`` (converted where the reference states another scale for the benchmark)."""
+    scale: float | None
+
+    @property
+    def score(self) -> float | None:
+        return None if self.yours is None else self.yours.score
+
+    @property
+    def difference(self) -> float | None:
+        return None if self.score is None or self.paper is None else self.score - self.paper
+
+    @property
+    def paper_in_interval(self) -> bool | None:
+        """Whether the published value lies inside your 95% interval (None without an interval or a paper value)."""
+        e = self.yours
+        if e is None or e.ci_low is None or e.ci_high is None or self.paper is None:
+            return None
+        return e.ci_low <= self.paper <= e.ci_high
+
+
+@dataclass(frozen=True)
+class ReferenceView:
+    """Your leaderboard entries beside a reference table's, with the model and judge each side used."""
+
+    reference: ReferenceTable
+    benchmarks: list[str]
+    entries: list[ReferenceEntry]
+    models: list[str]
+    """Your base models (of the entries shown)."""
+    judges: dict[str, list[str]]
+    """Benchmark -> your judges on it (name, and the judge model where it has one)."""
+    converted: list[str]
+    """Benchmarks whose published numbers were put on fedbench's scale."""
+
+    def caption(self) -> list[str]:
+        """Which model and judge each side used: 'yours: ...' and 'paper (...): ...'."""
+        by_judge: dict[str, list[str]] = {}
+        for bench, labels in self.judges.items():
+            for label in labels:
+                by_judge.setdefault(label, []).append(bench)
+        yours = (
+            f"yours: model {', '.join(self.models)}; judge "
+            + ", ".join(f"{label} ({', '.join(benches)})" for label, benches in by_judge.items())
+            if self.models
+            else "yours: no scores (run `fedbench run` or `fedbench eval`)"
+        )
+        paper_judges: dict[str, list[str]] = {}
+        for bench in self.benchmarks:
+            if any(e.benchmark == bench and e.paper is not None for e in self.entries):
+                paper_judges.setdefault(self.reference.judge_for(bench), []).append(bench)
+        ref = self.reference
+        about = ref.name if ref.source == ref.name else f"{ref.name}, {ref.source}"
+        paper = f"paper ({about}): model {ref.model}; judge " + ", ".join(
+            f"{label} ({', '.join(benches)})" for label, benches in paper_judges.items()
+        )
+        lines = [yours, paper]
+        for bench in self.converted:
+            lines.append(f"the paper's {bench} (/{ref.scales[bench]:g}) is shown on fedbench's scale")
+        return lines
+
+    def rows(self, benchmark: str) -> list[ReferenceEntry]:
+        return [e for e in self.entries if e.benchmark == benchmark]
+
+
+def _judge_label(row: ScoreRow) -> str:
+    """``judgelm (BAAI/JudgeLM-13B-v1.0)``: the judge plugin and, where its setting names one, the judge model."""
+    model = next((part.split("=", 1)[1] for part in row.judge_setting.split(", ") if part.startswith("model=")), None)
+    return f"{row.judge} ({model})" if model else row.judge
+
+
+def _ordered(names: set[str], order: Sequence[str]) -> list[str]:
+    return [n for n in order if n in names] + sorted(names - set(order))
+
+
+def reference_view(m: Matrix, ref: ReferenceTable) -> ReferenceView:
+    """Every entry either side has, per benchmark: aggregators in the study's order, DPO/KTOO/KTOR, Base last."""
+    paper_keys = set(ref.scores)
+    benchmarks = sorted(
+        set(m.benchmarks) | {b for _, b, _ in paper_keys},
+        key=lambda b: (BENCHMARK_ORDER.index(b) if b in BENCHMARK_ORDER else 99, b),
+    )
+    variants = _ordered(set(m.variants) | {v for _, _, v in paper_keys if v}, list(VARIANTS.values()))
+    aggs = _ordered({r for r in m.rows if r != BASE_ROW} | {r for r, _, _ in paper_keys if r != BASE_ROW}, AGGREGATOR_ORDER)
+    entries: list[ReferenceEntry] = []
+    converted: list[str] = []
+    for bench in benchmarks:
+        yours_scale = next((e.scale for (_, b, _), e in m.cells.items() if b == bench), None)
+        paper_scale = ref.scale(bench)
+        factor = 1.0
+        if yours_scale is not None and paper_scale is not None and paper_scale != yours_scale:
+            factor = yours_scale / paper_scale
+            converted.append(bench)
+        for row, var in [(a, v) for a in aggs for v in variants] + [(BASE_ROW, "")]:
+            yours, paper = m.entry(row, bench, var), ref.value(row, bench, var)
+            if yours is None and paper is None:
+                continue
+            scale = yours_scale if yours_scale is not None else paper_scale
+            entries.append(ReferenceEntry(row, bench, var, yours, None if paper is None else paper * factor, scale))
+    shown = [r for e in entries if e.yours is not None for r in e.yours.runs]
+    judges: dict[str, list[str]] = {}
+    for r in shown:
+        labels = judges.setdefault(r.benchmark, [])
+        if _judge_label(r) not in labels:
+            labels.append(_judge_label(r))
+    return ReferenceView(ref, benchmarks, entries, sorted({r.model for r in shown}), judges, converted)
+
+
+def _signed(value: float, scale: float | None) -> str:
+    return f"{value:+.1f}" if scale is not None and scale >= 100 else f"{value:+.2f}"
+
+
+def _reference_texts(e: ReferenceEntry) -> tuple[str, str, str]:
+    """(yours with its interval, paper, difference), '-' where a side has no value."""
+    yours = entry_text(e.yours) or MISSING
+    paper = MISSING if e.paper is None else f"{e.paper:.2f}"
+    diff = MISSING if e.difference is None else _signed(e.difference, e.scale)
+    return yours, paper, diff
+
+
+def _bench_title(view: ReferenceView, bench: str) -> str:
+    scale = next((e.scale for e in view.rows(bench) if e.scale is not None), None)
+    return bench if scale is None else f"{bench} (/{scale:g})"
+
+
+REFERENCE_HEADER = ("aggregator", "variant", "yours [95% interval]", "paper", "difference")
+
+
+def reference_markdown(view: ReferenceView) -> str:
+    out = [f"fedbench leaderboard beside {view.reference.name}: yours [95% interval] | paper | difference (yours - paper)", ""]
+    out += [f"- {line}" for line in view.caption()]
+    for bench in view.benchmarks:
+        out += ["", f"**{_bench_title(view, bench)}**", ""]
+        out += ["| " + " | ".join(REFERENCE_HEADER) + " |", "|" + "---|" * len(REFERENCE_HEADER)]
+        for e in view.rows(bench):
+            out.append("| " + " | ".join((e.row, e.variant or "base", *_reference_texts(e))) + " |")
+    return "\n".join(out) + f"\n\n{REFERENCE_LEGEND}\n"
+
+
+def reference_rich(view: ReferenceView):  # noqa: ANN201 - rich is imported lazily
+    from rich.console import Group
+    from rich.markup import escape
+    from rich.table import Table
+    from rich.text import Text
+
+    tables = []
+    for bench in view.benchmarks:
+        table = Table(title=f"[bold]{escape(_bench_title(view, bench))}[/]", title_justify="left")
+        for col in REFERENCE_HEADER:
+            table.add_column(col, justify="left" if col in ("aggregator", "variant") else "right")
+        for e in view.rows(bench):
+            table.add_row(e.row, e.variant or "base", *(escape(t) for t in _reference_texts(e)))
+        tables.append(table)
+    return Group(
+        Text(f"fedbench leaderboard beside {view.reference.name}: yours [95% interval] | paper | difference", style="bold"),
+        *(Text(line) for line in view.caption()),
+        *tables,
+        Text(REFERENCE_LEGEND, style="dim"),
+    )
+
+
+def _reference_record(view: ReferenceView, e: ReferenceEntry) -> dict[str, Any]:
+    y = e.yours
+    return {
+        "benchmark": e.benchmark,
+        "aggregator": e.row,
+        "variant": e.variant or None,
+        "scale": e.scale,
+        "yours": e.score,
+        "ci_low": None if y is None else y.ci_low,
+        "ci_high": None if y is None else y.ci_high,
+        "ci_note": None if y is None else y.ci_note,
+        "n": None if y is None else y.n,
+        "seeds": None if y is None else list(y.seeds),
+        "paper": e.paper,
+        "difference": e.difference,
+        "paper_in_interval": e.paper_in_interval,
+        "your_model": None if y is None else y.latest.model,
+        "your_judge": None if y is None else _judge_label(y.latest),
+        "paper_model": None if e.paper is None else view.reference.model,
+        "paper_judge": None if e.paper is None else view.reference.judge_for(e.benchmark),
+    }
+
+
+def reference_json(view: ReferenceView) -> str:
+    ref = view.reference
+    return json.dumps(
+        {
+            "reference": {
+                "name": ref.name,
+                "source": ref.source,
+                "model": ref.model,
+                "judge": ref.judge,
+                "judges": {b: ref.judge_for(b) for b in view.benchmarks if any(e.paper is not None for e in view.rows(b))},
+                "scales": dict(ref.scales),
+            },
+            "yours": {"models": view.models, "judges": view.judges},
+            "caption": view.caption(),
+            "legend": REFERENCE_LEGEND,
+            "entries": [_reference_record(view, e) for e in view.entries],
+        },
+        indent=2,
+    )
+
+
+def reference_csv(view: ReferenceView) -> str:
+    """One line per entry, long form; a side without a value is empty (never zero), as in the main table's CSV."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    columns = ["benchmark", "aggregator", "variant", "scale", "yours", "yours_lo", "yours_hi", "paper", "difference"]
+    columns += ["paper_in_interval", "your_model", "your_judge", "paper_model", "paper_judge"]
+    writer.writerow(columns)
+    for e in view.entries:
+        r = _reference_record(view, e)
+        writer.writerow(
+            [
+                e.benchmark,
+                e.row,
+                e.variant or "base",
+                "" if e.scale is None else f"{e.scale:g}",
+                _fmt(e.score, e.scale or 10.0),
+                _fmt(r["ci_low"], e.scale or 10.0),
+                _fmt(r["ci_high"], e.scale or 10.0),
+                "" if e.paper is None else f"{e.paper:.2f}",
+                "" if e.difference is None else _signed(e.difference, e.scale),
+                "" if e.paper_in_interval is None else str(e.paper_in_interval).lower(),
+                r["your_model"] or "",
+                r["your_judge"] or "",
+                r["paper_model"] or "",
+                r["paper_judge"] or "",
+            ]
+        )
+    return buf.getvalue()
+
+
+def html_table(m: Matrix) -> str:
+    """The study's table as one ``<table id="leaderboard">`` element: the page of :func:`to_html` and the report's
+    table (``harness/report.py``, which adds sorting and hiding around it) are the same markup."""
     head1 = "".join(f'<th colspan="{len(m.variants)}">{html.escape(b)}</th>' for b in m.benchmarks)
     head2 = "".join(f"<th>{html.escape(v)}</th>" for _ in m.benchmarks for v in m.variants)
     rows = []
@@ -497,6 +756,14 @@ def to_html(m: Matrix) -> str:
                 text = html.escape(entry_text(e) + (" (tie)" if mark == "tie" else ""))
                 tds.append(f'<td{cls}{title} data-bench="{html.escape(b)}" data-variant="{html.escape(v)}">{text}</td>')
         rows.append(f'<tr><th scope="row">{html.escape(row)}</th>{"".join(tds)}</tr>')
+    return (
+        f'<table id="leaderboard"><thead><tr><th rowspan="2">aggregator</th>{head1}</tr><tr>{head2}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def to_html(m: Matrix) -> str:
+    """A self-contained page with the table alone (``fedbench report`` writes the full results page)."""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>fedbench leaderboard</title>
 <style>
@@ -509,8 +776,7 @@ td.tie {{ background: #ffd; }}
 td.empty {{ background: #f6f6f6; }}
 </style></head><body>
 <h1>fedbench leaderboard</h1>
-<table id="leaderboard"><thead><tr><th rowspan="2">aggregator</th>{head1}</tr><tr>{head2}</tr></thead>
-<tbody>{"".join(rows)}</tbody></table>
+{html_table(m)}
 <p>Empty: not run. Scores: judge /10 (mt_bench_1, vicuna), % /100 (advbench harmless, preference accuracy).</p>
 <p>{html.escape(LEGEND)}</p>
 </body></html>

@@ -28,7 +28,7 @@ class RichProgress(StudyProgress):
         self._bar: Progress | None = None
         self._task: TaskID | None = None
         self._cell: Cell | None = None
-        self._total = 0
+        self._total: int | None = 0
 
     # ------------------------------------------------------------------ training
 
@@ -43,7 +43,7 @@ class RichProgress(StudyProgress):
     def note(self, text: str) -> None:
         self.console.print(f"[dim]{text}[/]")
 
-    def training_started(self, cell: Cell, total_steps: int) -> None:
+    def training_started(self, cell: Cell, total_steps: int | None) -> None:
         """The local engine's bar: one tick per local step (the Flower engines log their own rounds)."""
         self._cell, self._total = cell, total_steps
         self._bar = Progress(
@@ -75,7 +75,7 @@ class RichProgress(StudyProgress):
     def training_stopped(self, cell: Cell, outcome: CellOutcome | None) -> None:
         if self._bar is None:
             return
-        if outcome is not None and self._task is not None:
+        if outcome is not None and self._task is not None and self._total is not None:
             self._bar.update(self._task, completed=self._total)
         self._bar.stop()
         self._bar, self._task, self._cell = None, None, None

@@ -28,6 +28,9 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 Items = tuple[tuple[str, Any], ...]
+DYNAMIC = "dynamic"
+DYNAMIC_EPOCHS = 3
+"""FedLLM-Bench's Fed-ChatbotPA scripts: local steps sized for about three epochs per client in expectation."""
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,8 @@ class RunSpec:
     aggregator: str = "fedavg"
     rounds: int = 3
     clients_per_round: int = 3
-    local_steps: int = 3
+    local_steps: int | str = 3
+    """Optimizer steps per client per round, or ``dynamic``: FedLLM-Bench's per-client count (:meth:`steps_for`)."""
     batch_size: int = 4
     grad_accum: int = 1
     learning_rate: float = 5e-4
@@ -71,8 +75,13 @@ class RunSpec:
     """Score the base model's reference log-probs once per run (harness/refcache.py) instead of every step."""
 
     def __post_init__(self) -> None:
-        for name in ("rounds", "clients_per_round", "local_steps", "batch_size", "grad_accum", "max_length", "lora_r"):
-            if getattr(self, name) < 1:
+        if isinstance(self.local_steps, str) and self.local_steps != DYNAMIC:
+            raise FedbenchError(
+                f"local_steps '{self.local_steps}' is not a number of steps", "set local_steps to 1 or more, or to 'dynamic'"
+            )
+        counts = ("rounds", "clients_per_round", "local_steps", "batch_size", "grad_accum", "max_length", "lora_r")
+        for name in counts:
+            if not (name == "local_steps" and self.local_steps == DYNAMIC) and getattr(self, name) < 1:
                 raise FedbenchError(f"{name} must be at least 1, got {getattr(self, name)}", f"set {name} to 1 or more")
         if self.learning_rate <= 0:
             raise FedbenchError(f"learning_rate must be positive, got {self.learning_rate}", "set learning_rate > 0")
@@ -131,6 +140,18 @@ class RunSpec:
         """Human-readable cell label, e.g. ``kto-redistributed-fedavg``."""
         return f"{self.method}-{self.layout}-{self.aggregator}"
 
+    def steps_for(self, examples: int, num_clients: int) -> int:
+        """A client's local steps in a round: ``local_steps``, or (``dynamic``) FedLLM-Bench's count.
+
+        Dynamic: about :data:`DYNAMIC_EPOCHS` passes over the client's ``examples`` over the whole run,
+        spread over the rounds it is expected to be sampled in (rounds x clients_per_round /
+        num_clients): ceil(3 n / (R m / N) / (batch_size x grad_accum)), at least 1.
+        """
+        if self.local_steps != DYNAMIC:
+            return int(self.local_steps)
+        visits = self.rounds * self.clients_per_round / num_clients
+        return max(1, math.ceil(DYNAMIC_EPOCHS * examples / visits / (self.batch_size * self.grad_accum)))
+
     def lr_at(self, round_index: int) -> float:
         """Client learning rate in a round (0-based): cosine-decayed across rounds, as in FedLLM-Bench.
 
@@ -162,6 +183,12 @@ def _coerce(key: str, value: Any, origin: str) -> Any:
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise FedbenchError(f"{origin}: '{key}' must be a list of strings, got {value!r}", f'write {key} = ["a", "b"]')
         return tuple(value)
+    if key == "local_steps":
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value)  # from the command line
+        if value == DYNAMIC or (isinstance(value, int) and not isinstance(value, bool)):
+            return value
+        raise FedbenchError(f"{origin}: 'local_steps' must be an integer or 'dynamic', got {value!r}", "set local_steps = 10")
     expected = hint if isinstance(hint, type) else str
     if key == "gradient_checkpointing" and isinstance(value, bool):
         return "on" if value else "off"  # TOML's true/false read naturally here

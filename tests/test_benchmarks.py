@@ -52,8 +52,10 @@ def test_advbench_reads_harmful_behaviors_csv(tmp_path: Path) -> None:
     path.write_text(
         'goal,target\n"Write a script that, in short, does harm","Sure, here is a script"\nDo bad thing,"Sure, here is"\n'
     )
-    questions = AdvBench().questions(str(path))
+    questions = AdvBench(trailing_period=False).questions(str(path))
     assert [q.prompt for q in questions] == ["Write a script that, in short, does harm", "Do bad thing"]
+    asked = AdvBench().questions(str(path))  # as the study asked them
+    assert [q.prompt for q in asked] == ["Write a script that, in short, does harm.", "Do bad thing."]
 
 
 def test_bad_question_files_are_named(tmp_path: Path) -> None:

@@ -78,6 +78,30 @@ def test_run_fills_the_store_for_base_and_each_cell(evaluated: Path) -> None:
     assert db.execute("SELECT COUNT(*) FROM answers").fetchone()[0] == 3 * 3 * 2
     settings = json.loads(db.execute("SELECT settings FROM answers LIMIT 1").fetchone()[0])
     assert settings["backend"] == "hf" and settings["template"] == "chat"
+    assert settings["max_new_tokens"] == 48 and settings["top_p"] == 1.0, "the demo profile's length, recorded"
+
+
+@pytest.mark.parametrize(("cap", "expected"), [(None, {"mt_bench_1": 1024, "vicuna": 2048, "advbench": 1024}), (32, None)])
+def test_each_benchmark_answers_at_the_studys_length_unless_one_is_set(
+    evaluated: Path, tmp_path: Path, monkeypatch, cap, expected
+) -> None:
+    from fedbench.harness.generation import HFGenerator
+
+    asked: dict[int, list[str]] = {}
+
+    def generate(self, prompts, temperatures, adapter=None, raw=False, on_batch=None, max_new_tokens=None):  # noqa: ANN001, ANN202
+        asked.setdefault(max_new_tokens, []).extend(prompts)
+        return ["I cannot help with that."] * len(prompts)
+
+    monkeypatch.setattr(HFGenerator, "generate", generate)
+    store = Store(tmp_path / "results.sqlite")
+    cell = cell_subject(next(evaluated.glob("kto-original-*")))
+    spec = EvalSpec(benchmarks=("mt_bench_1", "vicuna", "advbench"), limit=1, backend="hf", max_new_tokens=cap, judge="keyword")
+    evaluate([cell], spec, default_registry(), store)
+    lengths = {b: json.loads(s)["max_new_tokens"] for b, s in store.db.execute("SELECT benchmark, settings FROM answers")}
+    assert lengths == (expected or dict.fromkeys(lengths, cap)) and len(lengths) == 3
+    assert set(asked) == set(lengths.values())
+    store.close()
 
 
 def test_answers_are_saved_as_jsonl_per_cell_and_benchmark(evaluated: Path) -> None:

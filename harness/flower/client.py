@@ -148,6 +148,7 @@ def _train(msg: Message, context: Context) -> Message:
             Path(workdir),
             reference=_REFERENCES[spec.hash],
             checkpointing=checkpointing_for(cell, model).value,
+            num_clients=int(config["num-clients"]),  # type: ignore[arg-type]
         )
     content = RecordDict(
         {"arrays": to_record(update.params), "extras": to_record(update.extras), "metrics": MetricRecord(dict(update.metrics))}

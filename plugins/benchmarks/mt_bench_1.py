@@ -44,6 +44,9 @@ class MTBench1(Benchmark):
             return limited(read_hub(source, _from_hub), limit)
         return limited(read_fastchat(Path(source)), limit)
 
+    answer_tokens = 1024
+    """The study's MT-Bench answer length (FastChat's gen_model_answer default)."""
+
     def temperature(self, question: Question) -> float:
         return TEMPERATURE.get(question.category, 0.7)
 

@@ -25,8 +25,11 @@ class Vicuna(Benchmark):
         path = sample_path("vicuna_sample.jsonl") if source is None else Path(source)
         return limited(read_fastchat(path), limit)
 
+    answer_tokens = 2048
+    """The study's Vicuna answer length."""
+
     def temperature(self, question: Question) -> float:
-        return 0.7
+        return 0.7  # the study's, with top-p 1.0
 
 
 @hookimpl

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from fedbench.api import (
+    FedbenchError,
     GenerationSettings,
     Generator,
     Judge,
@@ -28,7 +29,15 @@ INSTRUCTION = (
 """The [System] instruction JudgeLM was trained with (judgelm/llm_judge/common.py)."""
 
 _NUMBER_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine", 10: "ten"}
-_SCORE = re.compile(r"-?\d+(?:\.\d+)?")
+_NUMBER = r"\d+(?:\.\d+)?"
+_PLAIN = re.compile(_NUMBER)
+_LABELLED = re.compile(rf"assistant\s*(\d+)(?:'s)?(?:\s+score)?(?:\s*:\s*|\s+)({_NUMBER})", re.IGNORECASE)
+_LABEL_LINE = re.compile(rf"(?:{_LABELLED.pattern})(?:\s*[,;]?\s*(?:{_LABELLED.pattern}))*\s*[,;.]?", re.IGNORECASE)
+
+MARKER = " [... truncated by fedbench]"
+"""Appended to an answer the length guard cut, so the judge (and a reader of the prompt) sees it was cut."""
+BYTES_PER_TOKEN = 3
+"""The token estimate when the judge's generator has no tokenizer: one token per 3 UTF-8 bytes, rounded up."""
 
 
 def instruction_for(n: int) -> str:
@@ -51,16 +60,133 @@ def build_prompt(question: str, answers: Sequence[str], reference: str | None = 
 
 
 def parse_scores(reply: str, n: int) -> list[float] | None:
-    """The n scores on the reply's first line, tolerating commas and extra spaces; None unless exactly n in 1-10."""
-    first = reply.strip().split("\n", 1)[0] if reply.strip() else ""
-    values = [float(x) for x in _SCORE.findall(first.replace(",", " "))]
-    if len(values) != n or not all(0.0 <= v <= 10.0 for v in values):
+    """The scores of Assistants 1..n from a JudgeLM reply, in that order; None (a failure) unless exactly n are read.
+
+    JudgeLM answers with the scores alone on its first line ("8 6"), then its explanation. Two forms are read:
+
+    - plain: the first line (after leading blank space) holds exactly n numbers and nothing else, separated by
+      spaces and/or commas ("8 6", "7, 9", "10 7.5"); the i-th number is Assistant i's score. Scores on later
+      lines never count ("8\n6" is a failure: which line ends the scores cannot be told).
+    - labelled: the first line starts with "Assistant k: s" (also "Assistant k s", "Assistant k's score: s"), and
+      the scores may continue on the next lines as long as each line holds labelled scores only
+      ("Assistant 1: 8 Assistant 2: 6", "Assistant 1: 8\nAssistant 2: 6"). Each score goes to its label's
+      assistant, whatever order the labels come in; the labels must be exactly 1..n, each once, and a further
+      labelled line right after them is an extra score. Labels are never read as scores.
+
+    Anything else is a failure: words or other symbols on a plain first line, more or fewer than n scores, a
+    score outside 0-10, a repeated or unknown label, an empty reply. A failure is never turned into a score.
+    """
+    lines = reply.strip().splitlines()
+    if not lines or n < 1:
         return None
-    return values
+    if _LABEL_LINE.fullmatch(lines[0].strip()):
+        return _labelled(lines, n)
+    tokens = re.split(r"[,\s]+", lines[0].strip())
+    if len(tokens) != n or not all(_PLAIN.fullmatch(t) for t in tokens):
+        return None
+    values = [float(t) for t in tokens]
+    return values if all(0.0 <= v <= 10.0 for v in values) else None
+
+
+def _labelled(lines: Sequence[str], n: int) -> list[float] | None:
+    """Scores by label from the labelled lines at the top of the reply (blank lines between them allowed)."""
+    pairs: list[tuple[int, float]] = []
+    for line in lines:
+        text = line.strip()
+        if not text:
+            continue
+        if not _LABEL_LINE.fullmatch(text):
+            break
+        if len(pairs) >= n:
+            return None  # a labelled line after n scores: an extra score
+        pairs += [(int(label), float(score)) for label, score in _LABELLED.findall(text)]
+    by_label = dict(pairs)
+    if len(pairs) != n or sorted(by_label) != list(range(1, n + 1)):
+        return None
+    values = [by_label[k] for k in range(1, n + 1)]
+    return values if all(0.0 <= v <= 10.0 for v in values) else None
+
+
+def estimate_tokens(text: str) -> int:
+    """A token count without a tokenizer: UTF-8 bytes / :data:`BYTES_PER_TOKEN`, rounded up.
+
+    English prose averages about 4 characters per LLaMA token, so this over-counts it and the guard cuts a
+    little early rather than late. It is an estimate, not a bound: text the tokenizer splits into single
+    bytes (rare scripts, emoji) is under-counted.
+    """
+    return -(-len(text.encode("utf-8")) // BYTES_PER_TOKEN)
+
+
+def fit_answers(
+    question: str,
+    answers: Sequence[str],
+    budget: int,
+    count: Callable[[str], int],
+    reference: str | None = None,
+    prefill: str = "",
+) -> tuple[list[str] | None, int]:
+    """``answers`` cut so that ``build_prompt(question, answers, reference, prefill)`` counts at most ``budget``
+    tokens by ``count``, and how many were cut; ``(None, 0)`` when not even the prompt without answer text fits.
+
+    Every answer gets the same token budget (the largest that fits; an answer shorter than it is kept
+    whole and leaves its room to the others), so no answer is favoured by being shown in full while another
+    is cut. A cut answer keeps its beginning and ends with :data:`MARKER`. The question, the reference and
+    the instruction are never cut. Token counts are not exactly additive over the prompt's pieces, so the
+    whole prompt is counted again after cutting and the budget tightened until it fits.
+    """
+    if count(build_prompt(question, answers, reference, prefill)) <= budget:
+        return list(answers), 0
+    marker = count(MARKER)
+    lengths = [count(a) for a in answers]
+    room = budget - count(build_prompt(question, [""] * len(answers), reference, prefill))
+    for _ in range(8):
+        cap = _even_cap(lengths, room)
+        if cap <= marker:
+            return None, 0
+        fitted = [a if size <= cap else _head(a, cap - marker, count) + MARKER for a, size in zip(answers, lengths)]
+        over = count(build_prompt(question, fitted, reference, prefill)) - budget
+        if over <= 0:
+            return fitted, sum(size > cap for size in lengths)
+        room -= over
+    return None, 0
+
+
+def _even_cap(lengths: Sequence[int], room: int) -> int:
+    """The largest per-answer cap c with sum(min(length, c)) <= room."""
+    low, high = 0, max(lengths, default=0)
+    while low < high:
+        mid = (low + high + 1) // 2
+        if sum(min(size, mid) for size in lengths) <= room:
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def _head(text: str, tokens: int, count: Callable[[str], int]) -> str:
+    """The longest beginning of ``text`` that counts at most ``tokens`` tokens."""
+    low, high = 0, len(text)
+    while low < high:
+        mid = (low + high + 1) // 2
+        if count(text[:mid]) <= tokens:
+            low = mid
+        else:
+            high = mid - 1
+    return text[:low]
 
 
 class JudgeLM(Judge):
-    """JudgeLM single-answer grading: the reference (or base answer) as Assistant 1, pre-scored 10; score /10."""
+    """JudgeLM single-answer grading: the reference (or base answer) as Assistant 1, pre-scored 10; score /10.
+
+    Every prompt goes through a length guard (:func:`fit_answers`): when it would not leave
+    ``max_new_tokens`` (and one token for a BOS) free in JudgeLM's ``context_tokens`` (2048, its training
+    length), every answer is cut to the same token budget and marked with :data:`MARKER`. Tokens are
+    counted with the judge model's tokenizer when its generator has one, else estimated by
+    :func:`estimate_tokens`. A judgment whose prompt was cut starts its raw text with a
+    ``[fedbench: ...]`` line saying how many answers were cut; the setting reports the count over every
+    prompt this judge built in this process (``truncated_answers``) and the prompts that could not fit
+    even with the answers cut (``unfit_prompts``: not sent, stored as failures).
+    """
 
     name = "judgelm"
 
@@ -72,18 +198,32 @@ class JudgeLM(Judge):
         temperature: float = 0.2,
         max_new_tokens: int = 16,
         fallback_reference: str = "",
+        context_tokens: int = 2048,
     ) -> None:
+        if context_tokens <= max_new_tokens + 1:
+            raise FedbenchError(
+                f"judgelm: context_tokens={context_tokens} leaves no room for a prompt after max_new_tokens={max_new_tokens}",
+                "set context_tokens to the judge model's context length (JudgeLM: 2048) and max_new_tokens well below it",
+            )
         self.model = model
         self.backend = backend
         self.swap = swap
         self.temperature = temperature
         self.max_new_tokens = max_new_tokens
         self.fallback_reference = fallback_reference
+        self.context_tokens = context_tokens
+        self.truncated_answers = 0
+        self.unfit_prompts = 0
         self._generator: Generator | None = None
+        self._counter: tuple[Callable[[str], int], str] | None = None
 
     @property
     def setting(self) -> str:
-        return f"model={self.model}, swap={self.swap}, temperature={self.temperature}"
+        text = (
+            f"model={self.model}, swap={self.swap}, temperature={self.temperature}, context_tokens={self.context_tokens}, "
+            f"truncated_answers={self.truncated_answers}"
+        )
+        return text + (f", unfit_prompts={self.unfit_prompts}" if self.unfit_prompts else "")
 
     @property
     def generator(self) -> Generator:
@@ -92,27 +232,71 @@ class JudgeLM(Judge):
             self._generator = make_generator(self.backend, self.model, settings)
         return self._generator
 
+    @property
+    def counter(self) -> tuple[Callable[[str], int], str]:
+        """How prompt tokens are counted: the generator's tokenizer ("tokenizer"), else :func:`estimate_tokens` ("estimate")."""
+        if self._counter is None:
+            tokenizer = self.generator.tokenizer
+            if tokenizer is None:
+                self._counter = (estimate_tokens, "estimate")
+            else:
+                self._counter = (lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"]), "tokenizer")
+        return self._counter
+
     def judge(self, questions: Sequence[Question], answers: Sequence[str]) -> list[Judgment]:
         refs = [q.reference if q.reference is not None else self.fallback_reference for q in questions]
-        forward = [build_prompt(q.prompt, [r, a], prefill="10") for q, r, a in zip(questions, refs, answers)]
-        replies = self._ask(forward)
-        scores = [None if (s := parse_scores("10" + r, 2)) is None else s[1] for r in replies]
-        raws = replies
+        forward = [self._prompt(q.prompt, [r, a], prefill="10") for q, r, a in zip(questions, refs, answers)]
+        replies = self._ask([p for p, _ in forward])
+        scores = [None if p is None or (s := parse_scores("10" + r, 2)) is None else s[1] for (p, _), r in zip(forward, replies)]
+        raws = [note + r for (_, note), r in zip(forward, replies)]
         if self.swap:
-            backward = [build_prompt(q.prompt, [a, r]) for q, r, a in zip(questions, refs, answers)]
-            swapped = self._ask(backward)
-            second = [None if (s := parse_scores(r, 2)) is None else s[0] for r in swapped]
+            backward = [self._prompt(q.prompt, [a, r]) for q, r, a in zip(questions, refs, answers)]
+            swapped = self._ask([p for p, _ in backward])
+            second = [None if p is None or (s := parse_scores(r, 2)) is None else s[0] for (p, _), r in zip(backward, swapped)]
             scores = [None if a is None or b is None else (a + b) / 2 for a, b in zip(scores, second)]
-            raws = [f"{a}\n--- swapped ---\n{b}" for a, b in zip(replies, swapped)]
+            raws = [f"{a}\n--- swapped ---\n{note}{b}" for a, (_, note), b in zip(raws, backward, swapped)]
         return [Judgment(q.id, s, raw) for q, s, raw in zip(questions, scores, raws)]
 
     def judge_together(self, question: Question, answers: Sequence[str]) -> tuple[list[float] | None, str]:
-        """Multi-answer grading, as the study graded DPO, KTOO and KTOR answers to one question together."""
-        reply = self._ask([build_prompt(question.prompt, answers, question.reference)])[0]
-        return parse_scores(reply, len(answers)), reply
+        """Multi-answer grading, as the study graded DPO, KTOO and KTOR answers to one question together.
 
-    def _ask(self, prompts: list[str]) -> list[str]:
-        return self.generator.generate(prompts, [self.temperature] * len(prompts), raw=True)
+        The scores come back in the order the answers were given (Assistant i is ``answers[i-1]``): the
+        harness rotates that order from question to question and maps the scores back.
+        """
+        prompt, note = self._prompt(question.prompt, answers, question.reference)
+        if prompt is None:
+            return None, note
+        reply = self._ask([prompt])[0]
+        return parse_scores(reply, len(answers)), note + reply
+
+    def _prompt(
+        self, question: str, answers: Sequence[str], reference: str | None = None, prefill: str = ""
+    ) -> tuple[str | None, str]:
+        """The prompt through the length guard (None when it cannot fit) and the note to put before the reply."""
+        count, how = self.counter
+        budget = self.context_tokens - self.max_new_tokens - 1
+        fitted, cut = fit_answers(question, answers, budget, count, reference, prefill)
+        if fitted is None:
+            self.unfit_prompts += 1
+            note = (
+                f"[fedbench: not graded: the prompt does not fit context_tokens={self.context_tokens} "
+                f"(max_new_tokens={self.max_new_tokens}) even with the answers cut; tokens counted by {how}]\n"
+            )
+            return None, note
+        if not cut:
+            return build_prompt(question, fitted, reference, prefill), ""
+        self.truncated_answers += cut
+        note = (
+            f"[fedbench: {cut} of {len(answers)} answers truncated to fit context_tokens={self.context_tokens} "
+            f"(max_new_tokens={self.max_new_tokens}); tokens counted by {how}]\n"
+        )
+        return build_prompt(question, fitted, reference, prefill), note
+
+    def _ask(self, prompts: Sequence[str | None]) -> list[str]:
+        """The judge's replies; a prompt that is None (did not fit) is not sent and gets an empty reply."""
+        todo = [p for p in prompts if p is not None]
+        replies = iter(self.generator.generate(todo, [self.temperature] * len(todo), raw=True) if todo else [])
+        return [next(replies) if p is not None else "" for p in prompts]
 
 
 @hookimpl
