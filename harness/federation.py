@@ -17,13 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from fedbench.harness.aggregation import params_nbytes, validate_updates
 from fedbench.harness.checkpoint import RoundRecord, RunDir, RunResult, as_records
 from fedbench.harness.data import Example, PreferencePair, load_pairs
 from fedbench.harness.errors import FedbenchError, LayoutRefusal
-from fedbench.harness.hardware import Choice, auto_dtype, gradient_checkpointing
+from fedbench.harness.hardware import Choice, describe_execution, execution_note, gradient_checkpointing
 from fedbench.harness.holdout import HOLDOUT_FILE, split_holdout, write_heldout
 from fedbench.harness.interfaces import Aggregator, ClientHook, ClientUpdate, Layout, LocalTrainingArgs, Method, Params
 from fedbench.harness.models import attach_lora, fresh_adapter, load_adapter, load_base, read_adapter
@@ -136,7 +134,7 @@ def run_federation(
     peft_model = attach_lora(model, cell.spec.lora)
     global_params, start, history = begin(cell, run_dir, peft_model, len(clients), force)
     checkpointing = checkpointing_for(cell, model)
-    note = execution_note(cell, checkpointing)
+    note = execution_note(cell.spec.dtype, checkpointing)
     if on_note:
         on_note(describe_execution(note))
     try:
@@ -269,27 +267,6 @@ def checkpointing_for(cell: Cell, model: Any) -> Choice:
     spec = cell.spec
     sequences = spec.batch_size * (2 if cell.method.data_form == "paired" else 1)
     return gradient_checkpointing(spec.gradient_checkpointing, model.config, sequences, spec.max_length, spec.dtype)
-
-
-def execution_note(cell: Cell, checkpointing: Choice) -> dict[str, Any]:
-    """What ``result.json`` records about how the cell ran on this machine (not part of the spec's hash)."""
-    dtype = auto_dtype()
-    return {
-        "dtype": cell.spec.dtype,
-        "dtype_reason": "this machine's fast path: " + dtype.reason if cell.spec.dtype == dtype.value else "as set",
-        "gradient_checkpointing": checkpointing.value,
-        "gradient_checkpointing_reason": checkpointing.reason,
-        "device": "cuda" if torch.cuda.is_available() else "cpu",
-    }
-
-
-def describe_execution(note: dict[str, Any]) -> str:
-    """One line for the log: the precision and gradient checkpointing a cell trains with, and why."""
-    switch = "on" if note["gradient_checkpointing"] else "off"
-    return (
-        f"{note['device']}, {note['dtype']} ({note['dtype_reason']}); "
-        f"gradient checkpointing {switch} ({note['gradient_checkpointing_reason']})"
-    )
 
 
 def close_round(

@@ -88,3 +88,24 @@ def gradient_checkpointing(setting: str, config: Any, sequences: int, length: in
     on = need > ACTIVATION_SHARE * free
     verdict = "more" if on else "less"
     return Choice(on, f"auto: a step's activations, {need / gib:.1f} GiB, are {verdict} than half of {free / gib:.1f} GiB free")
+
+
+def execution_note(dtype: str, checkpointing: Choice) -> dict[str, Any]:
+    """What ``result.json`` records about how a cell ran on this machine (``execution``; not part of the spec's hash)."""
+    fast = auto_dtype()
+    return {
+        "dtype": dtype,
+        "dtype_reason": "this machine's fast path: " + fast.reason if dtype == fast.value else "as set",
+        "gradient_checkpointing": checkpointing.value,
+        "gradient_checkpointing_reason": checkpointing.reason,
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+    }
+
+
+def describe_execution(note: dict[str, Any]) -> str:
+    """One line for the log: the device, precision and gradient checkpointing a cell trains with, and why."""
+    switch = "on" if note["gradient_checkpointing"] else "off"
+    return (
+        f"{note['device']}, {note['dtype']} ({note['dtype_reason']}); "
+        f"gradient checkpointing {switch} ({note['gradient_checkpointing_reason']})"
+    )
