@@ -293,7 +293,10 @@ def _answers(
         sets = []
         for subject, names in judges[bench].items():
             home = runs / subject if methods[subject] == BASE else homes.get(subject)
-            sets.append(_answer_set(runs, store, subject, labels[subject], home, bench, names, questions))
+            found = _answer_set(runs, store, subject, labels[subject], home, bench, names, questions)
+            if methods[subject] == BASE and not found.answers and not any(found.verdicts.values()):
+                continue  # a base score fixed by definition (preference.reward = 50) has nothing to show, and misses nothing
+            sets.append(found)
         out.append(BenchmarkAnswers(bench, list(questions.values()), sets))
     return out
 
