@@ -108,12 +108,24 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - started, out
 
 
+def plain_lora(spec: Any) -> Any:
+    """The spec's LoRA shape as a plain PEFT config, for the baselines written without fedbench."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=spec.lora_r,
+        lora_alpha=spec.lora_alpha,
+        lora_dropout=spec.lora_dropout,
+        target_modules=list(spec.lora_targets),
+        task_type="CAUSAL_LM",
+    )
+
+
 # --- a. local training: fedbench's train_client vs a plain TRL KTOTrainer -------------------------------------------
 
 
 def bench_local_training(steps: int, reps: int) -> dict[str, Any]:
     import torch
-    from peft import LoraConfig
     from transformers import AutoModelForCausalLM
     from transformers.trainer_callback import PrinterCallback
     from trl import KTOConfig, KTOTrainer
@@ -174,13 +186,7 @@ def bench_local_training(steps: int, reps: int) -> dict[str, Any]:
             dataloader_num_workers=0,
             **({} if bf16 else {"bf16": False}),
         )
-        lora = LoraConfig(
-            r=spec.lora_r,
-            lora_alpha=spec.lora_alpha,
-            lora_dropout=spec.lora_dropout,
-            target_modules=list(spec.lora_targets),
-            task_type="CAUSAL_LM",
-        )
+        lora = plain_lora(spec)
 
         def go() -> None:
             trainer = KTOTrainer(model=base, args=config, train_dataset=dataset, processing_class=tokenizer, peft_config=lora)
@@ -338,7 +344,7 @@ def study_style_loop(method: str, out: Path) -> None:
     """
     import datasets
     import torch
-    from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+    from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.trainer_callback import PrinterCallback
     from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer
@@ -355,13 +361,7 @@ def study_style_loop(method: str, out: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(location)
     tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
     base = AutoModelForCausalLM.from_pretrained(location, dtype=torch.float32)
-    lora = LoraConfig(
-        r=spec.lora_r,
-        lora_alpha=spec.lora_alpha,
-        lora_dropout=spec.lora_dropout,
-        target_modules=list(spec.lora_targets),
-        task_type="CAUSAL_LM",
-    )
+    lora = plain_lora(spec)
     model = get_peft_model(base, lora)
     global_state = {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
     config_cls, trainer_cls = (KTOConfig, KTOTrainer) if method == "kto" else (DPOConfig, DPOTrainer)

@@ -204,11 +204,10 @@ def test_plot_writes_a_png(tmp_path: Path) -> None:
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
-def test_html_page_renders_the_table_in_a_browser(tmp_path: Path) -> None:
-    page = tmp_path / "board.html"
-    page.write_text(to_html(build_matrix(SCORES)))
-    dom = subprocess.run(
+def headless_chromium(tmp_path: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run headless Chromium on ``url`` with ``args`` (e.g. ``--dump-dom``) in a throwaway profile."""
+    assert CHROMIUM is not None
+    return subprocess.run(
         [
             CHROMIUM,
             "--headless",
@@ -218,15 +217,24 @@ def test_html_page_renders_the_table_in_a_browser(tmp_path: Path) -> None:
             "--disable-component-update",
             "--disable-sync",
             "--no-first-run",
+            "--enable-logging=stderr",
+            "--v=0",
             f"--user-data-dir={tmp_path / 'profile'}",
-            "--dump-dom",
-            page.as_uri(),
+            *args,
+            url,
         ],
         capture_output=True,
         text=True,
         timeout=120,
         check=True,
-    ).stdout
+    )
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
+def test_html_page_renders_the_table_in_a_browser(tmp_path: Path) -> None:
+    page = tmp_path / "board.html"
+    page.write_text(to_html(build_matrix(SCORES)))
+    dom = headless_chromium(tmp_path, page.as_uri(), "--dump-dom").stdout
     assert '<table id="leaderboard">' in dom
     assert dom.count("<tr>") == 2 + 3  # two header rows, fedavg, fedprox, Base
     assert 'data-bench="mt_bench_1" data-variant="KTOR">6.00</td>' in dom

@@ -4,12 +4,11 @@ real headless browser where Debian's chromium is installed."""
 from __future__ import annotations
 
 import re
-import subprocess
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from test_leaderboard import CHROMIUM, _row
+from test_leaderboard import CHROMIUM, _row, headless_chromium
 from test_study import HISTORY_ENTRY
 from typer.testing import CliRunner
 
@@ -145,33 +144,8 @@ def test_leaderboard_html_is_still_the_table_alone(runs: Path) -> None:
     assert '<table id="leaderboard">' in page and "report-data" not in page and "<script" not in page
 
 
-def _chromium(tmp_path: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    assert CHROMIUM is not None
-    return subprocess.run(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--enable-logging=stderr",
-            "--v=0",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            *args,
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-
-
 def _dom(tmp_path: Path, url: str) -> str:
-    shown = _chromium(tmp_path, url, "--dump-dom")
+    shown = headless_chromium(tmp_path, url, "--dump-dom")
     console = [line for line in shown.stderr.splitlines() if "CONSOLE" in line]
     assert not console, console  # the page logs nothing: no script error, no warning
     assert 'data-ready="1"' in shown.stdout and '<p id="errors" class="notes" hidden=""></p>' in shown.stdout
@@ -206,5 +180,5 @@ def test_the_report_works_in_a_browser(runs: Path, tmp_path: Path) -> None:
     assert re.findall(r'data-question="([^"]+)"', searched) == ["2"]
 
     shot = tmp_path / "report.png"
-    _chromium(tmp_path, page.as_uri() + "#bench=vicuna", f"--screenshot={shot}", "--window-size=1400,2200")
+    headless_chromium(tmp_path, page.as_uri() + "#bench=vicuna", f"--screenshot={shot}", "--window-size=1400,2200")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
