@@ -293,10 +293,10 @@ def _answers(
         sets = []
         for subject, names in judges[bench].items():
             home = runs / subject if methods[subject] == BASE else homes.get(subject)
-            found = _answer_set(runs, store, subject, labels[subject], home, bench, names, questions)
-            if methods[subject] == BASE and not found.answers and not any(found.verdicts.values()):
+            answer_set = _answer_set(runs, store, subject, labels[subject], home, bench, names, questions)
+            if methods[subject] == BASE and not answer_set.answers and not any(answer_set.verdicts.values()):
                 continue  # a base score fixed by definition (preference.reward = 50) has nothing to show, and misses nothing
-            sets.append(found)
+            sets.append(answer_set)
         out.append(BenchmarkAnswers(bench, list(questions.values()), sets))
     return out
 
