@@ -13,6 +13,7 @@ from fedbench.harness.registry import load_registry
 from fedbench.harness.spec import RunSpec, resolve_settings
 from fedbench.plugins.methods.kto import KTO
 from tests.test_federation import tiny_spec
+from tests.test_hardware import trainer_settings_seen
 
 
 def test_dynamic_steps_follow_fedllm_bench_on_hand_worked_numbers() -> None:
@@ -76,16 +77,7 @@ def test_fixed_weights_outside_the_papers_range_are_warned_about() -> None:
 
 
 def test_a_balanced_kto_run_trains_and_records_each_clients_weight(tiny_model, pairs_file, tmp_path, monkeypatch) -> None:
-    from trl import KTOTrainer
-
-    used = []
-    real = KTOTrainer.train
-
-    def train(self, *args, **kwargs):  # noqa: ANN001, ANN202
-        used.append(self.args.desirable_weight)
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(KTOTrainer, "train", train)
+    used = trainer_settings_seen(monkeypatch, "desirable_weight")
     spec = tiny_spec(
         tiny_model, pairs_file, method="kto", layout="redistributed", method_params=(("desirable_weight", "balanced"),)
     )

@@ -47,17 +47,23 @@ def test_auto_checkpointing_follows_free_memory(tiny_model, monkeypatch) -> None
     assert hardware.activation_bytes(config, 8, 256, "bfloat16") * 2 == need
 
 
-def test_a_run_records_how_it_ran_and_the_trainer_obeys(tiny_model, pairs_file, tmp_path, monkeypatch) -> None:
+def trainer_settings_seen(monkeypatch, name: str) -> list:  # noqa: ANN001
+    """The value of ``KTOTrainer.args.<name>`` each time a KTO trainer starts training, in order."""
     from trl import KTOTrainer
 
-    seen = []
+    seen: list = []
     real = KTOTrainer.train
 
     def train(self, *args, **kwargs):  # noqa: ANN001, ANN202
-        seen.append(self.args.gradient_checkpointing)
+        seen.append(getattr(self.args, name))
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(KTOTrainer, "train", train)
+    return seen
+
+
+def test_a_run_records_how_it_ran_and_the_trainer_obeys(tiny_model, pairs_file, tmp_path, monkeypatch) -> None:
+    seen = trainer_settings_seen(monkeypatch, "gradient_checkpointing")
     spec = tiny_spec(tiny_model, pairs_file, rounds=1, gradient_checkpointing="on")
     notes = []
     outcome = run_federation(build_cell(spec, load_registry(entry_points=False)), tmp_path, on_note=notes.append)
