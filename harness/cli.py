@@ -53,7 +53,10 @@ def _parse_sets(pairs: list[str]) -> dict[str, Any]:
 def run(
     method: str = typer.Option(None, "--method", help="dpo, kto, a comma list or 'all'"),
     layout: str = typer.Option(None, "--layout", help="original, redistributed, a comma list or 'all'"),
-    agg: str = typer.Option(None, "--agg", help="aggregator name, a comma list or 'all'"),
+    agg: str = typer.Option(None, "--agg", help="aggregator name, a comma list or 'all' (baselines not included)"),
+    baselines: bool = typer.Option(
+        False, "--baselines", help="also train the centralized and local-only baselines beside the federated cells"
+    ),
     model: str | None = typer.Option(None, help="embedded name, local directory or hub id"),
     data: str | None = typer.Option(None, help="'demo', a .jsonl/.json/.parquet file, fedchatbotpa:FILE or a hub id"),
     rounds: int | None = typer.Option(None, min=None),
@@ -123,6 +126,7 @@ def run(
             engine=engine_from_flags(engine, superlink, client_cpus, client_gpus, min_nodes, round_timeout),
             evaluation=evaluation,
             skip_eval=skip_eval,
+            baselines=baselines,
         )
         run_study(study, default_registry(), RichProgress(_console()))
     except FedbenchError as err:
@@ -261,6 +265,9 @@ def leaderboard(
     traffic: bool = typer.Option(False, "--traffic", help="also show bytes sent down and up per cell"),
     compare: bool = typer.Option(False, "--compare", help="the paired differences KTOO-DPO, KTOR-DPO, KTOR-KTOO instead"),
     clients: bool = typer.Option(False, "--clients", help="per-client scores and fairness summary instead"),
+    baselines: bool = typer.Option(
+        False, "--baselines", help="each federated cell between local-only and centralized training: the gap it closes"
+    ),
     lengths: bool = typer.Option(False, "--lengths", help="also show mean answer length (tokens) per cell"),
     reference: str | None = typer.Option(
         None,
@@ -278,11 +285,10 @@ def leaderboard(
 
         if not (runs / STORE_NAME).is_file():
             raise FedbenchError(f"no results in {runs} (no {STORE_NAME})", "run `fedbench run` first, or pass --runs")
-        if compare and clients:
-            raise FedbenchError("--compare and --clients are two different views", "ask for one at a time")
-        if reference is not None and (compare or clients):
-            other = "--compare" if compare else "--clients"
-            raise FedbenchError(f"--reference and {other} are two different views", "ask for one at a time")
+        chosen = [name for name, asked in (("--compare", compare), ("--clients", clients), ("--baselines", baselines)) if asked]
+        chosen += ["--reference"] if reference is not None else []
+        if len(chosen) > 1:
+            raise FedbenchError(f"{' and '.join(chosen)} are different views", "ask for one at a time")
         published = load_reference(reference) if reference is not None else None
         store = Store(runs / STORE_NAME)
         scores = store.scores()
@@ -292,6 +298,18 @@ def leaderboard(
         views: dict[str, Callable[[lb.Matrix], Any]]
         if compare:
             views = {"rich": lb.compare_rich, "markdown": lb.compare_markdown, "csv": lb.compare_csv, "json": lb.compare_json}
+        elif baselines:
+            gaps = lb.gap_rows(matrix, lambda r: store.question_scores(r.subject, r.benchmark, r.judge))
+            if not gaps:
+                raise FedbenchError(
+                    "no federated cell has both baselines scored on a per-client benchmark in this store",
+                    "train them beside the federated cells (`fedbench run ... --baselines`) with the `preference` benchmark",
+                )
+            views = {
+                "rich": lambda _: lb.gaps_rich(gaps),
+                "markdown": lambda _: lb.gaps_markdown(gaps),
+                "json": lambda _: lb.gaps_json(gaps),
+            }
         elif clients:
             found = lb.client_views(matrix, losses=lambda r: client_losses(runs, r.subject))
             views = {"rich": lambda _: lb.clients_rich(found), "json": lambda _: lb.clients_json(found)}

@@ -100,9 +100,20 @@ class FlowerSimulation:
     name: ClassVar[str] = "flower"
 
     def train(self, cell: Cell, runs_root: Path, force: bool = False, progress: TrainingProgress | None = None) -> CellOutcome:
+        refuse_local_only(cell)
         flower = load_flower()
         resources = flower.Resources.auto(self.client_cpus, self.client_gpus)
         return flower.simulate(cell, runs_root, resources, force=force, timeout=self.timeout)
+
+
+def refuse_local_only(cell: Cell) -> None:
+    """The local-only baseline has no server and sends nothing, so a distributed engine has nothing to run."""
+    if cell.aggregator.regime == "local":
+        raise FedbenchError(
+            f"cell {cell.spec.cell} is the local-only baseline: every client trains alone and nothing travels, "
+            "so there is no federation for Flower to run",
+            "train it with the local engine (--engine local, the default); the federated cells can still run on Flower",
+        )
 
 
 @dataclass(frozen=True)
@@ -119,6 +130,7 @@ class FlowerDeployment:
     name: ClassVar[str] = "flower"
 
     def train(self, cell: Cell, runs_root: Path, force: bool = False, progress: TrainingProgress | None = None) -> CellOutcome:
+        refuse_local_only(cell)
         flower = load_flower()
         return flower.deploy(cell, runs_root, self.superlink, self.min_nodes, timeout=self.timeout, force=force)
 

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fedbench.harness.baselines import client_adapter_dir
 from fedbench.harness.checkpoint import RunDir, atomic_write_text
 from fedbench.harness.errors import FedbenchError
 from fedbench.harness.generation import GenerationSettings, Generator, make_generator
@@ -69,6 +70,9 @@ class Subject:
     settings_key: str | None = None
     heldout: Path | None = None
     """The held-out preference pairs this subject is scored on (a cell's own; the base model's cells')."""
+    local_only: bool = False
+    """A local-only baseline cell: each client's held-out pairs are scored with that client's own adapter
+    (``baselines.client_adapter_dir``; a client that never trained is left out), ``adapter`` answers the rest."""
 
     @property
     def label(self) -> str:
@@ -106,6 +110,7 @@ def cell_subject(run_dir: Path) -> Subject:
         spec.seed,
         spec.settings_key,
         heldout if heldout.is_file() else None,
+        "local_only" in result.extra,
     )
 
 
@@ -267,6 +272,20 @@ def _score_given(
             )
         return []
     questions = bench.questions(str(subject.heldout))  # every pair: `limit` saves generation, and there is none here
+    if subject.local_only and subject.adapter is not None:
+        untrained = sorted({q.client for q in questions if not client_adapter_dir(subject.adapter.parent, q.client).is_dir()})
+        if untrained and progress.on_skip:
+            left = sum(q.client in untrained for q in questions)
+            progress.on_skip(
+                subject,
+                bench.name,
+                f"{len(untrained)} client(s) never sampled in the federated schedule, so never trained locally; "
+                f"their {left} held-out pairs are left out of the local-only score ({', '.join(untrained[:5])}"
+                f"{', ...' if len(untrained) > 5 else ''})",
+            )
+        questions = [q for q in questions if q.client not in untrained]
+        if not questions:
+            return []
     metric_names = [f"{bench.name}.{m}" for m in bench.metrics]
     if all(len(store.question_scores(subject.key, name, LIKELIHOOD_JUDGE)) == len(questions) for name in metric_names):
         judged = {name: store.judgments(subject.key, name, LIKELIHOOD_JUDGE) for name in metric_names}
@@ -284,7 +303,7 @@ def _score_given(
                 i += len(q.choices)
             return out
 
-        policy = by_question(scorer.score(flat_prompts, flat_answers, subject.adapter))
+        policy = by_question(_policy_scores(scorer, subject, questions))
         reference = None
         if subject.adapter is not None:
             ref_key = (subject.model, subject.template, subject.dtype, str(subject.heldout))
@@ -321,7 +340,8 @@ def _score_given(
                     subject,
                     bench,
                     LIKELIHOOD_JUDGE,
-                    f"{metric} on held-out pairs",
+                    f"{metric} on held-out pairs"
+                    + (", each client's with its own local-only adapter" if subject.local_only else ""),
                     questions,
                     judged[name],
                     {"heldout": str(subject.heldout)},
@@ -329,6 +349,31 @@ def _score_given(
                 )
             )
     return rows
+
+
+def _policy_scores(scorer: LikelihoodScorer, subject: Subject, questions: Sequence[Question]) -> list[SequenceLogp]:
+    """Log-probs of every question's choices, flattened in order, under the subject's adapter; a local-only cell
+    scores each client's questions with that client's own adapter."""
+    if not subject.local_only or subject.adapter is None:
+        return scorer.score(
+            [q.prompt for q in questions for _ in q.choices], [c for q in questions for c in q.choices], subject.adapter
+        )
+    by_client: dict[str, list[int]] = {}
+    for index, q in enumerate(questions):
+        by_client.setdefault(q.client, []).append(index)
+    scored: dict[int, list[SequenceLogp]] = {}
+    for client, indices in by_client.items():
+        mine = [questions[i] for i in indices]
+        flat = scorer.score(
+            [q.prompt for q in mine for _ in q.choices],
+            [c for q in mine for c in q.choices],
+            client_adapter_dir(subject.adapter.parent, client),
+        )
+        start = 0
+        for i, q in zip(indices, mine):
+            scored[i] = flat[start : start + len(q.choices)]
+            start += len(q.choices)
+    return [logp for i in range(len(questions)) for logp in scored[i]]
 
 
 def _score_external(subject: Subject, bench: Benchmark, spec: EvalSpec, store: Store, progress: EvalProgress) -> list[ScoreRow]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fedbench.harness.aggregation import params_nbytes, validate_updates
+from fedbench.harness.baselines import check_baseline, client_adapter_dir, local_adapters
 from fedbench.harness.checkpoint import RoundRecord, RunDir, RunResult, as_records
 from fedbench.harness.data import Example, PreferencePair, load_pairs
 from fedbench.harness.errors import FedbenchError, LayoutRefusal
@@ -58,6 +59,7 @@ def build_cell(spec: RunSpec, registry: Registry) -> Cell:
     except FedbenchError as err:  # a layout (e.g. a third party's) that raises the general kind
         raise LayoutRefusal(err.problem, err.fix) from err
     aggregator = registry.create("aggregator", spec.aggregator, dict(spec.aggregator_params))
+    check_baseline(spec, aggregator)
     return Cell(spec, method, layout, aggregator)
 
 
@@ -144,7 +146,23 @@ def run_federation(
     except Exception as err:
         run_dir.mark_failed(f"{type(err).__name__}: {err}")
         raise
-    return conclude(cell, run_dir, peft_model, global_params, history, engine="local", extra={"execution": note})
+    extra: dict[str, Any] = {"execution": note}
+    if cell.aggregator.regime == "local":
+        global_params, extra["local_only"] = _keep_local_adapters(cell, run_dir, peft_model, clients, global_params)
+    return conclude(cell, run_dir, peft_model, global_params, history, engine="local", extra=extra)
+
+
+def _keep_local_adapters(
+    cell: Cell, run_dir: RunDir, peft_model: Any, clients: dict[str, list[Example]], fresh: Params
+) -> tuple[Params, dict[str, Any]]:
+    """A local-only cell's ending: every trained client's adapter saved for per-client scoring, and the largest
+    client's as the cell's adapter (what the generation benchmarks answer with); see harness/baselines.py."""
+    trained, largest, never = local_adapters(cell.aggregator, {cid: len(ex) for cid, ex in clients.items()})
+    for cid, params in trained.items():
+        load_adapter(peft_model, params)
+        save_peft_adapter(peft_model, client_adapter_dir(run_dir.path, cid))
+    summary = {"clients_trained": len(trained), "clients_never_sampled": never, "generation_adapter_client": largest}
+    return trained.get(largest, fresh), summary
 
 
 def finished_outcome(run_dir: RunDir) -> CellOutcome:
@@ -227,7 +245,7 @@ def train_one(
     the update's metrics, and from there into the round's history.
     """
     spec = cell.spec
-    load_adapter(peft_model, global_params)
+    load_adapter(peft_model, cell.aggregator.start_params(client_id, global_params))
     if spec.local_steps == DYNAMIC and num_clients is None:
         raise ValueError("dynamic local steps need the federation's client count")
     steps = spec.steps_for(num_examples, num_clients or 1)

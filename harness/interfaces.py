@@ -29,6 +29,10 @@ Params = dict[str, torch.Tensor]
 
 DataForm = Literal["paired", "unpaired"]
 
+Regime = Literal["federated", "centralized", "local"]
+"""How an aggregator's cells train: federated, or one of the baselines a federated cell is read against
+(harness/baselines.py): ``centralized`` (every example pooled on one client) or ``local`` (each client alone)."""
+
 
 def describe(plugin: type) -> str:
     """First line of a plugin's docstring: the one-line description users see."""
@@ -96,6 +100,8 @@ class Layout(ABC):
     accepts: ClassVar[frozenset[str]] = frozenset({"paired", "unpaired"})
     refusal: ClassVar[str] = ""
     """Why a data form outside ``accepts`` cannot be laid out; shown when a method is refused."""
+    baseline: ClassVar[bool] = False
+    """True for a layout that only a baseline uses (``pooled``): left out of ``--layout all``."""
 
     def check(self, method: Method) -> None:
         """Refuse a method whose data form this layout cannot hold, saying why and what to do."""
@@ -177,6 +183,9 @@ class Aggregator(ABC):
     """Base class of aggregation strategies: server state plus an optional client half."""
 
     name: ClassVar[str]
+    regime: ClassVar[Regime] = "federated"
+    """``federated``, or a baseline (``centralized``, ``local``: see harness/baselines.py). The harness reads it to
+    shape the baseline's cells; a baseline joins ``--agg all`` only when ``--baselines`` asks for it."""
 
     @property
     def client_states(self) -> ClientStates:
@@ -203,6 +212,11 @@ class Aggregator(ABC):
     def client_hook(self, client_id: str, global_params: Params) -> ClientHook | None:
         """The client half for this client's round, or None when the strategy has none."""
         return None
+
+    def start_params(self, client_id: str, global_params: Params) -> Params:
+        """The adapter this client's local training starts from: the global one, except for a strategy that keeps
+        a personal adapter per client (the local-only baseline starts each client from its own last one)."""
+        return global_params
 
     def client_state(self, client_id: str) -> Params:
         """What of :meth:`state_dict` this client's hook needs when the hook is built on another machine.

@@ -24,10 +24,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fedbench.harness.baselines import POOLED_LAYOUT
 from fedbench.harness.stats import (
     ClientSpread,
     Comparison,
+    GapClosed,
     client_spread,
+    gap_closed,
     holm,
     paired_comparison,
     seeds_interval,
@@ -43,6 +46,8 @@ AGGREGATOR_ORDER = ("fedavg", "fedprox", "scaffold", "fedavgm", "fedyogi", "feda
 VARIANTS = {("dpo", "original"): "DPO", ("kto", "original"): "KTOO", ("kto", "redistributed"): "KTOR"}
 BENCHMARK_ORDER = ("mt_bench_1", "vicuna", "advbench", "preference.reward", "preference.likelihood")
 BASE_ROW = "Base"
+BASELINE_ROWS = {"centralized": "Centralized", "local": "Local only"}
+"""Rows of the baseline aggregators (harness/baselines.py), shown below the federated ones and above Base."""
 ALPHA = 0.05
 TEST = f"paired sign-flip randomisation test on shared questions (and seeds), Holm-corrected over the table, alpha {ALPHA}"
 
@@ -181,15 +186,23 @@ def build_matrix(
             return loaded[key]
 
     grouped: dict[tuple[str, str, str], list[ScoreRow]] = {}
+    pooled = [s for s in chosen if s.layout == POOLED_LAYOUT]
     for s in chosen:
-        key = (BASE_ROW, s.benchmark, "") if s.method == "base" else (s.aggregator, s.benchmark, variant(s.method, s.layout))
-        grouped.setdefault(key, []).append(s)
+        if s.layout != POOLED_LAYOUT:
+            row = BASE_ROW if s.method == "base" else BASELINE_ROWS.get(s.aggregator, s.aggregator)
+            grouped.setdefault((row, s.benchmark, "" if s.method == "base" else variant(s.method, s.layout)), []).append(s)
+    found = {v for _, _, v in grouped if v}
+    for s in pooled:  # a pooled (centralized) cell stands beside every variant of its method: they pool the same data
+        mine = [v for (m, _), v in VARIANTS.items() if m == s.method and v in found] or [variant(s.method, s.layout)]
+        for var in mine:
+            grouped.setdefault((BASELINE_ROWS.get(s.aggregator, s.aggregator), s.benchmark, var), []).append(s)
     cells = {key: _pool(runs, questions) for key, runs in grouped.items()}
     benchmarks = sorted({b for _, b, _ in cells}, key=lambda b: (BENCHMARK_ORDER.index(b) if b in BENCHMARK_ORDER else 99, b))
     found_vars = {v for _, _, v in cells if v}
     variants = [v for v in VARIANTS.values() if v in found_vars] + sorted(found_vars - set(VARIANTS.values()))
     aggs = {r for r, _, _ in cells if r != BASE_ROW}
-    rows = [a for a in AGGREGATOR_ORDER if a in aggs] + sorted(aggs - set(AGGREGATOR_ORDER))
+    baselines = [r for r in BASELINE_ROWS.values() if r in aggs]
+    rows = [a for a in AGGREGATOR_ORDER if a in aggs] + sorted(aggs - set(AGGREGATOR_ORDER) - set(baselines)) + baselines
     if any(r == BASE_ROW for r, _, _ in cells):
         rows.append(BASE_ROW)
     comparisons = _compare(cells, rows, benchmarks, variants, questions) if questions is not None else {}
@@ -213,6 +226,8 @@ def _compare(
             if entry is not None and row != BASE_ROW:
                 units[var] = {(r.seed or 0, q): x for r in entry.runs for q, x in questions(r).items()}
         for earlier, later in itertools.combinations([v for v in variants if v in units], 2):
+            if cells[(row, bench, earlier)].runs == cells[(row, bench, later)].runs:
+                continue  # one centralized cell standing beside KTOO and KTOR: nothing to compare
             factor = _factor(cells[(row, bench, later)].runs[0], list(units[later].values()))
             a = {k: factor * x for k, x in units[later].items()}
             b = {k: factor * x for k, x in units[earlier].items()}
@@ -431,6 +446,118 @@ def compare_rich(m: Matrix):  # noqa: ANN201 - rich is imported lazily
             str(c["n"]),
         )
     return table
+
+
+@dataclass(frozen=True)
+class GapRow:
+    """A federated entry between its two baselines on a per-client (held-out) benchmark: how much of the gap it closes."""
+
+    aggregator: str
+    benchmark: str
+    variant: str
+    federated: float | None
+    local: float | None
+    """The local-only score over the pairs of clients that trained (each scored with its own adapter)."""
+    centralized: float | None
+    local_clients: ClientSpread | None
+    """Local only across clients: mean, worst, 10th percentile."""
+    gap: GapClosed
+
+
+def gap_rows(m: Matrix, questions: QuestionScores) -> list[GapRow]:
+    """For every federated entry that has both baselines on a benchmark scored per client (the held-out pairs):
+    where it lies between local only (0%) and centralized (100%), on the (seed, pair) units all three scored."""
+    local_row, central_row = BASELINE_ROWS["local"], BASELINE_ROWS["centralized"]
+    out = []
+    for row, bench, var in itertools.product(m.rows, m.benchmarks, m.variants):
+        fed, local, central = (m.entry(r, bench, var) for r in (row, local_row, central_row))
+        if row in (BASE_ROW, local_row, central_row) or fed is None or local is None or central is None or not local.per_client:
+            continue
+
+        def units(entry: Entry) -> dict[object, float]:
+            values = {(r.seed or 0, q): x for r in entry.runs for q, x in questions(r).items()}
+            factor = _factor(entry.runs[0], list(values.values()))
+            return {k: factor * x for k, x in values.items()}
+
+        gap = gap_closed(units(fed), units(local), units(central))
+        out.append(GapRow(row, bench, var, fed.score, local.score, central.score, client_spread(local.per_client), gap))
+    return out
+
+
+def _gap_text(g: GapClosed) -> str:
+    if g.gap is None:
+        return ""
+    return f"{g.gap:.0f}%" + (f" [{g.interval.low:.0f}, {g.interval.high:.0f}]" if g.interval else "")
+
+
+GAP_CAPTION = (
+    "gap closed = 100 (federated - local only) / (centralized - local only) on the held-out pairs all three scored: "
+    "0% = no better than each client training alone, 100% = as good as pooling the data; [95% paired bootstrap interval]. "
+    "Local only: each client's pairs scored with its own adapter; mean / worst / p10 across clients."
+)
+
+
+def gaps_rich(found: Sequence[GapRow]):  # noqa: ANN201 - rich is imported lazily
+    from rich.table import Table
+
+    table = Table(title="Is federation worth it? federated cells between their baselines", caption=GAP_CAPTION)
+    columns = (
+        "aggregator",
+        "benchmark",
+        "variant",
+        "local only",
+        "local mean/worst/p10",
+        "federated",
+        "centralized",
+        "gap closed",
+    )
+    for col in columns:
+        table.add_column(col, justify="left" if col in columns[:3] else "right")
+    for g in found:
+        spread = g.local_clients
+        table.add_row(
+            g.aggregator,
+            g.benchmark,
+            g.variant,
+            _fmt(g.local, 100),
+            f"{spread.mean:.1f}/{spread.worst:.1f}/{spread.p10:.1f}" if spread else "",
+            _fmt(g.federated, 100),
+            _fmt(g.centralized, 100),
+            _gap_text(g.gap) or g.gap.note,
+        )
+    return table
+
+
+def gaps_markdown(found: Sequence[GapRow]) -> str:
+    lines = ["| aggregator | benchmark | variant | local only | federated | centralized | gap closed | n |", "|" + "---|" * 8]
+    for g in found:
+        lines.append(
+            f"| {g.aggregator} | {g.benchmark} | {g.variant} | {_fmt(g.local, 100)} | {_fmt(g.federated, 100)} | "
+            f"{_fmt(g.centralized, 100)} | {_gap_text(g.gap) or g.gap.note} | {g.gap.n} |"
+        )
+    return "\n".join(lines) + f"\n\n{GAP_CAPTION}\n"
+
+
+def gaps_json(found: Sequence[GapRow]) -> str:
+    rows = [
+        {
+            "aggregator": g.aggregator,
+            "benchmark": g.benchmark,
+            "variant": g.variant,
+            "federated": g.federated,
+            "local_only": g.local,
+            "local_only_clients": asdict(g.local_clients) if g.local_clients else None,
+            "centralized": g.centralized,
+            "gap_closed": g.gap.gap,
+            "ci_low": g.gap.interval.low if g.gap.interval else None,
+            "ci_high": g.gap.interval.high if g.gap.interval else None,
+            "ci_method": g.gap.interval.method if g.gap.interval else None,
+            "n": g.gap.n,
+            "note": g.gap.note or None,
+        }
+        for g in found
+    ]
+    return json.dumps({"definition": GAP_CAPTION, "gap_closed": rows}, indent=2)
 
 
 @dataclass(frozen=True)

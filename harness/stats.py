@@ -298,3 +298,51 @@ def client_spread(per_client: Mapping[str, float]) -> ClientSpread | None:
         spread=float(scores.max() - scores.min()),
         worst_client=names[worst],
     )
+
+
+@dataclass(frozen=True)
+class GapClosed:
+    """Where a federated score lies between local-only (0%) and centralized training (100%), on shared units."""
+
+    gap: float | None
+    """100 (F - L) / (C - L) in percent; None when C = L (no gap to close) or nothing is shared."""
+    interval: Interval | None
+    n: int
+    note: str = ""
+
+
+def gap_closed(
+    federated: Mapping[object, float],
+    local: Mapping[object, float],
+    centralized: Mapping[object, float],
+    seed: int = 0,
+    resamples: int = RESAMPLES,
+    confidence: float = CONFIDENCE,
+) -> GapClosed:
+    """The share of the local-only -> centralized gap a federated cell closes, with a paired percentile bootstrap.
+
+    The three score the same units (held-out pairs, per seed); units are resampled jointly, so the
+    interval carries the question-to-question covariance of the three. A ratio's bootstrap
+    distribution is skewed and undefined where a resample's C - L is 0, so percentile (not BCa) is used
+    and resamples with a zero denominator are dropped (scipy's bootstrap has no way to drop them, so the
+    resampling is numpy's, seeded); a gap smaller than one unit's worth of score is
+    reported as no gap at all, since the ratio would then be noise divided by noise.
+    """
+    units = sorted(set(federated) & set(local) & set(centralized), key=repr)
+    if not units:
+        return GapClosed(None, None, 0, "the three cells share no scored units")
+    f, lo, c = (np.array([d[u] for u in units], dtype=float) for d in (federated, local, centralized))
+    span = c.mean() - lo.mean()
+    if abs(span) * len(units) < max(np.abs(c - lo).max(), 1e-12):
+        return GapClosed(None, None, len(units), "centralized and local only score the same: no gap to close")
+    gap = 100.0 * (f.mean() - lo.mean()) / span
+    if len(units) < 2:
+        return GapClosed(float(gap), None, 1, "one shared unit: no interval")
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(units), size=(resamples, len(units)))
+    spans = c[picks].mean(axis=1) - lo[picks].mean(axis=1)
+    keep = spans != 0
+    ratios = 100.0 * (f[picks][keep].mean(axis=1) - lo[picks][keep].mean(axis=1)) / spans[keep]
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(ratios, [alpha, 1 - alpha])
+    return GapClosed(float(gap), Interval(float(low), float(high), "paired bootstrap-percentile"), len(units))

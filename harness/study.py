@@ -29,6 +29,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from fedbench.harness.baselines import centralized_spec
 from fedbench.harness.checkpoint import RunDir
 from fedbench.harness.engines import Engine, LocalEngine, TrainingProgress
 from fedbench.harness.errors import CellBusy, FedbenchError, LayoutRefusal
@@ -68,6 +69,9 @@ class Study:
     evaluation: EvalSpec = field(default_factory=EvalSpec)
     skip_eval: bool = False
     """Train only (evaluate later with :func:`evaluate_runs`, i.e. ``fedbench eval``)."""
+    baselines: bool = False
+    """Add the baseline aggregators (centralized, local only: harness/baselines.py) to the aggregators named;
+    ``'all'`` alone leaves them out."""
 
     def __post_init__(self) -> None:
         matrix = sorted(set(self.settings) & set(MATRIX_KEYS))
@@ -179,11 +183,17 @@ def run_study(study: Study, registry: Registry | None = None, progress: StudyPro
     return StudyResult(tuple(cells), tuple(outcomes), tuple(scores))
 
 
+def is_baseline(plugin: type) -> bool:
+    """A plugin only the baselines use (an aggregator whose regime is not federated, the pooled layout)."""
+    return getattr(plugin, "regime", "federated") != "federated" or bool(getattr(plugin, "baseline", False))
+
+
 def _names(registry: Registry, kind: str, value: Names) -> tuple[list[str], bool]:
-    """Plugin names from 'all', a comma list or a sequence, each checked; the flag says whether 'all' was used."""
+    """Plugin names from 'all' (baselines left out), a comma list or a sequence, each checked; the flag says whether
+    'all' was used."""
     if isinstance(value, str):
         if value.strip() == "all":
-            return registry.names(kind), True
+            return [n for n in registry.names(kind) if not is_baseline(registry.get(kind, n))], True
         value = value.split(",")
     names = [v.strip() for v in value if v.strip()]
     for name in names:
@@ -197,14 +207,22 @@ def expand_cells(study: Study, registry: Registry, progress: StudyProgress | Non
     A combination the layout refuses (:class:`LayoutRefusal`) is skipped with a note when it came
     from 'all', and is an error when the user named both sides explicitly. Cells of one seed sample
     the same clients in every round (sampling is a function of seed and round), so variants compare paired.
+    A centralized baseline becomes the pooled twin of the settings (:func:`baselines.centralized_spec`),
+    one per method and seed whatever the layouts, since every layout pools to the same examples.
     """
     progress = progress or StudyProgress()
     methods, all_m = _names(registry, "method", study.method)
     layouts, all_l = _names(registry, "layout", study.layout)
     aggs, _ = _names(registry, "aggregator", study.aggregator)
-    cells = []
+    if study.baselines:
+        aggs += [n for n in registry.names("aggregator") if n not in aggs and is_baseline(registry.get("aggregator", n))]
+    cells: list[Cell] = []
     for seed, method, layout, agg in itertools.product(study.seeds, methods, layouts, aggs):
         spec = RunSpec(**dict(study.settings) | {"seed": seed}, method=method, layout=layout, aggregator=agg)
+        if getattr(registry.get("aggregator", agg), "regime", "federated") == "centralized":
+            spec = centralized_spec(spec)
+            if any(c.spec == spec for c in cells):
+                continue
         try:
             cells.append(build_cell(spec, registry))
         except LayoutRefusal as err:

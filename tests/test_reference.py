@@ -245,9 +245,9 @@ def test_the_cli_sets_a_store_beside_the_study_in_every_format(runs: Path) -> No
 
 
 def test_the_cli_refuses_reference_with_another_view_and_explains_a_bad_table(runs: Path, tmp_path: Path) -> None:
-    for other in ("--compare", "--clients"):
+    for other in ("--compare", "--clients", "--baselines"):
         out = _cli("--runs", str(runs), "--reference", "study", other)
-        assert out.exit_code == 2 and f"--reference and {other} are two different views" in out.output, out.output
+        assert out.exit_code == 2 and f"{other} and --reference are different views" in out.output, out.output
     bad = tmp_path / "bad.csv"
     bad.write_text("aggregator,benchmark,variant,score\nfedavg,vicuna,DPO,n/a\n")
     out = _cli("--runs", str(runs), "--reference", str(bad))
