@@ -96,13 +96,17 @@ class RoundRecord:
     client_settings: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     """Each client -> what it trained with where that varies per client and round: ``steps`` under dynamic local
     steps, a method's local settings (KTO's balanced ``desirable_weight``). Empty when nothing varies."""
+    privacy: Mapping[str, float] = field(default_factory=dict)
+    """Under client-level DP (harness/privacy.py): ``epsilon`` spent after this round (at the run's delta),
+    ``noise_multiplier``, ``clipped`` (updates whose norm exceeded the clip) and ``median_norm``. Empty without DP."""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (the keys of the untyped history entries of earlier versions, same order)."""
         out = dataclasses.asdict(self)
         out["clients"] = list(self.clients)
-        if not self.client_settings:
-            del out["client_settings"]  # absent when nothing varies: histories of earlier versions rewrite byte for byte
+        for optional in ("client_settings", "privacy"):
+            if not out[optional]:
+                del out[optional]  # absent when unused: histories of earlier versions rewrite byte for byte
         return out
 
     @classmethod
@@ -120,6 +124,7 @@ class RoundRecord:
             train_seconds=values["train_seconds"],
             round_seconds=values["round_seconds"],
             client_settings={k: dict(v) for k, v in values.get("client_settings", {}).items()},
+            privacy=dict(values.get("privacy", {})),
         )
 
 

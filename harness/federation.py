@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -60,6 +61,13 @@ def build_cell(spec: RunSpec, registry: Registry) -> Cell:
         raise LayoutRefusal(err.problem, err.fix) from err
     aggregator = registry.create("aggregator", spec.aggregator, dict(spec.aggregator_params))
     check_baseline(spec, aggregator)
+    if spec.privacy and aggregator.needs_each_update:
+        raise FedbenchError(
+            f"aggregator '{spec.aggregator}' reads each client's update, but client-level DP hands the aggregator only the "
+            "round's noised mean",
+            "use an aggregator that needs only the mean (fedavg, fedprox, fedavgm, fedadam, fedyogi, fedadagrad), "
+            "or drop [privacy]",
+        )
     return Cell(spec, method, layout, aggregator)
 
 
@@ -187,6 +195,10 @@ def begin(cell: Cell, run_dir: RunDir, peft_model: Any, num_clients: int, force:
             write_heldout(heldout, split_data(cell.spec)[1])
         except FedbenchError:
             pass  # a deployment's server may hold no data: the cell is then evaluated without `preference`
+    if cell.spec.privacy:  # derive (or refuse) a target epsilon's noise before any round trains
+        from fedbench.harness.privacy import run_privacy
+
+        run_privacy(tuple(sorted(dict(cell.spec.privacy).items())), cell.spec.clients_per_round / num_clients, cell.spec.rounds)
     checkpoint = None if force else run_dir.latest()
     store = run_dir.client_states()
     store.discard_after(0 if checkpoint is None else checkpoint.round)  # a crashed round's client files, or a forced rerun's
@@ -217,6 +229,8 @@ def conclude(
     save_peft_adapter(peft_model, run_dir.adapter_dir)
     more = dict(extra or {})
     history = as_records(history)
+    if history and history[-1].privacy:
+        more["privacy"] = dict(history[-1].privacy)  # what the whole run spent
     run_dir.finish(RunResult(cell.spec, engine, history, attempt=more.pop("attempt", None), extra=more))
     return CellOutcome(run_dir.path, run_dir.adapter_dir, history)
 
@@ -298,17 +312,23 @@ def close_round(
     failures: dict[str, str] | None = None,
     reference: ReferenceCache | None = None,
     sampled: Sequence[str] | None = None,
+    num_clients: int | None = None,
 ) -> tuple[Params, list[str]]:
     """Validate and aggregate a round's updates, append its history entry and checkpoint it.
 
     ``failures`` are sampled clients that sent no update (a distributed engine's failed node),
     recorded with the rejected ones; ``sampled`` is the round's sampling order (default: the
-    updates' order). Returns the new global adapter and every rejected client's id.
+    updates' order); ``num_clients`` is the federation's size (client-level DP's sampling rate needs it).
+    Returns the new global adapter and every rejected client's id.
     """
     accepted, rejections = validate_updates(global_params, updates)
     cell.aggregator.client_states.at_round(round_index + 1)  # per-client state the round changes belongs to it
-    if accepted:
-        global_params = cell.aggregator.aggregate(global_params, accepted)
+    privacy: dict[str, float] = {}
+    merged = accepted
+    if accepted and cell.spec.privacy:
+        merged, privacy = private_round(cell, round_index, global_params, accepted, num_clients)
+    if merged:
+        global_params = cell.aggregator.aggregate(global_params, merged)
     rejected = {x.client_id: x.reason for x in rejections} | dict(failures or {})
     losses = [u.metrics["loss"] for u in accepted if math.isfinite(u.metrics["loss"])]
     history.append(
@@ -324,6 +344,7 @@ def close_round(
             bytes_up=sum(params_nbytes(u.params) + params_nbytes(u.extras) for u in updates),
             train_seconds=sum(u.metrics.get("train_seconds", 0.0) for u in updates),
             round_seconds=time.perf_counter() - started,
+            privacy=privacy,
         )
     )
     if reference is not None:
@@ -331,6 +352,37 @@ def close_round(
     run_dir.save_round(round_index + 1, global_params, cell.aggregator.state_dict(), history)
     cell.aggregator.client_states.checkpointed()
     return global_params, list(rejected)
+
+
+DP_MEAN = "dp-mean"
+"""The client id of the one update an aggregator receives under client-level DP: the round's noised mean."""
+
+
+def private_round(
+    cell: Cell, round_index: int, global_params: Params, accepted: Sequence[ClientUpdate], num_clients: int | None
+) -> tuple[list[ClientUpdate], dict[str, float]]:
+    """Client-level DP (DP-FedAvg, harness/privacy.py) ahead of the aggregator's rule: the accepted updates become one,
+    their clipped uniform mean plus seeded Gaussian noise, which the aggregator then treats like any round's updates
+    (so FedAvgM, FedAdam and the rest post-process a private mean). Returns it with the round's privacy record."""
+    from fedbench.harness.privacy import dp_mean, epsilon_spent, run_privacy
+
+    spec = cell.spec
+    if num_clients is None:
+        raise ValueError("client-level DP needs the federation's client count for its sampling rate")
+    rate = spec.clients_per_round / num_clients
+    settings = run_privacy(tuple(sorted(dict(spec.privacy).items())), rate, spec.rounds)
+    assert settings is not None
+    noised, norms = dp_mean(global_params, [u.params for u in accepted], settings, spec.seed, round_index)
+    merged = ClientUpdate(DP_MEAN, noised, sum(u.num_examples for u in accepted))
+    record = {
+        "epsilon": epsilon_spent(settings.noise_multiplier, rate, round_index + 1, settings.delta),
+        "delta": settings.delta,
+        "noise_multiplier": settings.noise_multiplier,
+        "clip_norm": settings.clip_norm,
+        "clipped": float(sum(n > settings.clip_norm for n in norms)),
+        "median_norm": statistics.median(norms),
+    }
+    return [merged], record
 
 
 MEASURED = ("loss", "train_seconds")
@@ -383,7 +435,9 @@ def _rounds(
             updates.append(update)
             if on_event:
                 on_event(RoundEvent(r + 1, cid, update.metrics["loss"]))
-        global_params, rejected = close_round(cell, run_dir, r, global_params, updates, history, started, reference=reference)
+        global_params, rejected = close_round(
+            cell, run_dir, r, global_params, updates, history, started, reference=reference, num_clients=len(clients)
+        )
         if on_event:
             on_event(RoundEvent(r + 1, None, history[-1].loss, rejected))
     return history, global_params

@@ -186,6 +186,9 @@ class Aggregator(ABC):
     regime: ClassVar[Regime] = "federated"
     """``federated``, or a baseline (``centralized``, ``local``: see harness/baselines.py). The harness reads it to
     shape the baseline's cells; a baseline joins ``--agg all`` only when ``--baselines`` asks for it."""
+    needs_each_update: ClassVar[bool] = False
+    """True when the server rule reads each client's update (SCAFFOLD's control variates), not only the round's
+    mean: client-level DP and secure aggregation, which hand the aggregator nothing but the mean, refuse it."""
 
     @property
     def client_states(self) -> ClientStates:

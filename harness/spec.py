@@ -73,6 +73,9 @@ class RunSpec:
     data_columns: Items = ()
     ref_cache: bool = True
     """Score the base model's reference log-probs once per run (harness/refcache.py) instead of every step."""
+    privacy: Items = ()
+    """Client-level differential privacy (harness/privacy.py): ``clip_norm`` and ``noise_multiplier`` or
+    ``target_epsilon``, ``delta`` (default 1e-5). Empty: off."""
 
     def __post_init__(self) -> None:
         if isinstance(self.local_steps, str) and self.local_steps != DYNAMIC:
@@ -100,6 +103,9 @@ class RunSpec:
             )
         if not 0 <= self.lora_dropout < 1:
             raise FedbenchError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}", "set lora_dropout to e.g. 0.05")
+        from fedbench.harness.privacy import privacy_table
+
+        privacy_table(dict(self.privacy))  # checked here, so a bad value stops the command before any cell starts
 
     @property
     def lora(self) -> LoraSettings:
@@ -120,6 +126,9 @@ class RunSpec:
             # (and run directories) of specs written before the setting existed
             del values["ref_cache"]
         del values["gradient_checkpointing"]  # speed and memory only
+        for name, default in _ADDED_LATER.items():
+            if values[name] == default:
+                del values[name]  # settings added after runs existed: at their default they keep those runs' hashes
         for name in drop:
             del values[name]
         blob = json.dumps(values, sort_keys=True, separators=(",", ":"))
@@ -165,7 +174,8 @@ class RunSpec:
 
 
 SPEC_FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in fields(RunSpec)}
-_TABLES = ("method_params", "layout_params", "aggregator_params", "data_columns")
+_TABLES = ("method_params", "layout_params", "aggregator_params", "data_columns", "privacy")
+_ADDED_LATER: dict[str, Any] = {"privacy": {}}
 
 
 def _coerce(key: str, value: Any, origin: str) -> Any:

@@ -145,6 +145,7 @@ class FedbenchStrategy(Strategy):
             self._started,
             failures,
             sampled=self._sampled,
+            num_clients=len(self.clients),
         )
         loss = self.history[-1].loss
         reasons = self.history[-1].rejected

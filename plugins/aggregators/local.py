@@ -11,6 +11,7 @@ class LocalOnly(Aggregator):
     """Local-only baseline: each client trains its own adapter from the base model on its own data; nothing is shared."""
 
     name = "local"
+    needs_each_update = True
     regime = "local"
 
     def start_params(self, client_id: str, global_params: Params) -> Params:

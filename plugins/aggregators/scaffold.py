@@ -76,6 +76,7 @@ class Scaffold(Aggregator):
     """
 
     name = "scaffold"
+    needs_each_update = True
 
     def __init__(self, server_lr: float = 1.0, num_clients: int | None = None) -> None:
         if server_lr <= 0 or (num_clients is not None and num_clients < 1):
