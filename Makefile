@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: setup demo lint test
+.PHONY: setup demo demo-baselines lint test
 
 $(BIN)/fedbench: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ demo: setup
 	$(BIN)/fedbench run --profile demo --method all --layout all --agg fedavg
 	$(BIN)/fedbench leaderboard
 	$(BIN)/fedbench report --runs runs --out runs/report.html
+
+# Is federation worth it? The demo's FedAvg cells beside centralized and local-only training, on the held-out pairs.
+demo-baselines: setup
+	$(BIN)/fedbench run --profile demo --method all --layout original,redistributed --agg fedavg --baselines --benchmarks preference
+	$(BIN)/fedbench leaderboard --baselines
 
 # Format, lint and type checks. mypy reads the fedbench.* packages through a link tree in build/mypy
 # (see [tool.mypy] in pyproject.toml: the source directories are not laid out as fedbench/...).

@@ -27,6 +27,7 @@ from fedbench.harness.aggregation import (
     placed_like,
     weighted_mean,
 )
+from fedbench.harness.compression import original_dtype, tensor_metadata
 from fedbench.harness.data import Example, LabeledExample, PreferencePair, unpair
 from fedbench.harness.errors import FedbenchError
 from fedbench.harness.generation import GenerationSettings, Generator, make_generator
@@ -38,6 +39,8 @@ from fedbench.harness.interfaces import (
     ClientHook,
     ClientStates,
     ClientUpdate,
+    Codec,
+    Encoded,
     Judge,
     Judgment,
     Layout,
@@ -75,6 +78,8 @@ __all__ = [
     "SequenceLogp",
     "Judge",
     "Judgment",
+    "Codec",
+    "Encoded",
     "FedbenchError",
     # helpers for methods
     "prompt_for",
@@ -99,6 +104,9 @@ __all__ = [
     "sample_path",
     "read_heldout",
     "judge_pairs",
+    # helpers for codecs: the shapes and dtypes an encoding restores
+    "tensor_metadata",
+    "original_dtype",
     # helpers for judges: a model that answers prompts
     "Generator",
     "GenerationSettings",

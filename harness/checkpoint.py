@@ -31,6 +31,8 @@ from fedbench.harness.spec import RunSpec, spec_from_dict
 ROUND_PREFIX = "round_"
 KEEP_ROUNDS = 2
 CLIENT_STATE_DIR = "client_state"
+CODEC_STATE_DIR = "codec_state"
+"""A codec's per-client memory (top-k's error-feedback residual), kept like an aggregator's client state."""
 
 
 def _fsync_dir(path: Path) -> None:
@@ -300,9 +302,10 @@ class RunDir:
         self.rounds_dir = self.path / "rounds"
         self.adapter_dir = self.path / "adapter"
 
-    def client_states(self) -> ClientStateStore:
-        """The run's per-client aggregator state (SCAFFOLD's c_i), one file per client and round it changed."""
-        return ClientStateStore(self.path / CLIENT_STATE_DIR)
+    def client_states(self, folder: str = CLIENT_STATE_DIR) -> ClientStateStore:
+        """The run's per-client plugin state (SCAFFOLD's c_i; a codec's under ``codec_state``), one file per client
+        and round it changed."""
+        return ClientStateStore(self.path / folder)
 
     @property
     def spec(self) -> RunSpec:

@@ -63,6 +63,7 @@ def run(
     clients_per_round: int | None = typer.Option(None, "--clients-per-round"),
     local_steps: str | None = typer.Option(None, "--local-steps", help="steps per client-round, or 'dynamic'"),
     seed: int | None = typer.Option(None),
+    codec: str | None = typer.Option(None, "--codec", help="how client updates travel: none, fp16, bf16, int8, topk"),
     seeds: str | None = typer.Option(None, "--seeds", help="repeat every cell with these training seeds: 0,1,2"),
     config: Path | None = typer.Option(None, "--config", help="TOML run config (any RunSpec field)"),
     profile: str = typer.Option("demo", help="a profile from registry.toml: demo or paper"),
@@ -111,6 +112,7 @@ def run(
             "clients_per_round": clients_per_round,
             "local_steps": local_steps,
             "seed": seed,
+            "codec": codec,
         } | _parse_sets(set_)
         settings = resolve_settings({k: v for k, v in profile_settings.items() if k != "eval"}, config, flags)
         evaluation = eval_spec(

@@ -20,12 +20,13 @@ from typing import Any
 
 from fedbench.harness.aggregation import params_nbytes, validate_updates
 from fedbench.harness.baselines import check_baseline, client_adapter_dir, local_adapters
-from fedbench.harness.checkpoint import RoundRecord, RunDir, RunResult, as_records
+from fedbench.harness.checkpoint import CLIENT_STATE_DIR, CODEC_STATE_DIR, RoundRecord, RunDir, RunResult, as_records
+from fedbench.harness.compression import decode_update, encode_update
 from fedbench.harness.data import Example, PreferencePair, load_pairs
 from fedbench.harness.errors import FedbenchError, LayoutRefusal
 from fedbench.harness.hardware import Choice, describe_execution, execution_note, gradient_checkpointing
 from fedbench.harness.holdout import HOLDOUT_FILE, split_holdout, write_heldout
-from fedbench.harness.interfaces import Aggregator, ClientHook, ClientUpdate, Layout, LocalTrainingArgs, Method, Params
+from fedbench.harness.interfaces import Aggregator, ClientHook, ClientUpdate, Codec, Layout, LocalTrainingArgs, Method, Params
 from fedbench.harness.models import attach_lora, fresh_adapter, load_adapter, load_base, read_adapter
 from fedbench.harness.refcache import ReferenceCache
 from fedbench.harness.registry import Registry
@@ -42,6 +43,8 @@ class Cell:
     method: Method
     layout: Layout
     aggregator: Aggregator
+    codec: Codec | None = None
+    """How client updates travel; None: as they are (the ``none`` codec is the same, with bytes counted)."""
 
 
 def build_cell(spec: RunSpec, registry: Registry) -> Cell:
@@ -68,7 +71,8 @@ def build_cell(spec: RunSpec, registry: Registry) -> Cell:
             "use an aggregator that needs only the mean (fedavg, fedprox, fedavgm, fedadam, fedyogi, fedadagrad), "
             "or drop [privacy]",
         )
-    return Cell(spec, method, layout, aggregator)
+    codec = registry.create("codec", spec.codec, dict(spec.codec_params))
+    return Cell(spec, method, layout, aggregator, codec)
 
 
 def sample_clients(client_ids: Sequence[str], k: int, seed: int, round_index: int) -> list[str]:
@@ -200,9 +204,11 @@ def begin(cell: Cell, run_dir: RunDir, peft_model: Any, num_clients: int, force:
 
         run_privacy(tuple(sorted(dict(cell.spec.privacy).items())), cell.spec.clients_per_round / num_clients, cell.spec.rounds)
     checkpoint = None if force else run_dir.latest()
-    store = run_dir.client_states()
-    store.discard_after(0 if checkpoint is None else checkpoint.round)  # a crashed round's client files, or a forced rerun's
-    cell.aggregator.use_client_states(store)
+    for plugin, folder in ((cell.aggregator, CLIENT_STATE_DIR), (cell.codec, CODEC_STATE_DIR)):
+        if plugin is not None:
+            store = run_dir.client_states(folder)
+            store.discard_after(0 if checkpoint is None else checkpoint.round)  # a crashed round's files, or a forced rerun's
+            plugin.use_client_states(store)
     if checkpoint is None:
         global_params = fresh_adapter(peft_model, cell.spec.seed)
         cell.aggregator.setup(global_params, num_clients)
@@ -259,7 +265,8 @@ def train_one(
     the update's metrics, and from there into the round's history.
     """
     spec = cell.spec
-    load_adapter(peft_model, cell.aggregator.start_params(client_id, global_params))
+    start = cell.aggregator.start_params(client_id, global_params)
+    load_adapter(peft_model, start)
     if spec.local_steps == DYNAMIC and num_clients is None:
         raise ValueError("dynamic local steps need the federation's client count")
     steps = spec.steps_for(num_examples, num_clients or 1)
@@ -273,7 +280,12 @@ def train_one(
     metrics = {"loss": result.loss, "train_seconds": time.perf_counter() - t0} | cell.method.local_settings(data)
     if spec.local_steps == DYNAMIC:
         metrics["steps"] = float(steps)
-    update = ClientUpdate(client_id, read_adapter(peft_model), num_examples, metrics=metrics)
+    params, encoded = read_adapter(peft_model), None
+    if cell.codec is not None:  # what the server receives is the decoded encoding, so the client's own copy is too
+        cell.codec.client_states.at_round(round_index + 1)
+        encoded = encode_update(cell.codec, start, params, client_id)
+        params = decode_update(cell.codec, start, encoded)
+    update = ClientUpdate(client_id, params, num_examples, encoded=encoded, metrics=metrics)
     return hook.finish(update, result.steps, args.learning_rate) if hook is not None else update
 
 
@@ -341,7 +353,7 @@ def close_round(
             client_settings={u.client_id: settings for u in updates if (settings := client_settings(u.metrics))},
             rejected=rejected,
             bytes_down=params_nbytes(global_params) * (len(updates) + len(failures or {})),
-            bytes_up=sum(params_nbytes(u.params) + params_nbytes(u.extras) for u in updates),
+            bytes_up=sum((u.encoded.nbytes if u.encoded else params_nbytes(u.params)) + params_nbytes(u.extras) for u in updates),
             train_seconds=sum(u.metrics.get("train_seconds", 0.0) for u in updates),
             round_seconds=time.perf_counter() - started,
             privacy=privacy,
@@ -351,6 +363,8 @@ def close_round(
         reference.save()  # before the checkpoint, so a checkpointed round never needs rescoring
     run_dir.save_round(round_index + 1, global_params, cell.aggregator.state_dict(), history)
     cell.aggregator.client_states.checkpointed()
+    if cell.codec is not None:
+        cell.codec.client_states.checkpointed()
     return global_params, list(rejected)
 
 

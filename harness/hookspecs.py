@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from fedbench.harness.interfaces import Aggregator, Benchmark, Judge, Layout, Method
+    from fedbench.harness.interfaces import Aggregator, Benchmark, Codec, Judge, Layout, Method
 
 PROJECT = "fedbench"
 API_VERSION = 2
@@ -77,11 +77,20 @@ def fedbench_judges() -> Sequence[type[Judge]]:
     """Judges that turn (question, answer) pairs into scores, keeping the raw reply."""
 
 
+@hookspec
+def fedbench_codecs() -> Sequence[type[Codec]]:
+    """Codecs for client updates on the wire (casts, quantization, sparsification): ``--codec NAME``.
+
+    Each class subclasses :class:`fedbench.harness.interfaces.Codec` and implements ``encode`` / ``decode``.
+    """
+
+
 KIND_HOOKS: dict[str, str] = {
     "method": "fedbench_methods",
     "layout": "fedbench_layouts",
     "aggregator": "fedbench_aggregators",
     "benchmark": "fedbench_benchmarks",
     "judge": "fedbench_judges",
+    "codec": "fedbench_codecs",
 }
 """Plugin kind -> the hook that yields plugins of that kind."""

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import torch
 
 from fedbench.harness.data import Example, PreferencePair
-from fedbench.harness.errors import LayoutRefusal
+from fedbench.harness.errors import FedbenchError, LayoutRefusal
 
 if TYPE_CHECKING:
     import datasets
@@ -119,6 +119,28 @@ class Layout(ABC):
 
 
 @dataclass
+class Encoded:
+    """One encoded set of tensors: ``arrays`` are what travels; the rest is metadata a few bytes long.
+
+    ``arrays`` is keyed by parameter name, with ``"<name>/<part>"`` for a tensor sent in several parts
+    (``/scale``, ``/indices``, ``/values``). ``shapes`` and ``dtypes`` (names such as ``"float32"``)
+    are the original tensors', which :meth:`Codec.decode` restores.
+    """
+
+    codec: str
+    arrays: dict[str, torch.Tensor]
+    shapes: dict[str, tuple[int, ...]]
+    dtypes: dict[str, str]
+    settings: dict[str, Any] = field(default_factory=dict)
+    """The codec's settings when encoding (int8's ``block_size``, top-k's ``fraction``), needed to decode."""
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the arrays take on the wire (metadata not counted)."""
+        return sum(t.numel() * t.element_size() for t in self.arrays.values())
+
+
+@dataclass
 class ClientUpdate:
     """What a client sends back after its local training."""
 
@@ -127,6 +149,8 @@ class ClientUpdate:
     num_examples: int
     extras: Params = field(default_factory=dict)
     """Anything else the aggregator's client half sends, e.g. SCAFFOLD's control-variate change."""
+    encoded: Encoded | None = None
+    """``params`` as they travelled, encoded by the run's codec (its ``nbytes`` is the upload); None: as they are."""
     metrics: dict[str, float] = field(default_factory=dict)
     """``loss`` and ``train_seconds``, plus what the client trained with where that varies per client and round
     (``steps`` under dynamic local steps, a method's :meth:`Method.local_settings`): see ``RoundRecord.client_settings``."""
@@ -179,7 +203,24 @@ class ClientStates:
         """Harness: the round's checkpoint is on disk, so versions only an older checkpoint read may go."""
 
 
-class Aggregator(ABC):
+class KeepsClientStates:
+    """A plugin with per-client memory (an aggregator's SCAFFOLD c_i, a codec's top-k residual), kept in
+    :attr:`client_states`: in memory on its own, in the run directory's store during a run (exact resume)."""
+
+    @property
+    def client_states(self) -> ClientStates:
+        """Where this plugin keeps per-client state: in memory until the harness gives it a run's store."""
+        store = self.__dict__.get("_client_states")
+        if store is None:
+            store = self.__dict__["_client_states"] = ClientStates()
+        return store
+
+    def use_client_states(self, store: ClientStates) -> None:
+        """Harness: keep per-client state in ``store`` (the run directory's) from now on."""
+        self.__dict__["_client_states"] = store
+
+
+class Aggregator(KeepsClientStates, ABC):
     """Base class of aggregation strategies: server state plus an optional client half."""
 
     name: ClassVar[str]
@@ -189,18 +230,6 @@ class Aggregator(ABC):
     needs_each_update: ClassVar[bool] = False
     """True when the server rule reads each client's update (SCAFFOLD's control variates), not only the round's
     mean: client-level DP and secure aggregation, which hand the aggregator nothing but the mean, refuse it."""
-
-    @property
-    def client_states(self) -> ClientStates:
-        """Where this aggregator keeps per-client state: in memory until the harness gives it a run's store."""
-        store = self.__dict__.get("_client_states")
-        if store is None:
-            store = self.__dict__["_client_states"] = ClientStates()
-        return store
-
-    def use_client_states(self, store: ClientStates) -> None:
-        """Harness: keep per-client state in ``store`` (the run directory's) from now on."""
-        self.__dict__["_client_states"] = store
 
     def setup(self, global_params: Params, num_clients: int | None = None) -> None:  # noqa: B027 (optional hook)
         """Create server state shaped like the adapter; called once per process before the first round run.
@@ -240,6 +269,37 @@ class Aggregator(ABC):
 
     def load_state_dict(self, state: Params) -> None:  # noqa: B027 (optional hook)
         """Restore what :meth:`state_dict` returned."""
+
+
+class Codec(KeepsClientStates, ABC):
+    """Base class of codecs: how a client's update x_i - x travels (casts, quantization, sparsification).
+
+    ``encode`` turns the update into an :class:`Encoded` whose arrays are all that is sent (and counted
+    as bytes up); ``decode`` restores it. A codec with per-client memory (top-k's error feedback) keeps it
+    in :attr:`client_states`, which the harness persists per client and round like an aggregator's.
+    """
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def encode(self, params: Params, client_id: str) -> Encoded:
+        """What travels for ``params`` (an update) sent by ``client_id``; the id keys any per-client memory."""
+
+    @abstractmethod
+    def decode(self, encoded: Encoded) -> Params:
+        """The params an encoding stands for, in their original shapes and dtypes."""
+
+    def settings(self) -> dict[str, Any]:
+        """The codec's hyper-parameters, stored in every encoding."""
+        return {}
+
+    def check(self, encoded: Encoded) -> None:
+        """Refuse an encoding another codec made (decode calls it first)."""
+        if encoded.codec != self.name:
+            raise FedbenchError(
+                f"codec '{self.name}' was given an encoding made by codec '{encoded.codec}'",
+                "decode with the codec that encoded (the same --codec on server and clients)",
+            )
 
 
 @dataclass(frozen=True)

@@ -191,9 +191,9 @@ def build_matrix(
         if s.layout != POOLED_LAYOUT:
             row = BASE_ROW if s.method == "base" else BASELINE_ROWS.get(s.aggregator, s.aggregator)
             grouped.setdefault((row, s.benchmark, "" if s.method == "base" else variant(s.method, s.layout)), []).append(s)
-    found = {v for _, _, v in grouped if v}
+    methods = {variant(s.method, s.layout): s.method for s in chosen if s.method != "base" and s.layout != POOLED_LAYOUT}
     for s in pooled:  # a pooled (centralized) cell stands beside every variant of its method: they pool the same data
-        mine = [v for (m, _), v in VARIANTS.items() if m == s.method and v in found] or [variant(s.method, s.layout)]
+        mine = [v for v, m in methods.items() if m == s.method] or [variant(s.method, s.layout)]
         for var in mine:
             grouped.setdefault((BASELINE_ROWS.get(s.aggregator, s.aggregator), s.benchmark, var), []).append(s)
     cells = {key: _pool(runs, questions) for key, runs in grouped.items()}
@@ -456,8 +456,9 @@ class GapRow:
     benchmark: str
     variant: str
     federated: float | None
+    """The federated score on the units all three scored (the pairs of the clients local-only training reached)."""
     local: float | None
-    """The local-only score over the pairs of clients that trained (each scored with its own adapter)."""
+    """The local-only score on those units, each client's pairs scored with its own adapter."""
     centralized: float | None
     local_clients: ClientSpread | None
     """Local only across clients: mean, worst, 10th percentile."""
@@ -480,7 +481,8 @@ def gap_rows(m: Matrix, questions: QuestionScores) -> list[GapRow]:
             return {k: factor * x for k, x in values.items()}
 
         gap = gap_closed(units(fed), units(local), units(central))
-        out.append(GapRow(row, bench, var, fed.score, local.score, central.score, client_spread(local.per_client), gap))
+        f, lo, c = gap.means or (None, None, None)
+        out.append(GapRow(row, bench, var, f, lo, c, client_spread(local.per_client), gap))
     return out
 
 
@@ -491,7 +493,8 @@ def _gap_text(g: GapClosed) -> str:
 
 
 GAP_CAPTION = (
-    "gap closed = 100 (federated - local only) / (centralized - local only) on the held-out pairs all three scored: "
+    "Scores and gap closed on the n held-out pairs all three scored (local only scores only the clients it trained). "
+    "gap closed = 100 (federated - local only) / (centralized - local only): "
     "0% = no better than each client training alone, 100% = as good as pooling the data; [95% paired bootstrap interval]. "
     "Local only: each client's pairs scored with its own adapter; mean / worst / p10 across clients."
 )
@@ -505,6 +508,7 @@ def gaps_rich(found: Sequence[GapRow]):  # noqa: ANN201 - rich is imported lazil
         "aggregator",
         "benchmark",
         "variant",
+        "n",
         "local only",
         "local mean/worst/p10",
         "federated",
@@ -519,6 +523,7 @@ def gaps_rich(found: Sequence[GapRow]):  # noqa: ANN201 - rich is imported lazil
             g.aggregator,
             g.benchmark,
             g.variant,
+            str(g.gap.n),
             _fmt(g.local, 100),
             f"{spread.mean:.1f}/{spread.worst:.1f}/{spread.p10:.1f}" if spread else "",
             _fmt(g.federated, 100),

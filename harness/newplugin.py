@@ -16,7 +16,14 @@ from string import Template
 from fedbench.harness.errors import FedbenchError, unknown_name
 from fedbench.harness.hookspecs import API_VERSION, KIND_HOOKS
 
-RUN_FLAGS = {"method": "--method", "layout": "--layout", "aggregator": "--agg", "benchmark": "--benchmarks", "judge": "--judge"}
+RUN_FLAGS = {
+    "method": "--method",
+    "layout": "--layout",
+    "aggregator": "--agg",
+    "benchmark": "--benchmarks",
+    "judge": "--judge",
+    "codec": "--codec",
+}
 """The ``fedbench run`` option that selects a plugin of each kind (the README's usage line)."""
 
 PYPROJECT = Template("""\
@@ -74,6 +81,31 @@ FEDBENCH_API = ${api}
 '''
 
 MODULES = {
+    "codec": """\
+import torch
+
+from fedbench.api import Codec, Encoded, Params, hookimpl, original_dtype, tensor_metadata
+"""
+    + API_LINE
+    + '''
+class ${cls}(Codec):
+    """float16 on the wire: half the bytes of a float32 update."""
+
+    name = "${name}"
+
+    def encode(self, params: Params, client_id: str) -> Encoded:
+        shapes, dtypes = tensor_metadata(params)
+        return Encoded(self.name, {k: t.to(torch.float16) for k, t in params.items()}, shapes, dtypes)
+
+    def decode(self, encoded: Encoded) -> Params:
+        self.check(encoded)
+        return {k: encoded.arrays[k].to(original_dtype(encoded, k)) for k in encoded.shapes}
+
+
+@hookimpl
+def fedbench_codecs() -> list[type[Codec]]:
+    return [${cls}]
+''',
     "aggregator": """\
 from collections.abc import Sequence
 
@@ -218,6 +250,26 @@ def fedbench_methods() -> list[type[Method]]:
 }
 
 TESTS = {
+    "codec": """\
+import torch
+
+from fedbench.api import fake_params
+from fedbench_${name} import ${cls}, fedbench_codecs
+
+
+def test_registered_through_the_hook() -> None:
+    assert ${cls} in fedbench_codecs()
+
+
+def test_round_trip_keeps_names_shapes_and_dtypes_and_saves_bytes() -> None:
+    params = fake_params(seed=0)
+    encoded = ${cls}().encode(params, "client-0")
+    decoded = ${cls}().decode(encoded)
+    assert list(decoded) == list(params)
+    assert all(decoded[k].shape == v.shape and decoded[k].dtype == v.dtype for k, v in params.items())
+    assert all(torch.allclose(decoded[k], v, rtol=1e-2, atol=1e-3) for k, v in params.items())
+    assert encoded.nbytes < sum(t.numel() * t.element_size() for t in params.values())
+""",
     "aggregator": """\
 from fedbench.api import fake_params, fake_updates
 from fedbench_${name} import ${cls}, fedbench_aggregators

@@ -76,6 +76,11 @@ class RunSpec:
     privacy: Items = ()
     """Client-level differential privacy (harness/privacy.py): ``clip_norm`` and ``noise_multiplier`` or
     ``target_epsilon``, ``delta`` (default 1e-5). Empty: off."""
+    codec: str = "none"
+    """How client updates travel: a codec plugin (none, fp16, bf16, int8, topk, or a third party's); bytes up are
+    counted encoded (harness/compression.py)."""
+    codec_params: Items = ()
+    """The codec's settings, e.g. {block_size = 64} for int8, {fraction = 0.01} for topk."""
 
     def __post_init__(self) -> None:
         if isinstance(self.local_steps, str) and self.local_steps != DYNAMIC:
@@ -174,8 +179,8 @@ class RunSpec:
 
 
 SPEC_FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in fields(RunSpec)}
-_TABLES = ("method_params", "layout_params", "aggregator_params", "data_columns", "privacy")
-_ADDED_LATER: dict[str, Any] = {"privacy": {}}
+_TABLES = ("method_params", "layout_params", "aggregator_params", "data_columns", "privacy", "codec_params")
+_ADDED_LATER: dict[str, Any] = {"privacy": {}, "codec": "none", "codec_params": {}}
 
 
 def _coerce(key: str, value: Any, origin: str) -> Any:

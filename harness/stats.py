@@ -309,6 +309,8 @@ class GapClosed:
     interval: Interval | None
     n: int
     note: str = ""
+    means: tuple[float, float, float] | None = None
+    """F, L and C on the shared units: the three numbers the gap is computed from."""
 
 
 def gap_closed(
@@ -332,12 +334,13 @@ def gap_closed(
     if not units:
         return GapClosed(None, None, 0, "the three cells share no scored units")
     f, lo, c = (np.array([d[u] for u in units], dtype=float) for d in (federated, local, centralized))
+    means = (float(f.mean()), float(lo.mean()), float(c.mean()))
     span = c.mean() - lo.mean()
     if abs(span) * len(units) < max(np.abs(c - lo).max(), 1e-12):
-        return GapClosed(None, None, len(units), "centralized and local only score the same: no gap to close")
+        return GapClosed(None, None, len(units), "centralized and local only score the same: no gap to close", means)
     gap = 100.0 * (f.mean() - lo.mean()) / span
     if len(units) < 2:
-        return GapClosed(float(gap), None, 1, "one shared unit: no interval")
+        return GapClosed(float(gap), None, 1, "one shared unit: no interval", means)
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, len(units), size=(resamples, len(units)))
     spans = c[picks].mean(axis=1) - lo[picks].mean(axis=1)
@@ -345,4 +348,4 @@ def gap_closed(
     ratios = 100.0 * (f[picks][keep].mean(axis=1) - lo[picks][keep].mean(axis=1)) / spans[keep]
     alpha = (1 - confidence) / 2
     low, high = np.quantile(ratios, [alpha, 1 - alpha])
-    return GapClosed(float(gap), Interval(float(low), float(high), "paired bootstrap-percentile"), len(units))
+    return GapClosed(float(gap), Interval(float(low), float(high), "paired bootstrap-percentile"), len(units), "", means)

@@ -183,6 +183,12 @@ def test_the_docs_have_a_working_example_of_every_kind(tmp_path: Path) -> None:
     questions = [api.Question("1", "?", reference="Paris"), api.Question("2", "?")]
     assert [j.score for j in judge().judge(questions, ["It is paris.", "x"])] == [1.0, None]
 
+    [codec] = plugins["codec"]
+    encoded = codec().encode(global_params, "c0")
+    decoded = codec().decode(encoded)
+    assert all(decoded[k].shape == v.shape and decoded[k].dtype == v.dtype for k, v in global_params.items())
+    assert encoded.nbytes < sum(t.numel() * t.element_size() for t in global_params.values())
+
 
 # -- fedbench new-plugin ----------------------------------------------------------------------------
 
@@ -242,7 +248,7 @@ def test_every_kind_scaffolds_a_package_whose_tests_pass(tmp_path: Path) -> None
         timeout=300,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert re.search(r"\b11 passed\b", run.stdout), run.stdout[-1000:]
+    assert re.search(r"\b13 passed\b", run.stdout), run.stdout[-1000:]  # two per kind, three for a method
 
 
 def test_class_names() -> None:

@@ -58,10 +58,11 @@ def final_adapter(run_dir: Path, round_number: int) -> dict[str, torch.Tensor]:
     return load_file(run_dir / "rounds" / f"round_{round_number:05d}" / "adapter.safetensors")
 
 
-@pytest.mark.parametrize("aggregator", ["fedavg", "fedadam", "scaffold"])
-def test_simulation_reaches_the_local_engines_adapter(tiny_model, tmp_path, aggregator) -> None:
+@pytest.mark.parametrize(("aggregator", "codec"), [("fedavg", "none"), ("fedadam", "int8"), ("scaffold", "bf16")])
+def test_simulation_reaches_the_local_engines_adapter(tiny_model, tmp_path, aggregator, codec) -> None:
+    """Also with a codec: the Flower client sends the encoded arrays, the server decodes them, as the local engine does."""
     data = write_pairs(tmp_path / "pairs.jsonl", n=12, clients=3)  # 2 of 3 per round: sampling must agree too
-    spec = spec_for(tiny_model, data, aggregator=aggregator, seed=2)  # seed 2 samples user1+user2, then user1+user0
+    spec = spec_for(tiny_model, data, aggregator=aggregator, seed=2, codec=codec)  # seed 2: user1+user2, then user1+user0
     registry = load_registry(entry_points=False)
     local = run_federation(build_cell(spec, registry), tmp_path / "local")
     simulated = flower.simulate(build_cell(spec, registry), tmp_path / "flower", flower.Resources(num_cpus=1, num_gpus=0))
@@ -74,6 +75,7 @@ def test_simulation_reaches_the_local_engines_adapter(tiny_model, tmp_path, aggr
     assert [h.clients for h in simulated.history] == [h.clients for h in local.history]
     assert len({tuple(sorted(h.clients)) for h in local.history}) == 2, "the two rounds sample different pairs of clients"
     assert [h.loss for h in simulated.history] == pytest.approx([h.loss for h in local.history], abs=1e-6)
+    assert [h.bytes_up for h in simulated.history] == [h.bytes_up for h in local.history], "bytes counted encoded on both"
     result = json.loads((simulated.run_dir / "result.json").read_text())
     assert result["engine"] == "flower" and result["hash"] == spec.hash
     assert (simulated.adapter_dir / "adapter_model.safetensors").is_file(), "the PEFT adapter is written as by the local engine"

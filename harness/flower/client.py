@@ -25,7 +25,7 @@ from flwr.clientapp import ClientApp
 from fedbench.harness.data import Example, PreferencePair, read_examples
 from fedbench.harness.errors import FedbenchError
 from fedbench.harness.federation import Cell, build_cell, checkpointing_for, partition, train_one
-from fedbench.harness.flower.wire import from_record, to_record
+from fedbench.harness.flower.wire import encoded_to_records, from_record, to_record
 from fedbench.harness.models import attach_lora, load_base
 from fedbench.harness.refcache import ReferenceCache
 from fedbench.harness.registry import default_registry
@@ -153,4 +153,6 @@ def _train(msg: Message, context: Context) -> Message:
     content = RecordDict(
         {"arrays": to_record(update.params), "extras": to_record(update.extras), "metrics": MetricRecord(dict(update.metrics))}
     )
+    if update.encoded is not None:  # the codec's arrays travel instead of the adapter; the server decodes them
+        content["arrays"], content["encoding"] = encoded_to_records(update.encoded)
     return Message(content, reply_to=msg)

@@ -27,9 +27,10 @@ from rich.console import Console
 from rich.markup import escape
 
 from fedbench.harness.checkpoint import RoundRecord, RunDir, atomic_write_json
+from fedbench.harness.compression import decode_update
 from fedbench.harness.errors import FedbenchError
 from fedbench.harness.federation import Cell, begin, build_cell, close_round, conclude, sample_clients
-from fedbench.harness.flower.wire import from_record, spec_json, to_record
+from fedbench.harness.flower.wire import encoded_from_records, from_record, spec_json, to_record
 from fedbench.harness.interfaces import ClientUpdate, Params
 from fedbench.harness.models import attach_lora, load_base
 from fedbench.harness.registry import default_registry
@@ -118,11 +119,16 @@ class FedbenchStrategy(Strategy):
                 failures[cid] = f"client failed: {reply.error.reason}"
             else:
                 content = reply.content
+                encoded, params = None, None
+                if "encoding" in content.config_records and self.cell.codec is not None:
+                    encoded = encoded_from_records(content.array_records["arrays"], content.config_records["encoding"])
+                    params = decode_update(self.cell.codec, self.global_params, encoded)
                 updates.append(
                     ClientUpdate(
                         cid,
-                        from_record(content.array_records["arrays"], self.global_params),
+                        params if params is not None else from_record(content.array_records["arrays"], self.global_params),
                         self.clients[cid],
+                        encoded=encoded,
                         extras=from_record(content.array_records["extras"], self.global_params),
                         # scalars by the client's construction; flwr types record values as every value kind
                         metrics={k: float(v) for k, v in content["metrics"].items()},  # type: ignore[arg-type]

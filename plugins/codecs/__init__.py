@@ -1,0 +1,1 @@
+"""Built-in codecs: how client updates travel (harness/compression.py)."""
