@@ -264,7 +264,12 @@ def leaderboard(
     plot: Path | None = typer.Option(None, "--plot", help="also draw grouped bars with error bars to this PNG"),
     model: str | None = typer.Option(None, "--model", help="only this base model's rows"),
     judge: str | None = typer.Option(None, "--judge", help="only this judge's scores"),
-    traffic: bool = typer.Option(False, "--traffic", help="also show bytes sent down and up per cell"),
+    resources: bool = typer.Option(
+        False,
+        "--resources",
+        "--traffic",
+        help="per cell: bytes down/up after the codec (per round and total), epsilon, train time, peak memory instead",
+    ),
     compare: bool = typer.Option(False, "--compare", help="the paired differences KTOO-DPO, KTOR-DPO, KTOR-KTOO instead"),
     clients: bool = typer.Option(False, "--clients", help="per-client scores and fairness summary instead"),
     baselines: bool = typer.Option(
@@ -287,7 +292,8 @@ def leaderboard(
 
         if not (runs / STORE_NAME).is_file():
             raise FedbenchError(f"no results in {runs} (no {STORE_NAME})", "run `fedbench run` first, or pass --runs")
-        chosen = [name for name, asked in (("--compare", compare), ("--clients", clients), ("--baselines", baselines)) if asked]
+        views_asked = (("--compare", compare), ("--clients", clients), ("--baselines", baselines), ("--resources", resources))
+        chosen = [name for name, asked in views_asked if asked]
         chosen += ["--reference"] if reference is not None else []
         if len(chosen) > 1:
             raise FedbenchError(f"{' and '.join(chosen)} are different views", "ask for one at a time")
@@ -300,6 +306,14 @@ def leaderboard(
         views: dict[str, Callable[[lb.Matrix], Any]]
         if compare:
             views = {"rich": lb.compare_rich, "markdown": lb.compare_markdown, "csv": lb.compare_csv, "json": lb.compare_json}
+        elif resources:
+            found_rows = lb.resource_rows(runs)
+            views = {
+                "rich": lambda _: lb.resources_rich(found_rows),
+                "markdown": lambda _: lb.resources_markdown(found_rows),
+                "csv": lambda _: lb.resources_csv(found_rows),
+                "json": lambda _: lb.resources_json(found_rows),
+            }
         elif baselines:
             gaps = lb.gap_rows(matrix, lambda r: store.question_scores(r.subject, r.benchmark, r.judge))
             if not gaps:
@@ -337,13 +351,6 @@ def leaderboard(
             out.write_text(shown)
         else:
             typer.echo(shown)
-        if traffic:
-            comm = Table(title="communication (all rounds, all clients)")
-            for col in ("cell", "down (MB)", "up (MB)"):
-                comm.add_column(col, justify="right" if col != "cell" else "left")
-            for cell, down, up in lb.traffic_rows(scores):
-                comm.add_row(cell, f"{down / 1e6:.2f}", f"{up / 1e6:.2f}")
-            _console().print(comm)
         if lengths:
             table = Table(title="mean answer length (tokens; judges favour long answers)")
             for col in ("cell", "benchmark", "tokens"):

@@ -24,7 +24,14 @@ from fedbench.harness.checkpoint import CLIENT_STATE_DIR, CODEC_STATE_DIR, Round
 from fedbench.harness.compression import decode_update, encode_update
 from fedbench.harness.data import Example, PreferencePair, load_pairs
 from fedbench.harness.errors import FedbenchError, LayoutRefusal
-from fedbench.harness.hardware import Choice, describe_execution, execution_note, gradient_checkpointing
+from fedbench.harness.hardware import (
+    Choice,
+    describe_execution,
+    execution_note,
+    gradient_checkpointing,
+    peak_memory,
+    start_memory_watch,
+)
 from fedbench.harness.holdout import HOLDOUT_FILE, split_holdout, write_heldout
 from fedbench.harness.interfaces import Aggregator, ClientHook, ClientUpdate, Codec, Layout, LocalTrainingArgs, Method, Params
 from fedbench.harness.models import attach_lora, fresh_adapter, load_adapter, load_base, read_adapter
@@ -144,6 +151,7 @@ def run_federation(
     if run_dir.done and not force:
         return finished_outcome(run_dir)
     clients = partition(cell)
+    start_memory_watch()
     model, tokenizer = load_base(cell.spec.model, cell.spec.dtype)
     peft_model = attach_lora(model, cell.spec.lora)
     global_params, start, history = begin(cell, run_dir, peft_model, len(clients), force)
@@ -158,7 +166,7 @@ def run_federation(
     except Exception as err:
         run_dir.mark_failed(f"{type(err).__name__}: {err}")
         raise
-    extra: dict[str, Any] = {"execution": note}
+    extra: dict[str, Any] = {"execution": note, "memory": peak_memory()}
     if cell.aggregator.regime == "local":
         global_params, extra["local_only"] = _keep_local_adapters(cell, run_dir, peft_model, clients, global_params)
     return conclude(cell, run_dir, peft_model, global_params, history, engine="local", extra=extra)
@@ -343,6 +351,7 @@ def close_round(
         global_params = cell.aggregator.aggregate(global_params, merged)
     rejected = {x.client_id: x.reason for x in rejections} | dict(failures or {})
     losses = [u.metrics["loss"] for u in accepted if math.isfinite(u.metrics["loss"])]
+    federated = cell.aggregator.regime == "federated"  # a baseline's data sits where it trains: nothing travels
     history.append(
         RoundRecord(
             round=round_index + 1,
@@ -352,8 +361,10 @@ def close_round(
             client_loss={u.client_id: u.metrics["loss"] for u in updates},
             client_settings={u.client_id: settings for u in updates if (settings := client_settings(u.metrics))},
             rejected=rejected,
-            bytes_down=params_nbytes(global_params) * (len(updates) + len(failures or {})),
-            bytes_up=sum((u.encoded.nbytes if u.encoded else params_nbytes(u.params)) + params_nbytes(u.extras) for u in updates),
+            bytes_down=params_nbytes(global_params) * (len(updates) + len(failures or {})) if federated else 0,
+            bytes_up=sum((u.encoded.nbytes if u.encoded else params_nbytes(u.params)) + params_nbytes(u.extras) for u in updates)
+            if federated
+            else 0,
             train_seconds=sum(u.metrics.get("train_seconds", 0.0) for u in updates),
             round_seconds=time.perf_counter() - started,
             privacy=privacy,

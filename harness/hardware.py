@@ -109,3 +109,20 @@ def describe_execution(note: dict[str, Any]) -> str:
         f"{note['device']}, {note['dtype']} ({note['dtype_reason']}); "
         f"gradient checkpointing {switch} ({note['gradient_checkpointing_reason']})"
     )
+
+
+def start_memory_watch() -> None:
+    """Begin a cell's GPU peak from zero (the process's RSS peak cannot be reset: see :func:`peak_memory`)."""
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_memory() -> dict[str, float]:
+    """Peak resident memory of this process so far (MiB; cells trained earlier in it included) and, on a GPU, the peak
+    allocated by torch since :func:`start_memory_watch`: what ``result.json`` records as the run's memory."""
+    import resource
+
+    out = {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # Linux reports KiB
+    if torch.cuda.is_available():
+        out["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    return out

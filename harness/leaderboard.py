@@ -20,7 +20,7 @@ import io
 import itertools
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -988,14 +988,128 @@ def to_rich(m: Matrix):  # noqa: ANN201 - rich is imported lazily
     )
 
 
-def traffic_rows(scores: Sequence[ScoreRow]) -> list[tuple[str, int, int]]:
-    """(cell, bytes sent down, bytes sent up) over all rounds, one line per trained cell."""
-    seen: dict[str, tuple[str, int, int]] = {}
-    for s in scores:
-        if s.method != "base" and s.bytes_down is not None:
-            label = f"{s.method}-{s.layout}-{s.aggregator}" + (f"@{s.seed}" if s.seed else "")
-            seen[s.subject] = (label, s.bytes_down, s.bytes_up or 0)
-    return sorted(seen.values())
+@dataclass(frozen=True)
+class ResourceRow:
+    """What one finished cell cost: communication after its codec, privacy spent, training time, memory."""
+
+    cell: str
+    seed: int
+    codec: str
+    rounds: int
+    bytes_down: int
+    bytes_up: int
+    """Totals over all rounds; per round: divide by ``rounds``."""
+    epsilon: float | None
+    """Client-level DP spent over the run (at ``delta``); None without ``[privacy]``."""
+    delta: float | None
+    train_seconds_per_client_round: float | None
+    peak_rss_mib: float | None
+    """The training process's peak resident memory (cells it trained before included); None for Flower runs."""
+    peak_gpu_mib: float | None
+
+    @property
+    def per_round(self) -> tuple[float, float]:
+        return self.bytes_down / max(1, self.rounds), self.bytes_up / max(1, self.rounds)
+
+
+def resource_rows(runs_root: Path) -> list[ResourceRow]:
+    """One row per finished cell in a runs folder, read from its ``result.json`` (no store needed)."""
+    from fedbench.harness.checkpoint import RunDir, scan_runs
+
+    rows = []
+    for state in scan_runs(runs_root):
+        result = RunDir.at(state.path).result() if state.status == "done" else None
+        if result is None:
+            continue
+        spec, history = result.spec, result.history
+        client_rounds = sum(len(h.client_loss) for h in history)
+        privacy, memory = dict(result.extra.get("privacy", {})), dict(result.extra.get("memory", {}))
+        down, up = result.traffic
+        rows.append(
+            ResourceRow(
+                spec.cell + (f"@{spec.seed}" if spec.seed else ""),
+                spec.seed,
+                spec.codec,
+                len(history),
+                down,
+                up,
+                privacy.get("epsilon"),
+                privacy.get("delta"),
+                sum(h.train_seconds for h in history) / client_rounds if client_rounds else None,
+                memory.get("peak_rss_mib"),
+                memory.get("peak_gpu_mib"),
+            )
+        )
+    return sorted(rows, key=lambda r: r.cell)
+
+
+RESOURCES_TITLE = "resources per cell: communication (bytes after the codec), privacy spent, training time, peak memory"
+
+
+def _mb(value: float) -> str:
+    return f"{value / 1e6:.3f}"
+
+
+def _cells(r: ResourceRow) -> list[str]:
+    down, up = r.per_round
+    return [
+        r.cell,
+        r.codec,
+        _mb(down),
+        _mb(up),
+        _mb(r.bytes_down),
+        _mb(r.bytes_up),
+        "" if r.epsilon is None else f"{r.epsilon:.2f} (delta {r.delta:g})",
+        "" if r.train_seconds_per_client_round is None else f"{r.train_seconds_per_client_round:.2f}",
+        "" if r.peak_rss_mib is None else f"{r.peak_rss_mib:.0f}",
+        "" if r.peak_gpu_mib is None else f"{r.peak_gpu_mib:.0f}",
+    ]
+
+
+RESOURCE_COLUMNS = (
+    "cell",
+    "codec",
+    "down MB/round",
+    "up MB/round",
+    "down MB",
+    "up MB",
+    "epsilon",
+    "train s/client-round",
+    "peak RSS MiB",
+    "peak GPU MiB",
+)
+
+
+def resources_rich(rows: Sequence[ResourceRow]):  # noqa: ANN201 - rich is imported lazily
+    from rich.table import Table
+
+    table = Table(title=RESOURCES_TITLE)
+    for col in RESOURCE_COLUMNS:
+        table.add_column(col, justify="left" if col in ("cell", "codec") else "right")
+    for r in rows:
+        table.add_row(*_cells(r))
+    return table
+
+
+def resources_markdown(rows: Sequence[ResourceRow]) -> str:
+    lines = ["| " + " | ".join(RESOURCE_COLUMNS) + " |", "|" + "---|" * len(RESOURCE_COLUMNS)]
+    lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
+    return "\n".join(lines) + f"\n\n{RESOURCES_TITLE}\n"
+
+
+def resources_csv(rows: Sequence[ResourceRow]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=[f.name for f in fields(ResourceRow)])
+    writer.writeheader()
+    writer.writerows(asdict(r) for r in rows)
+    return buf.getvalue()
+
+
+def resources_json(rows: Sequence[ResourceRow]) -> str:
+    return json.dumps(
+        {"resources": [asdict(r) | {"bytes_down_per_round": r.per_round[0], "bytes_up_per_round": r.per_round[1]} for r in rows]},
+        indent=2,
+    )
 
 
 def length_rows(m: Matrix) -> list[tuple[str, str, float]]:

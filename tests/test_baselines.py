@@ -84,6 +84,7 @@ def test_centralized_trains_as_many_steps_on_as_many_examples_as_the_federated_c
         steps[cell.spec.aggregator] = count[0]
         if cell.spec.aggregator == "centralized":
             assert [r.clients for r in outcome.history] == [("pooled",), ("pooled",)]
+            assert all(r.bytes_down == r.bytes_up == 0 for r in outcome.history), "pooled data: nothing travels"
             (pooled,) = partition(cell).values()
             assert len(pooled) == sum(len(x) for x in partition(cells[0]).values()), "every training pair on the one client"
     assert steps == {"fedavg": 2 * 2 * 2, "centralized": 2 * 2 * 2}, "same optimizer steps of the same batch size"

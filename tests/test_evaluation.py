@@ -144,9 +144,13 @@ def test_leaderboard_plot_and_missing_store(evaluated: Path, tmp_path: Path) -> 
     assert missing.exit_code == 2 and "no results" in missing.output
 
 
-def test_leaderboard_shows_communication(evaluated: Path) -> None:
-    result = CliRunner().invoke(app, ["leaderboard", "--runs", str(evaluated), "--traffic"], env={"COLUMNS": "200"})
+def test_leaderboard_shows_each_cells_resources(evaluated: Path) -> None:
+    result = CliRunner().invoke(app, ["leaderboard", "--runs", str(evaluated), "--traffic"], env={"COLUMNS": "250"})
     assert result.exit_code == 0 and "communication" in result.output and "kto-redistributed-fedavg" in result.output
+    out = CliRunner().invoke(app, ["leaderboard", "--runs", str(evaluated), "--resources", "--format", "json"])
+    rows = json.loads(out.output)["resources"]
+    assert rows and all(r["bytes_up"] > 0 and r["bytes_down_per_round"] * r["rounds"] == r["bytes_down"] for r in rows)
+    assert all(r["peak_rss_mib"] > 100 and r["train_seconds_per_client_round"] > 0 and r["epsilon"] is None for r in rows)
     entries = json.loads(CliRunner().invoke(app, ["leaderboard", "--runs", str(evaluated), "--format", "json"]).output)["entries"]
     trained = [e for e in entries if e["method"] != "base"]
     assert trained and all(e["bytes_down"] > 0 and e["bytes_up"] > 0 for e in trained)
