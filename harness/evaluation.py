@@ -70,6 +70,8 @@ class Subject:
     settings_key: str | None = None
     heldout: Path | None = None
     """The held-out preference pairs this subject is scored on (a cell's own; the base model's cells')."""
+    tag: str = ""
+    """``RunSpec.tag``: the cell's privacy and codec settings where they are not the defaults."""
     local_only: bool = False
     """A local-only baseline cell: each client's held-out pairs are scored with that client's own adapter
     (``baselines.client_adapter_dir``; a client that never trained is left out), ``adapter`` answers the rest."""
@@ -110,6 +112,7 @@ def cell_subject(run_dir: Path) -> Subject:
         spec.seed,
         spec.settings_key,
         heldout if heldout.is_file() else None,
+        spec.tag,
         "local_only" in result.extra,
     )
 
@@ -511,6 +514,7 @@ def _score_row(
         bytes_up=subject.traffic[1] if subject.traffic else None,
         seed=subject.seed,
         settings_key=subject.settings_key,
+        tag=subject.tag,
     )
 
 

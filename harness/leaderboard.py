@@ -115,6 +115,22 @@ class Matrix:
         return "tie" if scores[var] == max(scores.values()) else ""
 
 
+def row_name(row: ScoreRow) -> str:
+    """A score's leaderboard row: its aggregator (a baseline's display name), with its privacy and codec settings
+    in brackets when it has any, so a DP or compressed cell stands beside the plain one instead of replacing it."""
+    name = BASELINE_ROWS.get(row.aggregator, row.aggregator)
+    return f"{name} [{row.tag}]" if row.tag else name
+
+
+def _row_order(row: str) -> tuple[int, int, str, str]:
+    """The study's aggregators in its order, then others, then the baselines; tagged rows after their plain one."""
+    name, _, tag = row.partition(" [")
+    baselines = list(BASELINE_ROWS.values())
+    if name in baselines:
+        return (2, baselines.index(name), "", tag)
+    return (0 if name in AGGREGATOR_ORDER else 1, AGGREGATOR_ORDER.index(name) if name in AGGREGATOR_ORDER else 0, name, tag)
+
+
 def _pool(runs: list[ScoreRow], questions: QuestionScores | None) -> Entry:
     """One entry from the newest experiment's rows (one per seed): mean over seeds, interval over seeds and questions."""
     latest = max(runs, key=lambda r: r.created)
@@ -189,20 +205,18 @@ def build_matrix(
     pooled = [s for s in chosen if s.layout == POOLED_LAYOUT]
     for s in chosen:
         if s.layout != POOLED_LAYOUT:
-            row = BASE_ROW if s.method == "base" else BASELINE_ROWS.get(s.aggregator, s.aggregator)
+            row = BASE_ROW if s.method == "base" else row_name(s)
             grouped.setdefault((row, s.benchmark, "" if s.method == "base" else variant(s.method, s.layout)), []).append(s)
     methods = {variant(s.method, s.layout): s.method for s in chosen if s.method != "base" and s.layout != POOLED_LAYOUT}
     for s in pooled:  # a pooled (centralized) cell stands beside every variant of its method: they pool the same data
         mine = [v for v, m in methods.items() if m == s.method] or [variant(s.method, s.layout)]
         for var in mine:
-            grouped.setdefault((BASELINE_ROWS.get(s.aggregator, s.aggregator), s.benchmark, var), []).append(s)
+            grouped.setdefault((row_name(s), s.benchmark, var), []).append(s)
     cells = {key: _pool(runs, questions) for key, runs in grouped.items()}
     benchmarks = sorted({b for _, b, _ in cells}, key=lambda b: (BENCHMARK_ORDER.index(b) if b in BENCHMARK_ORDER else 99, b))
     found_vars = {v for _, _, v in cells if v}
     variants = [v for v in VARIANTS.values() if v in found_vars] + sorted(found_vars - set(VARIANTS.values()))
-    aggs = {r for r, _, _ in cells if r != BASE_ROW}
-    baselines = [r for r in BASELINE_ROWS.values() if r in aggs]
-    rows = [a for a in AGGREGATOR_ORDER if a in aggs] + sorted(aggs - set(AGGREGATOR_ORDER) - set(baselines)) + baselines
+    rows = sorted({r for r, _, _ in cells if r != BASE_ROW}, key=_row_order)
     if any(r == BASE_ROW for r, _, _ in cells):
         rows.append(BASE_ROW)
     comparisons = _compare(cells, rows, benchmarks, variants, questions) if questions is not None else {}

@@ -150,6 +150,18 @@ class RunSpec:
         return self._digest(drop=("seed",))
 
     @property
+    def tag(self) -> str:
+        """This cell's settings on the privacy and communication axes, '' at their defaults: its leaderboard row says them."""
+        parts = []
+        if self.privacy:
+            p = dict(self.privacy)
+            noise = f"eps<={p['target_epsilon']:g}" if "target_epsilon" in p else f"z={p.get('noise_multiplier', 0):g}"
+            parts.append(f"DP {noise} C={p.get('clip_norm', 0):g}")
+        if self.codec != "none":
+            parts.append(" ".join([self.codec] + [f"{k}={v}" for k, v in self.codec_params]))
+        return ", ".join(parts)
+
+    @property
     def cell(self) -> str:
         """Human-readable cell label, e.g. ``kto-redistributed-fedavg``."""
         return f"{self.method}-{self.layout}-{self.aggregator}"

@@ -24,7 +24,7 @@ from typing import Any
 from fedbench.harness.errors import FedbenchError
 from fedbench.harness.interfaces import Judgment, Question
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 STORE_NAME = "results.sqlite"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS scores (
     score REAL, scale REAL NOT NULL, n INTEGER NOT NULL, failures INTEGER NOT NULL,
     judge_setting TEXT NOT NULL, bytes_down INTEGER, bytes_up INTEGER, created REAL NOT NULL,
     ci_low REAL, ci_high REAL, ci_note TEXT, seed INTEGER, settings_key TEXT, answer_tokens REAL, per_client TEXT,
+    tag TEXT,
     PRIMARY KEY (subject, benchmark, judge));
 CREATE TABLE IF NOT EXISTS answers (
     subject TEXT NOT NULL, benchmark TEXT NOT NULL, question_id TEXT NOT NULL,
@@ -55,6 +56,7 @@ _V1_TO_V2 = (
     "ALTER TABLE answers ADD COLUMN tokens INTEGER",
     "ALTER TABLE judgments ADD COLUMN client TEXT",
 )
+_V2_TO_V3 = ("ALTER TABLE scores ADD COLUMN tag TEXT",)
 NO_INTERVAL_V1 = "stored by an older fedbench (schema 1), without an interval"
 
 
@@ -89,6 +91,9 @@ class ScoreRow:
     """Mean answer length in tokens (judges favour long answers)."""
     per_client: str | None = None
     """JSON {client: [score, questions]} for benchmarks whose questions belong to clients."""
+    tag: str | None = None
+    """The cell's settings on the privacy and communication axes (``RunSpec.tag``), e.g. ``DP eps<=8 C=0.1, int8``;
+    empty or None at their defaults. Cells that differ in it get separate leaderboard rows."""
 
 
 class Store:
@@ -101,13 +106,13 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         found = self._version()
-        if found == 1:
-            self._migrate_v1()
+        if found in (1, 2):
+            self._migrate(found)
         self.db.executescript(_SCHEMA)
         if found is None:
             with self.db:
                 self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        elif found not in (1, SCHEMA_VERSION):
+        elif found not in (1, 2, SCHEMA_VERSION):
             raise FedbenchError(
                 f"{self.path} has results schema version {found}, this fedbench reads version {SCHEMA_VERSION}",
                 "use a fedbench version matching the store, or point --out at a new runs folder",
@@ -119,12 +124,15 @@ class Store:
         found = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         return None if found is None else int(found[0])
 
-    def _migrate_v1(self) -> None:
-        """Schema 1 -> 2 in one transaction: new columns only, every row kept."""
+    def _migrate(self, found: int) -> None:
+        """An older schema to the current one in one transaction: new columns only, every row kept."""
         with self.db:
-            for statement in _V1_TO_V2:
+            if found == 1:
+                for statement in _V1_TO_V2:
+                    self.db.execute(statement)
+                self.db.execute("UPDATE scores SET ci_note = ?", (NO_INTERVAL_V1,))
+            for statement in _V2_TO_V3:
                 self.db.execute(statement)
-            self.db.execute("UPDATE scores SET ci_note = ?", (NO_INTERVAL_V1,))
             self.db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
     @classmethod

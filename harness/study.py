@@ -163,6 +163,7 @@ def quiet_libraries() -> None:
     datasets.disable_progress_bars()
     datasets.logging.set_verbosity_error()
     logging.getLogger("trl").setLevel(logging.ERROR)
+    logging.getLogger("absl").setLevel(logging.ERROR)  # dp-accounting's notes on orders it leaves out of epsilon
 
 
 def run_study(study: Study, registry: Registry | None = None, progress: StudyProgress | None = None) -> StudyResult:

@@ -7,6 +7,7 @@ import io
 import json
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -186,7 +187,30 @@ def test_a_schema_1_store_opens_keeps_its_rows_and_shows_them_without_an_interva
     assert entry["ci_low"] is None and "schema 1" in entry["ci_note"]
     assert "| fedavg | 6.50 (no CI) |" in to_markdown(_board(store))
     store.close()
-    assert Store(path).db.execute("SELECT value FROM meta").fetchone()[0] == "2"  # migrated once, reopened as is
+    assert Store(path).db.execute("SELECT value FROM meta").fetchone()[0] == "3"  # migrated once, reopened as is
+    assert row.tag is None
+
+
+def test_a_schema_2_store_gains_the_tag_column_and_keeps_its_rows(tmp_path: Path) -> None:
+    store = Store(tmp_path / "results.sqlite")
+    store.put_score(SCORES[0])
+    with store.db:  # what a store written before the tag column looks like
+        store.db.execute("ALTER TABLE scores DROP COLUMN tag")
+        store.db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    store.close()
+    again = Store(tmp_path / "results.sqlite")
+    assert again.scores() == [SCORES[0]] and again.db.execute("SELECT value FROM meta").fetchone()[0] == "3"
+
+
+def test_privacy_and_codec_settings_get_their_own_rows_beside_the_plain_cell() -> None:
+    tagged = [
+        replace(_row("fedavg", "dpo", "original", "mt_bench_1", 2.0, created=5.0), subject="dp", tag="DP eps<=8 C=0.1"),
+        replace(_row("fedavg", "dpo", "original", "mt_bench_1", 3.5, created=6.0), subject="q", tag="int8"),
+    ]
+    m = build_matrix(SCORES + tagged)
+    assert m.rows == ["fedavg", "fedavg [DP eps<=8 C=0.1]", "fedavg [int8]", "fedprox", BASE_ROW]
+    assert m.value("fedavg", "mt_bench_1", "DPO") == 4.0, "the newer tagged cells do not replace the plain one"
+    assert m.value("fedavg [int8]", "mt_bench_1", "DPO") == 3.5
 
 
 def test_newest_score_wins() -> None:

@@ -117,3 +117,9 @@ def test_dp_refuses_an_aggregator_that_reads_each_update_and_an_unreachable_epsi
     with pytest.raises(FedbenchError, match="1e-09"):
         run_federation(build_cell(unreachable, registry), tmp_path)
     assert not list(tmp_path.glob("*/rounds/*")), "refused before any round trained"
+
+
+def test_a_cells_privacy_and_codec_settings_name_its_leaderboard_row() -> None:
+    spec = RunSpec(privacy=(("clip_norm", 0.1), ("target_epsilon", 8.0)), codec="int8", codec_params=(("block_size", 64),))
+    assert spec.tag == "DP eps<=8 C=0.1, int8 block_size=64"
+    assert RunSpec().tag == "" and RunSpec(privacy=(("clip_norm", 1.0), ("noise_multiplier", 1.1))).tag == "DP z=1.1 C=1"
