@@ -405,7 +405,9 @@ def _score_external(subject: Subject, bench: Benchmark, spec: EvalSpec, store: S
     if progress.on_start:
         progress.on_start(subject, name, 1)
     home = store.path.parent / subject.key if subject.adapter is None else subject.adapter.parent
-    result = lmeval.run_task(run, resolve_model(subject.model), subject.adapter, resolve_dtype(subject.dtype), home / "lm_eval")
+    result = lmeval.run_task(
+        run, resolve_model(subject.model), subject.adapter, resolve_dtype(subject.dtype), home / "lm_eval", spec.backend
+    )
     if progress.on_answers:
         progress.on_answers(1)
     store.add_judgments(subject.key, name, lmeval.JUDGE, result.verdicts)

@@ -104,11 +104,12 @@ class TaskScore:
     """lm-eval's own per-document values of the metric (0/1 for accuracy), only when their mean is the score."""
 
 
-def run_task(run: TaskRun, model_dir: str, adapter: Path | None, dtype: str, samples_dir: Path) -> TaskScore:
+def run_task(run: TaskRun, model_dir: str, adapter: Path | None, dtype: str, samples_dir: Path, backend: str = "hf") -> TaskScore:
     """Score one subject on one task with lm-eval's evaluator; its per-document outputs go to ``samples_dir/<task>.jsonl``.
 
     The task is built once before any model loads, so an unknown name or a data set out of reach fails
     fast, with what to do. The metric, its standard error and the per-document records are lm-eval's.
+    ``backend``: the evaluation's (``hf``, ``vllm`` or ``auto``: vLLM where it imports and a GPU is present).
     """
     import lm_eval
 
@@ -116,7 +117,7 @@ def run_task(run: TaskRun, model_dir: str, adapter: Path | None, dtype: str, sam
     check_task(manager, run.task)
     fetch_data(manager, run)
     results = lm_eval.simple_evaluate(
-        model=hf_model(model_dir, adapter, dtype, run.batch_size, run.device or default_device()),
+        model=lm_model(backend, model_dir, adapter, dtype, run.batch_size, run.device or default_device()),
         tasks=[run.task],
         num_fewshot=run.num_fewshot,
         limit=run.limit,
@@ -262,13 +263,49 @@ def default_device() -> str:
 _MODEL: dict[tuple[Any, ...], Any] = {}
 
 
-def hf_model(model_dir: str, adapter: Path | None, dtype: str, batch_size: int | str, device: str) -> Any:
-    """lm-eval's HF backend for one subject, built exactly as ``simple_evaluate(model="hf", model_args=...)`` builds it.
+VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256)
+"""The LoRA ranks vLLM accepts for ``max_lora_rank``."""
+
+
+def model_request(backend: str, model_dir: str, adapter: Path | None, dtype: str) -> tuple[str, dict[str, Any]]:
+    """lm-eval's backend name and model arguments for one subject: the HF backend loads the adapter with PEFT; the vLLM
+    backend serves the base model with the adapter as a LoRA request (``lora_local_path``), rank room to fit."""
+    if backend == "auto":
+        import importlib.util
+
+        import torch
+
+        backend = "vllm" if importlib.util.find_spec("vllm") and torch.cuda.is_available() else "hf"
+    if backend == "hf":
+        return "hf", {"pretrained": model_dir, "dtype": dtype} | ({} if adapter is None else {"peft": str(adapter)})
+    if backend != "vllm":
+        raise FedbenchError(f"lm-eval cannot run on the backend '{backend}'", "use --backend hf, vllm or auto")
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        raise FedbenchError("--backend vllm, but vLLM is not installed", "pip install 'fedbench[vllm]' on a GPU machine")
+    args: dict[str, Any] = {"pretrained": model_dir, "dtype": dtype}
+    if adapter is not None:
+        from fedbench.harness.models import lora_settings_of
+
+        rank = lora_settings_of(adapter).r
+        fits = [r for r in VLLM_LORA_RANKS if r >= rank]
+        if not fits:
+            raise FedbenchError(
+                f"vLLM serves LoRA ranks up to {VLLM_LORA_RANKS[-1]}; this adapter has r = {rank}", "use --backend hf"
+            )
+        args |= {"lora_local_path": str(adapter), "max_lora_rank": fits[0]}
+    return "vllm", args
+
+
+def lm_model(backend: str, model_dir: str, adapter: Path | None, dtype: str, batch_size: int | str, device: str) -> Any:
+    """lm-eval's model for one subject, built exactly as ``simple_evaluate(model=..., model_args=...)`` builds it.
 
     Kept for the subject's next task: subjects are evaluated one after another, so holding one
     model at a time saves a load per task without holding every adapter in memory.
     """
-    key = (model_dir, None if adapter is None else str(adapter), dtype, batch_size, device)
+    name, model_args = model_request(backend, model_dir, adapter, dtype)
+    key = (name, model_dir, None if adapter is None else str(adapter), dtype, batch_size, device)
     if key not in _MODEL:
         _MODEL.clear()
         gc.collect()
@@ -277,10 +314,8 @@ def hf_model(model_dir: str, adapter: Path | None, dtype: str, batch_size: int |
 
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-        model_args: dict[str, Any] = {"pretrained": model_dir, "dtype": dtype}
-        if adapter is not None:
-            model_args["peft"] = str(adapter)
-        _MODEL[key] = get_model("hf").create_from_arg_obj(model_args, {"batch_size": batch_size, "device": device})
+        extra = {"batch_size": batch_size} | ({"device": device} if name == "hf" else {})
+        _MODEL[key] = get_model(name).create_from_arg_obj(model_args, extra)
     return _MODEL[key]
 
 

@@ -220,3 +220,35 @@ def test_the_stored_metric_can_be_chosen_and_must_be_a_rate() -> None:
 def test_per_document_values_are_stored_only_when_their_mean_is_the_score() -> None:
     corpus_level = lmeval.summarize(_results(value=0.5), lmeval.TaskRun("t"))  # e.g. F1 over the corpus
     assert corpus_level.score == 50.0 and corpus_level.verdicts == []
+
+
+def test_the_backend_decides_how_the_adapter_reaches_lm_eval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    config = {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]}
+    (adapter / "adapter_config.json").write_text(json.dumps(config))
+    assert lmeval.model_request("hf", "/m", adapter, "float32") == (
+        "hf",
+        {"pretrained": "/m", "dtype": "float32", "peft": str(adapter)},
+    )
+    assert lmeval.model_request("hf", "/m", None, "bfloat16") == ("hf", {"pretrained": "/m", "dtype": "bfloat16"})
+    real = importlib.util.find_spec
+    if real("vllm") is None:
+        with pytest.raises(FedbenchError, match="vLLM is not installed"):
+            lmeval.model_request("vllm", "/m", adapter, "float32")
+        monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "vllm" else real(name, *a))
+    name, args = lmeval.model_request("vllm", "/m", adapter, "bfloat16")
+    assert name == "vllm" and args == {
+        "pretrained": "/m",
+        "dtype": "bfloat16",
+        "lora_local_path": str(adapter),
+        "max_lora_rank": 8,
+    }
+    (adapter / "adapter_config.json").write_text(json.dumps(config | {"r": 24}))
+    assert lmeval.model_request("vllm", "/m", adapter, "bfloat16")[1]["max_lora_rank"] == 32, (
+        "the smallest rank vLLM takes that fits"
+    )
+    with pytest.raises(FedbenchError, match="backend 'tpu'"):
+        lmeval.model_request("tpu", "/m", None, "float32")
