@@ -32,7 +32,7 @@ from fedbench.harness.errors import FedbenchError
 from fedbench.harness.spec import DYNAMIC, RunSpec
 
 if TYPE_CHECKING:
-    from fedbench.harness.interfaces import Aggregator, Params
+    from fedbench.harness.interfaces import Aggregator
 
 POOLED_LAYOUT = "pooled"
 CLIENT_ADAPTERS = "client_adapters"
@@ -63,10 +63,21 @@ def client_adapter_dir(run_dir: Path, client_id: str) -> Path:
     return Path(run_dir) / CLIENT_ADAPTERS / quote(client_id, safe="")
 
 
-def local_adapters(aggregator: Aggregator, sizes: Mapping[str, int]) -> tuple[dict[str, Params], str, list[str]]:
-    """A local-only cell's outcome: each trained client's adapter, the client whose adapter answers the generation
-    benchmarks (the one with the most training examples among those trained), and the clients never sampled."""
-    trained = {cid: params for cid in sorted(aggregator.client_states.clients()) if (params := aggregator.client_states.get(cid))}
+def local_adapters(aggregator: Aggregator, sizes: Mapping[str, int]) -> tuple[list[str], str, list[str]]:
+    """A local-only cell's outcome: the clients that trained (their adapters are in the aggregator's client states),
+    the client whose adapter answers the generation benchmarks (the one with the most training examples among those
+    trained), and the clients never sampled."""
+    trained = sorted(aggregator.client_states.clients())
     never = sorted(set(sizes) - set(trained))
     largest = max(trained or sizes, key=lambda cid: (sizes.get(cid, 0), cid))
     return trained, largest, never
+
+
+def baseline_spec(spec: RunSpec, regime: str) -> RunSpec:
+    """A baseline cell's spec from the federated settings it stands beside: the centralized twin (pooled, step-matched),
+    and for both baselines none of the federated cells' privacy, codec or aggregator settings, which concern what
+    travels between clients and server (a baseline sends nothing) or another aggregator's rule."""
+    if regime == "federated":
+        return spec
+    plain = dataclasses.replace(spec, privacy=(), codec="none", codec_params=(), aggregator_params=())
+    return centralized_spec(plain) if regime == "centralized" else plain

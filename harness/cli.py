@@ -88,6 +88,11 @@ def run(
     min_nodes: int | None = typer.Option(
         None, "--min-nodes", help="flower deployment: SuperNodes that make up the federation (default clients_per_round)"
     ),
+    secure_aggregation: bool = typer.Option(
+        False,
+        "--secure-aggregation",
+        help="flower simulation: each round through Flower's SecAgg+, the server sees only the sum (mean-only aggregators)",
+    ),
     round_timeout: float | None = typer.Option(
         None,
         "--round-timeout",
@@ -125,7 +130,7 @@ def run(
             parse_seeds(seeds) if seeds is not None else None,
             runs_root=out,
             force=force,
-            engine=engine_from_flags(engine, superlink, client_cpus, client_gpus, min_nodes, round_timeout),
+            engine=engine_from_flags(engine, superlink, client_cpus, client_gpus, min_nodes, round_timeout, secure_aggregation),
             evaluation=evaluation,
             skip_eval=skip_eval,
             baselines=baselines,

@@ -97,22 +97,35 @@ class FlowerSimulation:
     client_cpus: float | None = None
     client_gpus: float | None = None
     timeout: float | None = None
+    secure_aggregation: bool = False
+    """Every round through Flower's SecAgg+ (harness/flower/secure.py): the server sees only the round's sum."""
     name: ClassVar[str] = "flower"
 
     def train(self, cell: Cell, runs_root: Path, force: bool = False, progress: TrainingProgress | None = None) -> CellOutcome:
-        refuse_local_only(cell)
+        refuse_on_flower(cell)
         flower = load_flower()
         resources = flower.Resources.auto(self.client_cpus, self.client_gpus)
+        if self.secure_aggregation:
+            from fedbench.harness.flower.secure import simulate_secure
+
+            return simulate_secure(cell, runs_root, resources, force=force, timeout=self.timeout)
         return flower.simulate(cell, runs_root, resources, force=force, timeout=self.timeout)
 
 
-def refuse_local_only(cell: Cell) -> None:
-    """The local-only baseline has no server and sends nothing, so a distributed engine has nothing to run."""
+def refuse_on_flower(cell: Cell) -> None:
+    """What a Flower engine cannot run: the local-only baseline (nothing travels, so there is no federation) and a
+    codec with per-client memory (Flower's clients live in other processes, which do not keep it between rounds)."""
     if cell.aggregator.regime == "local":
         raise FedbenchError(
             f"cell {cell.spec.cell} is the local-only baseline: every client trains alone and nothing travels, "
             "so there is no federation for Flower to run",
             "train it with the local engine (--engine local, the default); the federated cells can still run on Flower",
+        )
+    if cell.codec is not None and cell.codec.keeps_client_state:
+        raise FedbenchError(
+            f"codec '{cell.spec.codec}' keeps memory per client (its error feedback), which Flower's client processes "
+            "would lose between rounds",
+            "use a stateless codec on Flower (fp16, bf16, int8), or train with the local engine, which persists it",
         )
 
 
@@ -130,7 +143,7 @@ class FlowerDeployment:
     name: ClassVar[str] = "flower"
 
     def train(self, cell: Cell, runs_root: Path, force: bool = False, progress: TrainingProgress | None = None) -> CellOutcome:
-        refuse_local_only(cell)
+        refuse_on_flower(cell)
         flower = load_flower()
         return flower.deploy(cell, runs_root, self.superlink, self.min_nodes, timeout=self.timeout, force=force)
 
@@ -142,6 +155,7 @@ def engine_from_flags(
     client_gpus: float | None = None,
     min_nodes: int | None = None,
     round_timeout: float | None = None,
+    secure_aggregation: bool = False,
 ) -> Engine:
     """The engine ``fedbench run``'s flags name, with the flags checked against it.
 
@@ -154,6 +168,7 @@ def engine_from_flags(
         "--client-gpus": client_gpus,
         "--min-nodes": min_nodes,
         "--round-timeout": round_timeout,
+        "--secure-aggregation": secure_aggregation or None,
     }
     if name == "local":
         given = [flag for flag, value in flower_only.items() if value is not None]
@@ -169,13 +184,18 @@ def engine_from_flags(
                 "--client-cpus/--client-gpus size simulated clients; a deployment's SuperNodes bring their own",
                 "drop them, or drop --superlink to simulate",
             )
+        if secure_aggregation:
+            raise FedbenchError(
+                "--secure-aggregation runs on Flower's simulation engine; a deployment (--superlink) does not carry it yet",
+                "drop --superlink to simulate with secure aggregation, or drop --secure-aggregation",
+            )
         return FlowerDeployment(superlink, min_nodes, timeout=round_timeout or 3600)
     if min_nodes is not None:
         raise FedbenchError(
             "--min-nodes applies to a deployment (--superlink); a simulation starts one node per client",
             "drop --min-nodes, or add --superlink",
         )
-    return FlowerSimulation(client_cpus, client_gpus, round_timeout)
+    return FlowerSimulation(client_cpus, client_gpus, round_timeout, secure_aggregation)
 
 
 def load_flower() -> Any:

@@ -51,7 +51,7 @@ class Cell:
     layout: Layout
     aggregator: Aggregator
     codec: Codec | None = None
-    """How client updates travel; None: as they are (the ``none`` codec is the same, with bytes counted)."""
+    """How client updates travel; None (``--codec none``): as they are, bit for bit, their float32 bytes counted."""
 
 
 def build_cell(spec: RunSpec, registry: Registry) -> Cell:
@@ -78,8 +78,8 @@ def build_cell(spec: RunSpec, registry: Registry) -> Cell:
             "use an aggregator that needs only the mean (fedavg, fedprox, fedavgm, fedadam, fedyogi, fedadagrad), "
             "or drop [privacy]",
         )
-    codec = registry.create("codec", spec.codec, dict(spec.codec_params))
-    return Cell(spec, method, layout, aggregator, codec)
+    codec = registry.create("codec", spec.codec, dict(spec.codec_params))  # checks the name and settings
+    return Cell(spec, method, layout, aggregator, None if spec.codec == "none" else codec)
 
 
 def sample_clients(client_ids: Sequence[str], k: int, seed: int, round_index: int) -> list[str]:
@@ -178,11 +178,11 @@ def _keep_local_adapters(
     """A local-only cell's ending: every trained client's adapter saved for per-client scoring, and the largest
     client's as the cell's adapter (what the generation benchmarks answer with); see harness/baselines.py."""
     trained, largest, never = local_adapters(cell.aggregator, {cid: len(ex) for cid, ex in clients.items()})
-    for cid, params in trained.items():
-        load_adapter(peft_model, params)
+    for cid in trained:  # one client's adapter in memory at a time, however many clients trained
+        load_adapter(peft_model, cell.aggregator.client_states.get(cid) or fresh)
         save_peft_adapter(peft_model, client_adapter_dir(run_dir.path, cid))
     summary = {"clients_trained": len(trained), "clients_never_sampled": never, "generation_adapter_client": largest}
-    return trained.get(largest, fresh), summary
+    return cell.aggregator.client_states.get(largest) or fresh, summary
 
 
 def finished_outcome(run_dir: RunDir) -> CellOutcome:
@@ -243,8 +243,9 @@ def conclude(
     save_peft_adapter(peft_model, run_dir.adapter_dir)
     more = dict(extra or {})
     history = as_records(history)
-    if history and history[-1].privacy:
-        more["privacy"] = dict(history[-1].privacy)  # what the whole run spent
+    spent = [h.privacy for h in history if h.privacy]
+    if spent:
+        more["privacy"] = dict(spent[-1])  # what the whole run spent (a round with nothing accepted records none)
     run_dir.finish(RunResult(cell.spec, engine, history, attempt=more.pop("attempt", None), extra=more))
     return CellOutcome(run_dir.path, run_dir.adapter_dir, history)
 
@@ -397,7 +398,9 @@ def private_round(
     rate = spec.clients_per_round / num_clients
     settings = run_privacy(tuple(sorted(dict(spec.privacy).items())), rate, spec.rounds)
     assert settings is not None
-    noised, norms = dp_mean(global_params, [u.params for u in accepted], settings, spec.seed, round_index)
+    noised, norms = dp_mean(
+        global_params, [u.params for u in accepted], settings, spec.seed, round_index, max(spec.clients_per_round, len(accepted))
+    )
     merged = ClientUpdate(DP_MEAN, noised, sum(u.num_examples for u in accepted))
     record = {
         "epsilon": epsilon_spent(settings.noise_multiplier, rate, round_index + 1, settings.delta),

@@ -280,6 +280,9 @@ class Codec(KeepsClientStates, ABC):
     """
 
     name: ClassVar[str]
+    keeps_client_state: ClassVar[bool] = False
+    """True for a codec with per-client memory (top-k's residual): the local engine persists it with the run; the
+    Flower engines, whose clients live in other processes, refuse it until that memory travels with the round."""
 
     @abstractmethod
     def encode(self, params: Params, client_id: str) -> Encoded:

@@ -486,7 +486,8 @@ def gap_rows(m: Matrix, questions: QuestionScores) -> list[GapRow]:
     out = []
     for row, bench, var in itertools.product(m.rows, m.benchmarks, m.variants):
         fed, local, central = (m.entry(r, bench, var) for r in (row, local_row, central_row))
-        if row in (BASE_ROW, local_row, central_row) or fed is None or local is None or central is None or not local.per_client:
+        is_baseline = row.partition(" [")[0] in (local_row, central_row)  # tagged baselines too
+        if row == BASE_ROW or is_baseline or fed is None or local is None or central is None or not local.per_client:
             continue
 
         def units(entry: Entry) -> dict[object, float]:
@@ -1041,7 +1042,7 @@ def resource_rows(runs_root: Path) -> list[ResourceRow]:
         down, up = result.traffic
         rows.append(
             ResourceRow(
-                spec.cell + (f"@{spec.seed}" if spec.seed else ""),
+                spec.cell + (f"@{spec.seed}" if spec.seed else "") + (f" [{spec.tag}]" if spec.tag else ""),
                 spec.seed,
                 spec.codec,
                 len(history),

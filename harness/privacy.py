@@ -18,8 +18,8 @@ Which aggregators keep the guarantee: the noise goes onto the clipped mean updat
 aggregator's server rule. Whatever the server does with the noised mean afterwards is
 post-processing and keeps the guarantee: FedAvg and FedProx (x + noised mean update), FedAvgM
 (momentum on it), FedAdam, FedYogi and FedAdagrad (adaptive steps along it). SCAFFOLD also uploads
-control variates (``ClientUpdate.extras``), which are neither clipped nor noised here: the
-guarantee does NOT cover them, so a SCAFFOLD run with these settings is not differentially private.
+control variates (``ClientUpdate.extras``), which would be neither clipped nor noised, so the
+harness refuses DP with it (and with any aggregator that reads each client's update).
 
 ``torch`` is the only heavy import here; ``dp_accounting`` is imported inside the accountant
 functions, so importing this module stays light.
@@ -158,15 +158,23 @@ def add_noise(
 
 
 def dp_mean(
-    global_params: Params, client_params_list: Sequence[Params], settings: PrivacySettings, seed: int, round_index: int
+    global_params: Params,
+    client_params_list: Sequence[Params],
+    settings: PrivacySettings,
+    seed: int,
+    round_index: int,
+    denominator: int | None = None,
 ) -> tuple[Params, list[float]]:
-    """The round's DP-FedAvg mean: clip each client's update, average uniformly, add noise.
+    """The round's DP-FedAvg mean: clip each client's update, average with weight 1/m each, add noise.
 
     Returns the new params and each client's update norm before clipping (in input order), which
-    is what a run reports to show how often C bites. m is the number of params averaged here; the
-    accountant's sampling rate must be the expected m over the federation's client count.
-    The mean is FedAvg's own ``weighted_mean`` with weights 1/m, so with noise 0, clip inf and clients of
-    equal size a DP round is FedAvg's round bit for bit.
+    is what a run reports to show how often C bites. m is ``denominator``, the round's sampled
+    clients (default: the updates given): fixed, so a client whose update is rejected or missing
+    changes the mean by its absence, never the weights of the others (the fixed-denominator
+    estimator of DP-FedAvg), and the noise keeps the scale z C / m the accountant assumes.
+    The mean is FedAvg's own ``weighted_mean`` with weights 1/m (the global adapter taking what is
+    left, 1 - k/m, when only k < m clients are given), so with noise 0, clip inf and clients of equal
+    size a DP round is FedAvg's round bit for bit.
     """
     if not client_params_list:
         raise FedbenchError(
@@ -179,8 +187,11 @@ def dp_mean(
         kept, norm = clip_update(global_params, params, settings.clip_norm)
         clipped.append(kept)
         norms.append(norm)
-    mean = weighted_mean(clipped, [1.0 / len(clipped)] * len(clipped))
-    return add_noise(global_params, mean, settings, len(clipped), seed, round_index), norms
+    m = denominator or len(clipped)
+    if m < len(clipped):
+        raise ValueError(f"DP mean: denominator {m} is below the {len(clipped)} updates averaged")
+    mean = weighted_mean([*clipped, global_params], [1.0 / m] * len(clipped) + [1.0 - len(clipped) / m])
+    return add_noise(global_params, mean, settings, m, seed, round_index), norms
 
 
 def _check_rate_and_rounds(sampling_rate: float, rounds: int) -> None:

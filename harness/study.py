@@ -29,7 +29,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from fedbench.harness.baselines import centralized_spec
+from fedbench.harness.baselines import baseline_spec
 from fedbench.harness.checkpoint import RunDir
 from fedbench.harness.engines import Engine, LocalEngine, TrainingProgress
 from fedbench.harness.errors import CellBusy, FedbenchError, LayoutRefusal
@@ -220,10 +220,10 @@ def expand_cells(study: Study, registry: Registry, progress: StudyProgress | Non
     cells: list[Cell] = []
     for seed, method, layout, agg in itertools.product(study.seeds, methods, layouts, aggs):
         spec = RunSpec(**dict(study.settings) | {"seed": seed}, method=method, layout=layout, aggregator=agg)
-        if getattr(registry.get("aggregator", agg), "regime", "federated") == "centralized":
-            spec = centralized_spec(spec)
-            if any(c.spec == spec for c in cells):
-                continue
+        regime = getattr(registry.get("aggregator", agg), "regime", "federated")
+        spec = baseline_spec(spec, regime)
+        if regime == "centralized" and any(c.spec == spec for c in cells):
+            continue
         try:
             cells.append(build_cell(spec, registry))
         except LayoutRefusal as err:

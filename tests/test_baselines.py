@@ -11,13 +11,14 @@ from typer.testing import CliRunner
 
 from fedbench.harness.baselines import client_adapter_dir
 from fedbench.harness.cli import app
-from fedbench.harness.engines import refuse_local_only
+from fedbench.harness.engines import refuse_on_flower
 from fedbench.harness.errors import FedbenchError
 from fedbench.harness.evaluation import EvalSpec
 from fedbench.harness.federation import build_cell, partition, run_federation
 from fedbench.harness.interfaces import Judgment
 from fedbench.harness.leaderboard import build_matrix, gap_rows, gaps_json
 from fedbench.harness.registry import load_registry
+from fedbench.harness.spec import resolve_settings
 from fedbench.harness.stats import gap_closed
 from fedbench.harness.store import ScoreRow, Store
 from fedbench.harness.study import Study, evaluate_runs, expand_cells
@@ -43,6 +44,17 @@ def test_all_leaves_the_baselines_out_and_baselines_adds_one_centralized_cell_pe
         "kto-redistributed-fedavg",
         "kto-redistributed-local",
     ]
+    private = resolve_settings(
+        None,
+        None,
+        {"privacy": {"clip_norm": 0.1, "noise_multiplier": 1.0}, "codec": "int8", "aggregator_params": {"server_lr": 0.1}},
+    )
+    mixed = expand_cells(
+        Study(settings=settings | private, method="kto", layout="original", aggregator="fedadam", baselines=True), registry
+    )
+    assert [c.spec.cell for c in mixed] == ["kto-original-fedadam", "kto-pooled-centralized", "kto-original-local"]
+    assert mixed[0].spec.tag == "DP z=1 C=0.1, int8" and mixed[0].spec.aggregator_params == (("server_lr", 0.1),)
+    assert all(c.spec.tag == "" and not c.spec.aggregator_params for c in mixed[1:]), "baselines send nothing to protect"
     central = next(c.spec for c in cells if c.spec.aggregator == "centralized")
     federated = cells[0].spec
     assert (central.clients_per_round, central.local_steps) == (1, 12), "one client doing clients_per_round x local_steps"
@@ -146,7 +158,7 @@ def test_local_only_scores_each_clients_pairs_with_its_own_adapter(tiny_model: P
 def test_the_local_only_baseline_refuses_a_distributed_engine(tiny_model: Path, pairs_file: Path) -> None:
     cell = build_cell(tiny_spec(tiny_model, pairs_file, aggregator="local"), load_registry(entry_points=False))
     with pytest.raises(FedbenchError, match="nothing travels"):
-        refuse_local_only(cell)
+        refuse_on_flower(cell)
 
 
 def test_gap_closed_on_hand_worked_numbers() -> None:

@@ -12,7 +12,7 @@ from fedbench.harness.registry import load_registry
 from tests.conftest import write_pairs
 from tests.test_resume import _crash_after_round, _spec
 
-CLIENTS, PER_ROUND, ROUNDS, CRASH_AFTER = 22, 20, 2, 1
+CLIENTS, PER_ROUND, ROUNDS, CRASH_AFTER = 12, 10, 2, 1
 
 
 def test_scaffold_after_many_clients_resumes_bit_for_bit_with_checkpoints_of_the_round_size(tiny_model, tmp_path) -> None:

@@ -48,3 +48,15 @@ def test_an_unknown_codec_or_setting_is_refused_by_name(tiny_model: Path, pairs_
         build_cell(_spec(tiny_model, pairs_file, codec="int9"), registry)
     with pytest.raises(FedbenchError, match="fraction is 2.0"):
         build_cell(_spec(tiny_model, pairs_file, codec="topk", codec_params=(("fraction", 2.0),)), registry)
+
+
+def test_the_default_codec_sends_the_adapter_as_it_is_and_flower_refuses_a_stateful_one(
+    tiny_model: Path, pairs_file: Path
+) -> None:
+    from fedbench.harness.engines import refuse_on_flower
+
+    registry = load_registry(entry_points=False)
+    assert build_cell(_spec(tiny_model, pairs_file), registry).codec is None, "none: no encode/decode round trip at all"
+    refuse_on_flower(build_cell(_spec(tiny_model, pairs_file, codec="int8"), registry))  # stateless: fine
+    with pytest.raises(FedbenchError, match="keeps memory per client"):
+        refuse_on_flower(build_cell(_spec(tiny_model, pairs_file, codec="topk"), registry))

@@ -202,3 +202,12 @@ def test_unknown_codec_name_and_setting() -> None:
         make_codec("topk", block_size=4)
     codec = make_codec("topk", fraction=0.5)
     assert isinstance(codec, TopKCodec) and codec.fraction == 0.5
+
+
+def test_topk_keeps_its_residual_when_an_update_diverged() -> None:
+    codec = TopKCodec(fraction=0.1)
+    codec.encode(tensors(1), "c0")
+    before = residual(codec, "c0")
+    codec.encode({k: torch.full_like(t, float("nan")) for k, t in X.items()}, "c0")  # rejected by the server anyway
+    after = residual(codec, "c0")
+    assert all(torch.equal(before[k], after[k]) for k in before), "one diverged round does not poison later ones"

@@ -206,3 +206,13 @@ def test_bad_noise_inputs_are_refused() -> None:
         dp_mean(X, [], settings, seed=0, round_index=0)
     with pytest.raises(FedbenchError, match="-2"):
         noise_for_epsilon(-2.0, 0.1, 10, 1e-5)
+
+
+def test_a_missing_client_leaves_the_others_weights_alone() -> None:
+    """Fixed denominator: 2 of 4 sampled clients arrive; each still counts 1/4, the global adapter the rest."""
+    clients = [{k: X[k] + t for k, t in tensors(s).items()} for s in (1, 2)]
+    settings = PrivacySettings(clip_norm=math.inf, noise_multiplier=0.0, delta=1e-5)
+    mean, _ = dp_mean(X, clients, settings, seed=0, round_index=0, denominator=4)
+    for k in X:
+        expected = X[k] + ((clients[0][k] - X[k]) + (clients[1][k] - X[k])) / 4
+        assert torch.allclose(mean[k], expected, atol=1e-6)

@@ -26,6 +26,7 @@ from fedbench.harness.data import Example, PreferencePair, read_examples
 from fedbench.harness.errors import FedbenchError
 from fedbench.harness.federation import Cell, build_cell, checkpointing_for, partition, train_one
 from fedbench.harness.flower.wire import encoded_to_records, from_record, to_record
+from fedbench.harness.interfaces import ClientUpdate, Params
 from fedbench.harness.models import attach_lora, load_base
 from fedbench.harness.refcache import ReferenceCache
 from fedbench.harness.registry import default_registry
@@ -114,42 +115,48 @@ def _identify(msg: Message, context: Context) -> Message:
     return Message(RecordDict({"site": answer}), reply_to=msg)
 
 
-@client_app.train()
-def _train(msg: Message, context: Context) -> Message:
-    config = msg.content.config_records["config"]
-    site = _site(context, str(config["spec"]))
+def train_site(site: Any, config: Any, global_params: Params, state: Params | None = None) -> ClientUpdate:
+    """This node's client trains one round from ``global_params`` (the client half of every Flower path: plain and
+    secure aggregation), after checking the server addressed the right client. ``config``: the round's
+    ``client-id``, ``round`` and ``num-clients``; ``state``: what the aggregator's client half needs (SCAFFOLD's c, c_i)."""
     sent = str(config["client-id"])
     if sent != site.client_id:
         raise FedbenchError(f"the server sent client '{sent}' to the node holding '{site.client_id}'", "restart the run")
     spec, cell = site.cell.spec, site.cell
     model, tokenizer = load_base(spec.model, spec.dtype)
     peft_model = attach_lora(model, spec.lora)
-    global_params = from_record(msg.content.array_records["arrays"])
+    num_clients = int(config["num-clients"])  # ints by the server's construction
     # a fresh instance per message: one process may serve several clients, and no state may leak between them
     aggregator = default_registry().create("aggregator", spec.aggregator, dict(spec.aggregator_params))
-    # ints by the server's construction; flwr types config values as every value kind
-    aggregator.setup(global_params, int(config["num-clients"]))  # type: ignore[arg-type]
-    state = from_record(msg.content.array_records["client-state"])
+    aggregator.setup(global_params, num_clients)
     if state:
         aggregator.load_state_dict(state)
     if spec.hash not in _REFERENCES:
         _REFERENCES[spec.hash] = ReferenceCache.for_run(None, cell.method, spec)
     with tempfile.TemporaryDirectory(prefix="fedbench-client-") as workdir:
-        update = train_one(
+        return train_one(
             cell,
             peft_model,
             tokenizer,
             site.dataset,
             global_params,
             aggregator.client_hook(site.client_id, global_params),
-            int(config["round"]),  # type: ignore[arg-type]
+            int(config["round"]),
             site.client_id,
             site.num_examples,
             Path(workdir),
             reference=_REFERENCES[spec.hash],
             checkpointing=checkpointing_for(cell, model).value,
-            num_clients=int(config["num-clients"]),  # type: ignore[arg-type]
+            num_clients=num_clients,
         )
+
+
+@client_app.train()
+def _train(msg: Message, context: Context) -> Message:
+    config = msg.content.config_records["config"]
+    site = _site(context, str(config["spec"]))
+    state = from_record(msg.content.array_records["client-state"])
+    update = train_site(site, config, from_record(msg.content.array_records["arrays"]), state)
     content = RecordDict(
         {"arrays": to_record(update.params), "extras": to_record(update.extras), "metrics": MetricRecord(dict(update.metrics))}
     )

@@ -15,13 +15,14 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from flwr.app import Context
+from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
 from fedbench.harness.checkpoint import RunDir
@@ -79,6 +80,26 @@ def simulate(
     ``timeout`` (seconds per round) defaults to none: a simulated client is slow, never gone, and
     rejecting it would silently leave the local engine's trajectory.
     """
+    preset = _server_config(cell, runs_root, len(partition(cell)), timeout, force)
+
+    def main(grid: Grid, context: Context, attempt: str) -> None:
+        serve(grid, context, preset | {"attempt": attempt})
+
+    return run_in_simulation(cell, runs_root, resources, force, main, client_app, "Flower simulation")
+
+
+def run_in_simulation(
+    cell: Cell,
+    runs_root: Path,
+    resources: Resources | None,
+    force: bool,
+    main: Callable[[Grid, Context, str], None],
+    client: ClientApp,
+    where: str,
+) -> CellOutcome:
+    """One cell through ``run_simulation``: a virtual SuperNode per client running ``client``, the server running
+    ``main(grid, context, attempt)``; a finished cell is not run again unless ``force``. Shared by the plain and the
+    secure-aggregation simulation (harness/flower/secure.py)."""
     try:
         import ray  # noqa: F401  (flwr imports it lazily, after the run has started)
     except ModuleNotFoundError as err:
@@ -91,13 +112,12 @@ def simulate(
     if run_dir.done and not force:
         return finished_outcome(run_dir)
     resources = resources or Resources.auto()
-    num_clients = len(partition(cell))
-    preset = _server_config(cell, runs_root, num_clients, timeout, force)
+    attempt = uuid.uuid4().hex
     app = ServerApp()
 
     @app.main()
     def _main(grid: Grid, context: Context) -> None:
-        serve(grid, context, preset)
+        main(grid, context, attempt)
 
     flwr_logger = logging.getLogger("flwr")
     level = flwr_logger.level
@@ -105,13 +125,13 @@ def simulate(
     try:
         run_simulation(
             server_app=app,
-            client_app=client_app,
-            num_supernodes=num_clients,
+            client_app=client,
+            num_supernodes=len(partition(cell)),
             backend_config={"client_resources": {"num_cpus": resources.num_cpus, "num_gpus": resources.num_gpus}},
         )
     finally:
         flwr_logger.setLevel(level)
-    return _outcome(run_dir, preset["attempt"], "Flower simulation")
+    return _outcome(run_dir, attempt, where)
 
 
 FLWR_APP_TOML = """\

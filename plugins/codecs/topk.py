@@ -20,6 +20,7 @@ class TopK(Codec):
     """
 
     name = "topk"
+    keeps_client_state = True
 
     def __init__(self, fraction: float = 0.01) -> None:
         if not 0 < fraction <= 1:  # also catches NaN
@@ -56,7 +57,8 @@ class TopK(Codec):
             arrays[f"{k}/values"] = flat[index]
             flat[index] = 0
             kept[k] = flat
-        self.client_states.put(client_id, kept)
+        if all(bool(torch.isfinite(t).all()) for t in kept.values()):  # a diverged update is rejected: keep the old residual
+            self.client_states.put(client_id, kept)
         return Encoded(self.name, arrays, shapes, dtypes, self.settings())
 
     def decode(self, encoded: Encoded) -> Params:
