@@ -1,4 +1,4 @@
-"""The five plugin kinds as small base classes.
+"""The six plugin kinds as small base classes.
 
 A plugin subclasses one of these, sets ``name`` (and the class docstring's first line,
 which ``fedbench plugins`` shows), and takes its hyper-parameters as keyword arguments

@@ -1,4 +1,4 @@
-"""``fedbench new-plugin``: a ready-to-install plugin package for any of the five kinds.
+"""``fedbench new-plugin``: a ready-to-install plugin package for any of the six kinds.
 
 Templates are strings here rather than files so they ship with the code that fills them and
 cannot go missing from an installation. Each generated package is complete on its own: a
