@@ -101,8 +101,16 @@ class FlowerSimulation:
     """Every round through Flower's SecAgg+ (harness/flower/secure.py): the server sees only the round's sum."""
     name: ClassVar[str] = "flower"
 
-    def train(self, cell: Cell, runs_root: Path, force: bool = False, progress: TrainingProgress | None = None) -> CellOutcome:
+    def check(self, cell: Cell) -> None:
+        """Refuse, before any cell of the study trains, a cell this engine cannot run."""
         refuse_on_flower(cell)
+        if self.secure_aggregation:
+            from fedbench.harness.flower.secure import check_secure
+
+            check_secure(cell)
+
+    def train(self, cell: Cell, runs_root: Path, force: bool = False, progress: TrainingProgress | None = None) -> CellOutcome:
+        self.check(cell)
         flower = load_flower()
         resources = flower.Resources.auto(self.client_cpus, self.client_gpus)
         if self.secure_aggregation:
@@ -142,8 +150,12 @@ class FlowerDeployment:
     timeout: float = 3600
     name: ClassVar[str] = "flower"
 
-    def train(self, cell: Cell, runs_root: Path, force: bool = False, progress: TrainingProgress | None = None) -> CellOutcome:
+    def check(self, cell: Cell) -> None:
+        """Refuse, before any cell of the study trains, a cell this engine cannot run."""
         refuse_on_flower(cell)
+
+    def train(self, cell: Cell, runs_root: Path, force: bool = False, progress: TrainingProgress | None = None) -> CellOutcome:
+        self.check(cell)
         flower = load_flower()
         return flower.deploy(cell, runs_root, self.superlink, self.min_nodes, timeout=self.timeout, force=force)
 

@@ -243,10 +243,15 @@ def train_cells(
     """Train each cell in turn through ``engine`` (default: the local one); finished cells are skipped unless ``force``.
 
     Each cell is trained under its run directory's lock; a cell another process is training is skipped
-    with the reason (:meth:`StudyProgress.cell_busy`) and left out of the outcomes.
+    with the reason (:meth:`StudyProgress.cell_busy`) and left out of the outcomes. An engine with a ``check(cell)``
+    (the Flower engines) refuses a cell it cannot run before the first cell trains.
     """
     engine = engine if engine is not None else LocalEngine()
     progress = progress or StudyProgress()
+    check = getattr(engine, "check", None)  # an engine that cannot run some cell says so before any cell trains
+    if check is not None:
+        for cell in cells:
+            check(cell)
     quiet_libraries()
     trained, outcomes = [], []
     for i, cell in enumerate(cells, start=1):

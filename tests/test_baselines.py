@@ -155,10 +155,26 @@ def test_local_only_scores_each_clients_pairs_with_its_own_adapter(tiny_model: P
     assert "own local-only adapter" in reward.judge_setting
 
 
-def test_the_local_only_baseline_refuses_a_distributed_engine(tiny_model: Path, pairs_file: Path) -> None:
+def test_the_local_only_baseline_refuses_a_distributed_engine_before_any_cell_trains(
+    tiny_model: Path, pairs_file: Path, tmp_path: Path
+) -> None:
+    from fedbench.harness.engines import FlowerSimulation
+    from fedbench.harness.study import run_study
+
     cell = build_cell(tiny_spec(tiny_model, pairs_file, aggregator="local"), load_registry(entry_points=False))
     with pytest.raises(FedbenchError, match="nothing travels"):
         refuse_on_flower(cell)
+    study = Study(
+        settings={"model": str(tiny_model), "data": str(pairs_file), "rounds": 1},
+        method="kto",
+        layout="original",
+        aggregator="fedavg,local",
+        runs_root=tmp_path / "runs",
+        engine=FlowerSimulation(),
+    )
+    with pytest.raises(FedbenchError, match="nothing travels"):
+        run_study(study, load_registry(entry_points=False))
+    assert not (tmp_path / "runs").exists(), "refused before the fedavg cell started"
 
 
 def test_gap_closed_on_hand_worked_numbers() -> None:
