@@ -501,7 +501,8 @@ def gap_rows(m: Matrix, questions: QuestionScores) -> list[GapRow]:
     return out
 
 
-def _gap_text(g: GapClosed) -> str:
+def gap_text(g: GapClosed) -> str:
+    """``57% [17, 100]``: the gap closed and its interval, or '' when there is none (the note says why)."""
     if g.gap is None:
         return ""
     return f"{g.gap:.0f}%" + (f" [{g.interval.low:.0f}, {g.interval.high:.0f}]" if g.interval else "")
@@ -543,7 +544,7 @@ def gaps_rich(found: Sequence[GapRow]):  # noqa: ANN201 - rich is imported lazil
             f"{spread.mean:.1f}/{spread.worst:.1f}/{spread.p10:.1f}" if spread else "",
             _fmt(g.federated, 100),
             _fmt(g.centralized, 100),
-            _gap_text(g.gap) or g.gap.note,
+            gap_text(g.gap) or g.gap.note,
         )
     return table
 
@@ -553,7 +554,7 @@ def gaps_markdown(found: Sequence[GapRow]) -> str:
     for g in found:
         lines.append(
             f"| {g.aggregator} | {g.benchmark} | {g.variant} | {_fmt(g.local, 100)} | {_fmt(g.federated, 100)} | "
-            f"{_fmt(g.centralized, 100)} | {_gap_text(g.gap) or g.gap.note} | {g.gap.n} |"
+            f"{_fmt(g.centralized, 100)} | {gap_text(g.gap) or g.gap.note} | {g.gap.n} |"
         )
     return "\n".join(lines) + f"\n\n{GAP_CAPTION}\n"
 

@@ -147,6 +147,8 @@ class Report:
     """Store subject -> its unique, readable name (``base``, ``kto-redistributed-fedavg``, ...)."""
     notes: list[str] = field(default_factory=list)
     """What the reader should know first: no scores yet, unreadable run directories, missing answers."""
+    gaps: list[lb.GapRow] = field(default_factory=list)
+    """Each federated entry between its local-only and centralized baselines (empty without both baselines)."""
 
 
 # --- gathering ---------------------------------------------------------------------------------------------
@@ -323,6 +325,7 @@ def gather(runs: Path) -> Report:
     scores: list[ScoreRow] = []
     matrix = None
     benchmarks: list[BenchmarkAnswers] = []
+    gaps: list[lb.GapRow] = []
     labels = _labels(cells, scores)
     if has_store:
         try:
@@ -335,6 +338,7 @@ def gather(runs: Path) -> Report:
             scores = store.scores()
             if scores:
                 matrix = lb.build_matrix(scores, questions=lambda r: store.question_scores(r.subject, r.benchmark, r.judge))
+                gaps = lb.gap_rows(matrix, lambda r: store.question_scores(r.subject, r.benchmark, r.judge))
                 labels = _labels(cells, scores)
                 benchmarks = _answers(runs, store, scores, cells, labels)
         finally:
@@ -350,7 +354,7 @@ def gather(runs: Path) -> Report:
     for b in benchmarks:
         for label, problem in b.missing:
             notes.append(f"{b.name}, {label}: {problem}")
-    return Report(runs, time.time(), scores, matrix, cells, benchmarks, labels, notes)
+    return Report(runs, time.time(), scores, matrix, cells, benchmarks, labels, notes, gaps)
 
 
 # --- plots: hand-written SVG ----------------------------------------------------------------------------------
@@ -684,6 +688,71 @@ def _table_section(r: Report) -> str:
     return "".join(out)
 
 
+def gaps_svg(gaps: Sequence[lb.GapRow]) -> str | None:
+    """Each federated entry on the line from local only (0%) to centralized training (100%), with its interval."""
+    shown = [g for g in gaps if g.gap.gap is not None]
+    if not shown:
+        return None
+    values = [v for g in shown for v in (g.gap.gap, *((g.gap.interval.low, g.gap.interval.high) if g.gap.interval else ()))]
+    lo, hi = max(-100.0, min(-10.0, *values)), min(200.0, max(110.0, *values))  # beyond: drawn to the edge
+
+    def clip(v: float) -> float:
+        return min(hi, max(lo, v))
+
+    labels = [f"{g.aggregator} {g.benchmark} {g.variant}" for g in shown]
+    row, left = 22, 12 + 6.2 * max(len(label) for label in labels)
+    frame = _Frame(left + 340, 40 + row * len(shown) + 34, left, 16, 30, 34, (lo, hi), (0, len(shown)))
+    parts = [frame.axes("gap closed (%): 0 = local only, 100 = centralized", "", yticks=False)]
+    for edge in (0.0, 100.0):
+        px = frame.x(edge)
+        parts.append(
+            f'<line x1="{_n(px)}" y1="{_n(frame.top)}" x2="{_n(px)}" y2="{_n(frame.height - frame.bottom)}" class="ref"/>'
+        )
+    for i, (g, label) in enumerate(zip(shown, labels)):
+        y = frame.top + row * (i + 0.5)
+        parts.append(f'<text x="{_n(frame.left - 6)}" y="{_n(y + 4)}" text-anchor="end">{_esc(label)}</text>')
+        if g.gap.interval:
+            a, b = frame.x(clip(g.gap.interval.low)), frame.x(clip(g.gap.interval.high))
+            parts.append(
+                f'<line x1="{_n(a)}" y1="{_n(y)}" x2="{_n(b)}" y2="{_n(y)}" stroke="{_color(g.variant)}" stroke-width="2"/>'
+            )
+        parts.append(f'<circle cx="{_n(frame.x(clip(g.gap.gap or 0.0)))}" cy="{_n(y)}" r="4" fill="{_color(g.variant)}"/>')
+    return _svg(
+        frame.width, frame.height, "Is federation worth it? share of the local-only to centralized gap closed", "".join(parts)
+    )
+
+
+def _baselines_section(r: Report) -> str:
+    """The federated cells between their baselines, when the runs folder has both (``fedbench run --baselines``)."""
+    if not r.gaps:
+        return ""
+    rows = []
+    for g in r.gaps:
+        spread = g.local_clients
+        gap = g.gap
+        rows.append(
+            [
+                g.aggregator,
+                g.benchmark,
+                g.variant,
+                str(gap.n),
+                f"{g.local:.1f}" if g.local is not None else "",
+                f"{spread.mean:.1f} / {spread.worst:.1f} / {spread.p10:.1f}" if spread else "",
+                f"{g.federated:.1f}" if g.federated is not None else "",
+                f"{g.centralized:.1f}" if g.centralized is not None else "",
+                lb.gap_text(gap) or gap.note,
+            ]
+        )
+    header = ["aggregator", "benchmark", "variant", "n", "local only", "local mean / worst / p10", "federated", "centralized"]
+    figure = gaps_svg(r.gaps)
+    return (
+        '<section id="baselines"><h2>Is federation worth it?</h2>'
+        + _table(header + ["gap closed"], rows)
+        + (f'<figure class="fig">{figure}</figure>' if figure else "")
+        + f'<p class="legend">{_e(lb.GAP_CAPTION)}</p></section>'
+    )
+
+
 def _plots_section(r: Report) -> str:
     m = r.matrix
     figures: list[str | None] = []
@@ -855,6 +924,7 @@ def render(r: Report) -> str:
         + _header(r)
         + "<main>"
         + _table_section(r)
+        + _baselines_section(r)
         + _plots_section(r)
         + _training_section(r)
         + _answers_section(r)
@@ -896,6 +966,7 @@ fieldset{border:1px solid #ccc;padding:.2rem .5rem}fieldset label{margin-right:.
 details.comparisons>summary{cursor:pointer}details.comparisons h3{display:inline}
 .figs{display:flex;flex-wrap:wrap;gap:1rem}.fig{margin:0}
 svg.plot{font-size:11px;background:#fff}svg .grid{stroke:#eee}svg .frame{fill:none;stroke:#999}
+svg .ref{stroke:#999;stroke-dasharray:4 3}
 svg .title{font-weight:600;font-size:12px}svg .small{font-size:9px;fill:#555}
 details.cell{border:1px solid #ddd;margin:.4rem 0;padding:.3rem .6rem}details.cell>summary{cursor:pointer}
 .cellbody{display:flex;flex-wrap:wrap;gap:1rem;align-items:flex-start}

@@ -16,7 +16,7 @@ from fedbench.harness.errors import FedbenchError
 from fedbench.harness.evaluation import EvalSpec
 from fedbench.harness.federation import build_cell, partition, run_federation
 from fedbench.harness.interfaces import Judgment
-from fedbench.harness.leaderboard import build_matrix, gap_rows, gaps_json
+from fedbench.harness.leaderboard import build_matrix, gap_rows, gap_text, gaps_json
 from fedbench.harness.registry import load_registry
 from fedbench.harness.spec import resolve_settings
 from fedbench.harness.stats import gap_closed
@@ -251,3 +251,14 @@ def test_the_leaderboard_places_both_baselines_and_the_gap_each_federated_cell_c
     store.close()
     out = CliRunner().invoke(app, ["leaderboard", "--runs", str(tmp_path), "--baselines"], env={"COLUMNS": "250"})
     assert out.exit_code == 0 and "gap closed" in out.output and "fedavg" in out.output, out.output
+
+
+def test_the_report_shows_each_federated_cell_between_its_baselines(tmp_path: Path) -> None:
+    from fedbench.harness.report import gather, render
+
+    _held_out_store(tmp_path).close()
+    report = gather(tmp_path)
+    assert [(g.aggregator, g.variant) for g in report.gaps] == [("fedavg", "KTOO"), ("fedavg", "KTOR")]
+    page = render(report)
+    assert '<section id="baselines"><h2>Is federation worth it?</h2>' in page
+    assert page.count('aria-label="Is federation worth it?') == 1 and gap_text(report.gaps[0].gap) in page
