@@ -71,8 +71,9 @@ def _contiguous(params: Params) -> Params:
 class RoundRecord:
     """One round's entry in a cell's history: what every engine appends after aggregating (``close_round``).
 
-    Stored as a JSON object with these field names as keys, in this order, in every checkpoint's
-    ``round.json`` and in ``result.json``; :meth:`to_dict` / :meth:`from_dict` are that form.
+    Stored as a JSON object with these field names as keys, in this order, one line per round in the run's
+    ``history.jsonl`` (checkpoints before it held the whole list in ``round.json``) and in ``result.json``;
+    :meth:`to_dict` / :meth:`from_dict` are that form.
     """
 
     round: int
@@ -113,7 +114,7 @@ class RoundRecord:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> RoundRecord:
-        """A record read back from ``round.json`` or ``result.json``."""
+        """A record read back from ``history.jsonl``, an older ``round.json`` or ``result.json``."""
         return cls(
             round=int(values["round"]),
             lr=values["lr"],
@@ -198,6 +199,8 @@ class Checkpoint:
 
 
 RESULT_FILE = "result.json"
+HISTORY_FILE = "history.jsonl"
+"""The rounds' history, one JSON line per round, appended as rounds close (a checkpoint names how many lines are its)."""
 FAILED_FILE = "failed.json"
 LOCK_FILE = ".lock"
 OWNER_FILE = ".owner.json"
@@ -301,6 +304,8 @@ class RunDir:
         self.path = path
         self.rounds_dir = self.path / "rounds"
         self.adapter_dir = self.path / "adapter"
+        self._line_ends: list[int] | None = None
+        """Byte offset of the end of each line of ``history.jsonl``, read once per process, then kept as lines are added."""
 
     def client_states(self, folder: str = CLIENT_STATE_DIR) -> ClientStateStore:
         """The run's per-client plugin state (SCAFFOLD's c_i; a codec's under ``codec_state``), one file per client
@@ -382,22 +387,49 @@ class RunDir:
             return None
         last = complete[-1]
         meta = json.loads((last / "round.json").read_text())
+        if "history" in meta:  # written before the history moved to history.jsonl
+            history = as_records(meta["history"])
+        else:
+            with open(self.path / HISTORY_FILE, "rb") as fh:
+                history = [RoundRecord.from_dict(json.loads(next(fh))) for _ in range(meta["history_lines"])]
         return Checkpoint(
             round=meta["round"],
             adapter=load_file(last / "adapter.safetensors"),
             server_state=load_file(last / "server.safetensors"),
-            history=as_records(meta["history"]),
+            history=history,
         )
+
+    def _append_history(self, history: Sequence[RoundRecord]) -> None:
+        """Make ``history.jsonl`` hold exactly ``history``: lines past the last of its entries already written (a
+        crashed round's) are cut, the new entries appended and synced. Each round adds one line, so the cost of a
+        round's history stays flat however many rounds came before (rewriting it whole grew with them)."""
+        path = self.path / HISTORY_FILE
+        if self._line_ends is None:
+            data = path.read_bytes() if path.is_file() else b""
+            ends, start = [], 0
+            while (cut := data.find(b"\n", start)) != -1:
+                ends.append(cut + 1)
+                start = cut + 1
+            self._line_ends = ends
+        kept = min(len(self._line_ends), len(history) - 1)
+        with open(path, "ab") as fh:
+            fh.truncate(self._line_ends[kept - 1] if kept else 0)
+            del self._line_ends[kept:]
+            for record in as_records(history)[kept:]:
+                fh.write(json.dumps(record.to_dict()).encode() + b"\n")
+                self._line_ends.append(fh.tell())
+            fh.flush()
+            os.fsync(fh.fileno())
 
     def save_round(self, round_number: int, adapter: Params, server_state: Params, history: Sequence[RoundRecord]) -> Path:
         """Write round ``round_number``'s checkpoint atomically and prune old ones."""
         final = self.rounds_dir / f"{ROUND_PREFIX}{round_number:05d}"
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=self.rounds_dir))
         try:
+            self._append_history(history)  # before the checkpoint that names its lines
             save_file(_contiguous(adapter), tmp / "adapter.safetensors")
             save_file(_contiguous(server_state), tmp / "server.safetensors")
-            entries = [h.to_dict() for h in as_records(history)]
-            (tmp / "round.json").write_text(json.dumps({"round": round_number, "history": entries}, indent=1))
+            (tmp / "round.json").write_text(json.dumps({"round": round_number, "history_lines": len(history)}))
             for f in tmp.iterdir():
                 with open(f, "rb") as fh:
                     os.fsync(fh.fileno())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -141,8 +142,33 @@ def test_result_and_checkpoint_files_of_the_untyped_version_load_and_rewrite_byt
 
     history = [RoundRecord.from_dict(HISTORY_ENTRY)]
     run_dir.save_round(1, {"w": torch.zeros(2)}, {"s": torch.ones(1)}, history)
-    written = (run_dir.rounds_dir / "round_00001" / "round.json").read_text()
-    assert written == json.dumps({"round": 1, "history": [HISTORY_ENTRY]}, indent=1)
+    assert json.loads((run_dir.rounds_dir / "round_00001" / "round.json").read_text()) == {"round": 1, "history_lines": 1}
+    assert (run_dir.path / "history.jsonl").read_text() == json.dumps(HISTORY_ENTRY) + "\n"
     assert run_dir.latest().history == history == result.history
+    # a checkpoint written before history.jsonl existed keeps its history in round.json, and still loads
+    (run_dir.rounds_dir / "round_00001" / "round.json").write_text(json.dumps({"round": 1, "history": [HISTORY_ENTRY]}))
+    (run_dir.path / "history.jsonl").unlink()
+    assert RunDir(tmp_path, spec).latest().history == history
     assert RunDir.at(run_dir.path).result() == result and RunDir.at(run_dir.path).spec == spec
     assert RunDir(tmp_path, RunSpec(rounds=2)).result() is None
+
+
+def test_the_history_grows_by_one_line_per_round_and_a_crashed_rounds_line_is_cut(tmp_path: Path) -> None:
+    spec = RunSpec(rounds=3)
+    run_dir = RunDir(tmp_path, spec)
+    run_dir.prepare()
+    records = [RoundRecord.from_dict(HISTORY_ENTRY | {"round": r}) for r in (1, 2, 3)]
+    history_file = run_dir.path / "history.jsonl"
+    sizes = []
+    for r in (1, 2):
+        run_dir.save_round(r, {"w": torch.zeros(2)}, {}, records[:r])
+        sizes.append(history_file.stat().st_size)
+    assert sizes[1] == 2 * sizes[0], "round 2 appended one line; round 1's was not rewritten"
+    with open(history_file, "a") as fh:  # round 3 logged its line, then the process died before its checkpoint
+        fh.write(json.dumps(HISTORY_ENTRY | {"round": 3}) + "\n" + '{"round": 4, "trunc')
+    resumed = RunDir(tmp_path, spec)
+    assert resumed.latest().history == records[:2], "the checkpoint reads its own lines only"
+    changed = replace(records[2], loss=0.5)
+    resumed.save_round(3, {"w": torch.zeros(2)}, {}, [*records[:2], changed])
+    lines = history_file.read_text().splitlines()
+    assert [json.loads(line)["round"] for line in lines] == [1, 2, 3] and json.loads(lines[2])["loss"] == 0.5
