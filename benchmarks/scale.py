@@ -19,7 +19,8 @@ smaller ``--rounds``), each timing a mean over the five rounds up to the point:
   a pre-hook on its last decoder layer) and the number of forward hooks on all its modules:
   wrappers or hooks that pile up per trainer would show here;
 * the bytes of the round's checkpoint (``rounds/round_NNNNN``: adapter, server state and
-  ``round.json``; the history is appended to ``history.jsonl``, one line per round); the bytes the round wrote anywhere in the run directory (files modified
+  ``round.json``; the history is appended to ``history.jsonl``, one line per round); the bytes
+  the round wrote anywhere in the run directory (files modified
   since the previous round closed: the checkpoint, the reference cache file, per-client state),
   all and tensors (safetensors) alone; the run directory's size by part; the distinct clients seen
   so far; and the run directory's final size;
