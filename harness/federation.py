@@ -16,7 +16,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fedbench.harness.aggregation import params_nbytes, validate_updates
 from fedbench.harness.baselines import check_baseline, client_adapter_dir, local_adapters
@@ -40,6 +40,9 @@ from fedbench.harness.registry import Registry
 from fedbench.harness.spec import DYNAMIC, RunSpec
 from fedbench.harness.templates import check_template
 from fedbench.harness.training import to_dataset, train_client
+
+if TYPE_CHECKING:
+    from fedbench.harness.privacy import PrivacySettings
 
 
 @dataclass(frozen=True)
@@ -208,9 +211,7 @@ def begin(cell: Cell, run_dir: RunDir, peft_model: Any, num_clients: int, force:
         except FedbenchError:
             pass  # a deployment's server may hold no data: the cell is then evaluated without `preference`
     if cell.spec.privacy:  # derive (or refuse) a target epsilon's noise before any round trains
-        from fedbench.harness.privacy import run_privacy
-
-        run_privacy(tuple(sorted(dict(cell.spec.privacy).items())), cell.spec.clients_per_round / num_clients, cell.spec.rounds)
+        privacy_settings(cell.spec, num_clients)
     checkpoint = None if force else run_dir.latest()
     for plugin, folder in ((cell.aggregator, CLIENT_STATE_DIR), (cell.codec, CODEC_STATE_DIR)):
         if plugin is not None:
@@ -380,6 +381,16 @@ def close_round(
     return global_params, list(rejected)
 
 
+def privacy_settings(spec: RunSpec, num_clients: int) -> PrivacySettings:
+    """The run's DP settings, a ``target_epsilon`` turned into its noise multiplier for this federation's sampling rate."""
+    from fedbench.harness.privacy import run_privacy
+
+    settings = run_privacy(tuple(sorted(dict(spec.privacy).items())), spec.clients_per_round / num_clients, spec.rounds)
+    if settings is None:
+        raise ValueError("the spec has no [privacy] settings")
+    return settings
+
+
 DP_MEAN = "dp-mean"
 """The client id of the one update an aggregator receives under client-level DP: the round's noised mean."""
 
@@ -388,16 +399,16 @@ def private_round(
     cell: Cell, round_index: int, global_params: Params, accepted: Sequence[ClientUpdate], num_clients: int | None
 ) -> tuple[list[ClientUpdate], dict[str, float]]:
     """Client-level DP (DP-FedAvg, harness/privacy.py) ahead of the aggregator's rule: the accepted updates become one,
-    their clipped uniform mean plus seeded Gaussian noise, which the aggregator then treats like any round's updates
-    (so FedAvgM, FedAdam and the rest post-process a private mean). Returns it with the round's privacy record."""
-    from fedbench.harness.privacy import dp_mean, epsilon_spent, run_privacy
+    their clipped mean plus seeded Gaussian noise, which the aggregator then treats like any round's updates
+    (so FedAvgM, FedAdam and the rest post-process a private mean). The mean weighs each clipped update 1/m, m the
+    round's sampled clients. Returns it with the round's privacy record."""
+    from fedbench.harness.privacy import dp_mean, epsilon_spent
 
     spec = cell.spec
     if num_clients is None:
         raise ValueError("client-level DP needs the federation's client count for its sampling rate")
     rate = spec.clients_per_round / num_clients
-    settings = run_privacy(tuple(sorted(dict(spec.privacy).items())), rate, spec.rounds)
-    assert settings is not None
+    settings = privacy_settings(spec, num_clients)
     noised, norms = dp_mean(
         global_params, [u.params for u in accepted], settings, spec.seed, round_index, max(spec.clients_per_round, len(accepted))
     )
