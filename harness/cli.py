@@ -236,7 +236,9 @@ def new_plugin(
 
 @app.command("eval")
 def eval_(
-    run_dirs: list[Path] = typer.Argument(..., help="finished cells' run directories"),
+    run_dirs: list[Path] = typer.Argument(
+        ..., help="finished cells' run directories, or a runs folder: the answers imported into it (fedbench import)"
+    ),
     benchmarks: str | None = typer.Option(None, "--benchmarks"),
     judge: str | None = typer.Option(None, "--judge"),
     backend: str | None = typer.Option(None, "--backend"),
@@ -244,7 +246,8 @@ def eval_(
     profile: str = typer.Option("demo", help="profile whose [eval] settings apply"),
     no_base: bool = typer.Option(False, "--no-base", help="skip the untrained base model"),
 ) -> None:
-    """Evaluate trained cells (and their base model) into the store of the runs folder they are in."""
+    """Evaluate trained cells (and their base model) into the store of the runs folder they are in; or judge again
+    the answers imported into a runs folder, with another judge, without generating anything."""
     try:
         from fedbench.harness.evaluation import eval_spec
         from fedbench.harness.progress import RichProgress
@@ -295,7 +298,7 @@ def leaderboard(
         from fedbench.harness.reference import load_reference
         from fedbench.harness.store import STORE_NAME, Store
 
-        if not (runs / STORE_NAME).is_file():
+        if not (runs / STORE_NAME).is_file() and reference is None:
             raise FedbenchError(f"no results in {runs} (no {STORE_NAME})", "run `fedbench run` first, or pass --runs")
         views_asked = (("--compare", compare), ("--clients", clients), ("--baselines", baselines), ("--resources", resources))
         chosen = [name for name, asked in views_asked if asked]
@@ -303,10 +306,17 @@ def leaderboard(
         if len(chosen) > 1:
             raise FedbenchError(f"{' and '.join(chosen)} are different views", "ask for one at a time")
         published = load_reference(reference) if reference is not None else None
-        store = Store(runs / STORE_NAME)
+        if (runs / STORE_NAME).is_file():
+            store = Store(runs / STORE_NAME)
+        else:  # only with --reference (refused above otherwise): the published table alone, your side '-'
+            store = Store(Path(":memory:"))
         scores = store.scores()
         matrix = lb.build_matrix(
-            scores, model=model, judge=judge, questions=lambda r: store.question_scores(r.subject, r.benchmark, r.judge)
+            scores,
+            model=model,
+            judge=judge,
+            questions=lambda r: store.question_scores(r.subject, r.benchmark, r.judge),
+            budgets=store.budgets(),
         )
         views: dict[str, Callable[[lb.Matrix], Any]]
         if compare:
@@ -384,6 +394,34 @@ def client_losses(runs_root: Path, subject: str) -> dict[str, float]:
             if loss is not None:
                 losses.setdefault(client, []).append(loss)
     return {c: sum(v) / len(v) for c, v in losses.items()}
+
+
+@app.command("import")
+def import_(
+    paths: list[Path] = typer.Argument(..., help="judgment files (JSONL) or folders holding them"),
+    runs: Path = typer.Option(Path("runs"), "--runs", help="runs folder whose results.sqlite receives them"),
+    benchmark: str | None = typer.Option(None, "--benchmark", help="the benchmark judged (default: from the folder names)"),
+    map_: list[str] = typer.Option([], "--map", help="MODEL_ID=aggregator/method/layout for ids that are no OpenFedLLM run name"),
+    base: list[str] = typer.Option([], "--base", help="the base model's id (default alpaca-native); repeatable"),
+    judge: str = typer.Option("judgelm", "--judge", help="judge plugin whose parse rule reads the replies"),
+    parse: str = typer.Option("strict", "--parse", help="strict (fedbench's JudgeLM parser) or study (the study's rule)"),
+) -> None:
+    """Import published judgments (answers judged together, one JSONL line per question) as ordinary subjects."""
+    try:
+        from fedbench.harness.judgment_import import BASE_ID, ImportOptions, import_judgments, parse_map
+
+        options = ImportOptions(benchmark, parse_map(map_), tuple(base or [BASE_ID]), judge, parse)
+        found = import_judgments(paths, runs, default_registry(), options)
+    except FedbenchError as err:
+        _fail(err)
+    table = Table(title=f"imported into {runs / 'results.sqlite'}")
+    for col in ("file", "benchmark", "answer sets (prompt order)", "judge", "questions", "unparsed replies"):
+        table.add_column(col, justify="right" if col in ("questions", "unparsed replies") else "left")
+    for f in found:
+        sets = ", ".join(s.role if not s.aggregator else f"{s.aggregator}/{s.role}" for s in f.sources)
+        table.add_row(f.path.name, f.benchmark, sets, f.judge, str(f.questions), str(f.failures))
+    _console().print(table)
+    _console().print(f"next: fedbench leaderboard --runs {runs} [--compare | --reference study]; fedbench report --runs {runs}")
 
 
 @app.command()

@@ -22,6 +22,7 @@ from fedbench.harness.holdout import HOLDOUT_FILE
 from fedbench.harness.interfaces import Benchmark, Judge, Judgment, Question
 from fedbench.harness.likelihood import LikelihoodScorer, SequenceLogp
 from fedbench.harness.registry import Registry
+from fedbench.harness.spec import RunSpec
 from fedbench.harness.stats import score_interval
 from fedbench.harness.store import ScoreRow, Store
 
@@ -75,6 +76,16 @@ class Subject:
     local_only: bool = False
     """A local-only baseline cell: each client's held-out pairs are scored with that client's own adapter
     (``baselines.client_adapter_dir``; a client that never trained is left out), ``adapter`` answers the rest."""
+    budget: tuple[tuple[str, Any], ...] = ()
+    """What the subject's training spent (:data:`BUDGET_KEYS`), recorded in the store so the leaderboard can say
+    when the cells it compares were trained unequally."""
+    origin: str = ""
+    """Where the subject's answers come from when fedbench did not generate them: ``imported from FILE``
+    (``fedbench import``). Such a subject has no model here: it is judged again on its stored answers only."""
+
+    @property
+    def imported(self) -> bool:
+        return bool(self.origin)
 
     @property
     def label(self) -> str:
@@ -82,6 +93,25 @@ class Subject:
         if self.method == BASE:
             return BASE
         return f"{self.method}-{self.layout}-{self.aggregator}" + (f"@{self.seed}" if self.seed else "")
+
+
+BUDGET_KEYS = (
+    "rounds",
+    "clients",
+    "clients_per_round",
+    "local_steps",
+    "batch_size",
+    "grad_accum",
+    "max_length",
+    "lora_r",
+    "lora_alpha",
+)
+"""The training settings a comparison between cells should hold equal (``clients``: how many the data has)."""
+
+
+def training_budget(spec: RunSpec) -> tuple[tuple[str, Any], ...]:
+    """The :data:`BUDGET_KEYS` a spec sets (``clients`` comes from the data, not the spec)."""
+    return tuple((key, getattr(spec, key)) for key in BUDGET_KEYS if hasattr(spec, key))
 
 
 def base_subject(model: str, template: str, dtype: str, heldout: Path | None = None) -> Subject:
@@ -114,7 +144,32 @@ def cell_subject(run_dir: Path) -> Subject:
         heldout if heldout.is_file() else None,
         spec.tag,
         "local_only" in result.extra,
+        training_budget(spec),
     )
+
+
+def imported_subjects(store: Store) -> list[Subject]:
+    """The subjects ``fedbench import`` put in a store, base model first: judged again on their stored answers."""
+    rows = {r.subject: r for r in store.scores()}
+    budgets = store.budgets()
+    found = [
+        Subject(
+            key,
+            row.model,
+            "",
+            "",
+            None,
+            row.method,
+            row.layout,
+            row.aggregator,
+            settings_key=key,
+            budget=tuple(budgets.get(key, {}).items()),
+            origin=origin,
+        )  # fmt: skip
+        for key, origin in sorted(store.origins().items())
+        if origin.startswith("imported") and (row := rows.get(key)) is not None
+    ]
+    return sorted(found, key=lambda s: s.method != BASE)
 
 
 @dataclass
@@ -156,8 +211,8 @@ class Deferred:
     bench: Benchmark
     questions: list[Question]
     answers: dict[str, str]
-    settings: GenerationSettings
-    backend: str
+    settings: dict[str, Any]
+    """How the answers were made (generation settings and backend, or where they were imported from)."""
 
 
 @dataclass
@@ -186,8 +241,20 @@ def evaluate(
     deferred: list[Deferred] = []
     scorers = _Scorers()
     for subject in subjects:
+        if subject.method != BASE:
+            store.put_subject(subject.key, subject.origin or "trained", dict(subject.budget))
         settings = GenerationSettings(spec.max_new_tokens or Benchmark.answer_tokens, spec.batch_size, 0, subject.template)
         for bench in benchmarks:
+            if subject.imported:
+                if bench.evaluator is not None or bench.answers_given or not store.answers(subject.key, bench.name):
+                    if progress.on_skip:
+                        progress.on_skip(subject, bench.name, f"{subject.origin}: no answers to this benchmark, no model here")
+                    continue
+                questions = store.questions(subject.key, bench.name)[: spec.limit]
+                have = store.answers(subject.key, bench.name)
+                recorded = {"backend": "imported", "origin": subject.origin}
+                rows += _judge_answers(subject, bench, questions, have, recorded, spec, judges, store, progress, deferred)
+                continue
             if bench.evaluator is not None:
                 rows += _score_external(subject, bench, spec, store, progress)
                 continue
@@ -221,33 +288,39 @@ def evaluate(
                 recorded = asdict(settings) | {"max_new_tokens": length, "top_p": 1.0, "backend": generator.name}
                 store.add_answers(subject.key, bench.name, chunk, answers, recorded, tokens)
                 have.update({q.id: a for q, a in zip(chunk, answers)})
-            judge_name, judge = judges[bench.name]
-            if spec.judge_mode == "together" and subject.method != BASE and judge.judges_together:
-                deferred.append(Deferred(subject, bench, questions, have, settings, generator.name))
-                continue
-            judged = store.judgments(subject.key, bench.name, judge_name)
-            missing = [q for q in questions if q.id not in judged]
-            for start in range(0, len(missing), step):  # likewise stored as they come
-                chunk = missing[start : start + step]
-                new = judge.judge(chunk, [have[q.id] for q in chunk])
-                store.add_judgments(subject.key, bench.name, judge_name, new, _clients(chunk))
-                judged.update({j.question_id: j for j in new})
-            rows.append(
-                _finish(
-                    store,
-                    progress,
-                    subject,
-                    bench,
-                    judge_name,
-                    judge.setting,
-                    questions,
-                    judged,
-                    asdict(settings) | {"backend": generator.name},
-                    have,
-                )
-            )
+            made = asdict(settings) | {"backend": generator.name}
+            rows += _judge_answers(subject, bench, questions, have, made, spec, judges, store, progress, deferred)
     rows += _judge_together(deferred, judges, store, progress)
     return rows
+
+
+def _judge_answers(
+    subject: Subject,
+    bench: Benchmark,
+    questions: Sequence[Question],
+    answers: dict[str, str],
+    settings: dict[str, Any],
+    spec: EvalSpec,
+    judges: dict[str, tuple[str, Judge]],
+    store: Store,
+    progress: EvalProgress,
+    deferred: list[Deferred],
+) -> list[ScoreRow]:
+    """Grade a subject's answers to one benchmark (generated or imported): alone, batch by batch as they are
+    stored, or deferred to be graded together with its aggregator's other variants."""
+    judge_name, judge = judges[bench.name]
+    if spec.judge_mode == "together" and subject.method != BASE and judge.judges_together:
+        deferred.append(Deferred(subject, bench, list(questions), answers, settings))
+        return []
+    judged = store.judgments(subject.key, bench.name, judge_name)
+    missing = [q for q in questions if q.id not in judged]
+    step = max(1, spec.batch_size)
+    for start in range(0, len(missing), step):  # stored as they come: an interruption loses one batch at most
+        chunk = missing[start : start + step]
+        new = judge.judge(chunk, [answers[q.id] for q in chunk])
+        store.add_judgments(subject.key, bench.name, judge_name, new, _clients(chunk))
+        judged.update({j.question_id: j for j in new})
+    return [record_score(store, progress, subject, bench, judge_name, judge.setting, questions, judged, settings, answers)]
 
 
 def _clients(questions: Sequence[Question]) -> dict[str, str]:
@@ -337,7 +410,7 @@ def _score_given(
             rows.append(_put(store, progress, subject, ScoreRow(**row)))
         elif name in judged and judged[name]:
             rows.append(
-                _finish(
+                record_score(
                     store,
                     progress,
                     subject,
@@ -464,18 +537,7 @@ def _judge_together(
             setting += f", position-consistency {sum(agreed) / len(agreed):.2f} over {len(agreed)} questions (swap)"
         for it, j in zip(items, judged):
             rows.append(
-                _finish(
-                    store,
-                    progress,
-                    it.subject,
-                    it.bench,
-                    name,
-                    setting,
-                    it.questions,
-                    j,
-                    asdict(it.settings) | {"backend": it.backend},
-                    it.answers,
-                )
+                record_score(store, progress, it.subject, it.bench, name, setting, it.questions, j, it.settings, it.answers)
             )
     return rows
 
@@ -520,7 +582,7 @@ def _score_row(
     )
 
 
-def _finish(
+def record_score(
     store: Store,
     progress: EvalProgress,
     subject: Subject,
@@ -532,8 +594,12 @@ def _finish(
     settings: dict[str, Any],
     answers: dict[str, str] | None = None,
     benchmark_name: str | None = None,
+    created: float = 0.0,
 ) -> ScoreRow:
-    """Score with its interval, answer length and per-client scores; export the answers; store and report the row."""
+    """Score with its interval, answer length and per-client scores; export the answers; store and report the row.
+
+    ``created`` dates the score (default: now); an import passes the judgments' own time, so importing a file
+    again writes the same row."""
     name = benchmark_name or bench.name
     verdicts = [judged[q.id] for q in questions]
     home = store.path.parent / subject.key if subject.adapter is None else subject.adapter.parent
@@ -553,6 +619,7 @@ def _finish(
     lengths = [tokens[q.id] for q in questions if q.id in tokens]
     row["answer_tokens"] = sum(lengths) / len(lengths) if lengths else None
     row["per_client"] = _per_client(bench, questions, verdicts)
+    row["created"] = created
     return _put(store, progress, subject, ScoreRow(**row))
 
 

@@ -352,6 +352,9 @@ class Benchmark(ABC):
     definition (shown as such, never computed)."""
     answer_tokens: ClassVar[int] = 128
     """New tokens per answer when the evaluation does not set ``max_new_tokens`` (the study's length where it has one)."""
+    question_ids: ClassVar[range | None] = None
+    """The full published question set's ids (MT-Bench 81-160, Vicuna 1-80), where they are numbers: imported
+    answers (``fedbench import``) to an id outside it are refused. None: any id is accepted."""
     evaluator: ClassVar[str | None] = None
     """Set when another evaluation harness scores the benchmark on the whole model, with its own prompts and
     metrics: ``"lm_eval"`` hands every subject (model directory, adapter, dtype) and :meth:`evaluator_settings`
@@ -414,6 +417,13 @@ class Judge(ABC):
         """Optional multi-answer grading: one score per answer from one prompt (None if the reply does not parse)
         and the raw reply. Used with ``judge_mode = "together"``; a judge without it grades answers one by one."""
         raise NotImplementedError(f"judge '{self.name}' grades one answer at a time")
+
+    def read_scores(self, reply: str, n: int) -> list[float] | None:
+        """Scores of n answers graded together, read from a reply this judge's model wrote (None: it does not parse).
+
+        ``fedbench import`` reads published judgments with it, so a judge plugin that knows its model's
+        reply format also imports that model's judgments; a judge without it cannot import."""
+        raise NotImplementedError(f"judge '{self.name}' cannot read another run's replies")
 
     @property
     def judges_together(self) -> bool:

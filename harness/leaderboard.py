@@ -49,7 +49,16 @@ BASE_ROW = "Base"
 BASELINE_ROWS = {"centralized": "Centralized", "local": "Local only"}
 """Rows of the baseline aggregators (harness/baselines.py), shown below the federated ones and above Base."""
 ALPHA = 0.05
-TEST = f"paired sign-flip randomisation test on shared questions (and seeds), Holm-corrected over the table, alpha {ALPHA}"
+TEST = (
+    "paired sign-flip randomisation test on shared questions (and seeds), Holm-corrected over the table "
+    f"(each imported judging context its own family), alpha {ALPHA}"
+)
+POOLED_TEST = (
+    "pooled over aggregators: per question, the mean difference over the aggregators both variants were scored under "
+    f"(and seeds); sign-flip test over questions; Holm over the pooled comparisons, alpha {ALPHA}. Assumes the "
+    "aggregators fixed (the question is about these aggregators, not a sample of them) and one training run per cell "
+    "unless seeds were repeated: training noise is not in the interval."
+)
 
 QuestionScores = Callable[[ScoreRow], dict[str, float]]
 """Per-question scores behind a score row (the store's judgments), for seed pooling and paired tests."""
@@ -93,6 +102,10 @@ class Matrix:
     """(row, benchmark, variant) -> entry; Base scores sit under variant ''."""
     comparisons: dict[tuple[str, str], list[Comparison]] = field(default_factory=dict)
     """(aggregator, benchmark) -> paired comparisons between its variants, Holm-adjusted over the table."""
+    pooled: dict[str, list[PooledComparison]] = field(default_factory=dict)
+    """benchmark -> each later-minus-earlier variant pair pooled over the aggregators, Holm-adjusted over them all."""
+    budgets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """subject -> its recorded training budget (rounds, length, steps, ...), to say where compared cells differ."""
 
     def entry(self, row: str, bench: str, var: str) -> Entry | None:
         return self.cells.get((row, bench, "" if row == BASE_ROW else var))
@@ -113,6 +126,15 @@ class Matrix:
         if best is not None:
             return "best" if best == var else ""
         return "tie" if scores[var] == max(scores.values()) else ""
+
+
+@dataclass(frozen=True)
+class PooledComparison:
+    """A later variant against an earlier one across the aggregators: is it better, whatever the aggregator?"""
+
+    comparison: Comparison
+    aggregators: tuple[str, ...]
+    """The plain federated rows both variants were scored under (tagged and baseline rows are other experiments)."""
 
 
 def row_name(row: ScoreRow) -> str:
@@ -181,16 +203,22 @@ def _factor(row: ScoreRow, values: Sequence[float]) -> float:
 
 
 def build_matrix(
-    scores: Sequence[ScoreRow], model: str | None = None, judge: str | None = None, questions: QuestionScores | None = None
+    scores: Sequence[ScoreRow],
+    model: str | None = None,
+    judge: str | None = None,
+    questions: QuestionScores | None = None,
+    budgets: dict[str, dict[str, Any]] | None = None,
 ) -> Matrix:
     """Arrange score rows as the study's table.
 
     Rows of one cell repeated over training seeds pool into one entry; where several experiments
     (other settings, other judges) compete for a place, the newest one wins. With ``questions``
     (the store's per-question scores) seeds pool with a two-level interval and the variants of each
-    aggregator are compared; without it the stored per-score intervals show and nothing is compared.
+    aggregator are compared, per aggregator and pooled over them; without it the stored per-score intervals show
+    and nothing is compared. ``judge`` keeps one judge's scores (in all its judging contexts); ``budgets`` (the
+    store's, by subject) let the views say where compared cells were trained with different budgets.
     """
-    chosen = [s for s in scores if (model is None or s.model == model) and (judge is None or s.judge == judge)]
+    chosen = [s for s in scores if (model is None or s.model == model) and (judge is None or _judged_by(s, judge))]
     if questions is not None:  # read each row's per-question scores once: pooling and the comparisons both use them
         loaded: dict[tuple[str, str, str], dict[str, float]] = {}
         fetch = questions
@@ -220,7 +248,88 @@ def build_matrix(
     if any(r == BASE_ROW for r, _, _ in cells):
         rows.append(BASE_ROW)
     comparisons = _compare(cells, rows, benchmarks, variants, questions) if questions is not None else {}
-    return Matrix(benchmarks, variants, rows, cells, comparisons)
+    across = _pool_aggregators(cells, rows, benchmarks, variants, questions) if questions is not None else {}
+    return Matrix(benchmarks, variants, rows, cells, comparisons, across, budgets or {})
+
+
+def _judged_by(row: ScoreRow, judge: str) -> bool:
+    """Whether a score is ``judge``'s, in any of its judging contexts (``judgelm-together@base+DPO+KTOO`` is
+    ``judgelm-together``'s score beside the base model: an imported file's own context, harness/judgment_import.py)."""
+    return row.judge == judge or row.judge.startswith(judge + "@")
+
+
+def _units(entry: Entry, questions: QuestionScores) -> dict[tuple[int, str], float]:
+    """An entry's per-question scores keyed by (training seed, question): what paired comparisons match on."""
+    return {(r.seed or 0, q): x for r in entry.runs for q, x in questions(r).items()}
+
+
+def _pool_aggregators(
+    cells: dict[tuple[str, str, str], Entry],
+    rows: list[str],
+    benchmarks: list[str],
+    variants: list[str],
+    questions: QuestionScores,
+) -> dict[str, list[PooledComparison]]:
+    """Each later variant minus each earlier one per benchmark, pooled over the plain federated rows: per question,
+    the mean of the per-(aggregator, seed) differences that exist, then one sign-flip test over the questions."""
+    plain = [r for r in rows if r in AGGREGATOR_ORDER or (r != BASE_ROW and " [" not in r and r not in BASELINE_ROWS.values())]
+    found: list[tuple[str, PooledComparison]] = []
+    for bench in benchmarks:
+        for earlier, later in itertools.combinations(variants, 2):
+            by_question: dict[str, list[float]] = {}
+            used = []
+            for row in plain:
+                a, b = cells.get((row, bench, later)), cells.get((row, bench, earlier))
+                if a is None or b is None or a.runs == b.runs:
+                    continue
+                factor = _factor(a.runs[0], list(_units(a, questions).values()))
+                ua, ub = _units(a, questions), _units(b, questions)
+                shared = ua.keys() & ub.keys()
+                if shared:
+                    used.append(row)
+                for seed, q in shared:
+                    by_question.setdefault(q, []).append(factor * (ua[(seed, q)] - ub[(seed, q)]))
+            if len(used) < 2:
+                continue  # one aggregator: its own comparison says it all
+            mean = {(0, q): sum(d) / len(d) for q, d in by_question.items()}
+            comparison = paired_comparison(mean, dict.fromkeys(mean, 0.0), later, earlier)
+            if comparison is not None:
+                found.append((bench, PooledComparison(comparison, tuple(used))))
+    adjusted = holm([p.comparison for _, p in found])
+    out: dict[str, list[PooledComparison]] = {}
+    for (bench, p), c in zip(found, adjusted):
+        out.setdefault(bench, []).append(replace(p, comparison=c))
+    return out
+
+
+BUDGET_LABELS = {"rounds": "round", "max_length": "length", "local_steps": "steps", "batch_size": "batch"}
+"""How a budget key reads in a note ("FedAvgM: round DPO 50, KTOO 100, KTOR 200"); others by their key."""
+
+
+def budget_note(m: Matrix, row: str, variants: Sequence[str] | None = None) -> str:
+    """Where the variants of one row (of ``variants``, default all) were trained with different budgets, e.g.
+    ``round DPO 50, KTOO 100, KTOR 200``; '' where their recorded budgets agree (or none is recorded)."""
+    by_variant: dict[str, dict[str, Any]] = {}
+    for var in variants or m.variants:
+        entries = [e for (r, _, v), e in m.cells.items() if r == row and v == var]
+        recorded = [m.budgets[e.latest.subject] for e in entries if e.latest.subject in m.budgets]
+        if recorded:
+            by_variant[var] = recorded[0]
+    if len(by_variant) < 2:
+        return ""
+    keys = sorted({k for b in by_variant.values() for k in b}, key=lambda k: (k not in BUDGET_LABELS, k))
+    parts = []
+    for key in keys:
+        values = {var: b.get(key) for var, b in by_variant.items()}
+        if len({json.dumps(v) for v in values.values()}) > 1:
+            shown = ", ".join(f"{var} {'-' if v is None else v}" for var, v in values.items())
+            parts.append(f"{BUDGET_LABELS.get(key, key)} {shown}")
+    return "; ".join(parts)
+
+
+def budget_notes(m: Matrix) -> dict[str, str]:
+    """Row -> its unequal-budget note, for the rows that have one."""
+    return {row: note for row in m.rows if row != BASE_ROW and (note := budget_note(m, row))}
 
 
 def _compare(
@@ -238,7 +347,7 @@ def _compare(
         for var in variants:
             entry = cells.get((row, bench, var))
             if entry is not None and row != BASE_ROW:
-                units[var] = {(r.seed or 0, q): x for r in entry.runs for q, x in questions(r).items()}
+                units[var] = _units(entry, questions)
         for earlier, later in itertools.combinations([v for v in variants if v in units], 2):
             if cells[(row, bench, earlier)].runs == cells[(row, bench, later)].runs:
                 continue  # one centralized cell standing beside KTOO and KTOR: nothing to compare
@@ -248,11 +357,24 @@ def _compare(
             comparison = paired_comparison(a, b, later, earlier)
             if comparison is not None:
                 found.append(((row, bench), comparison))
-    adjusted = holm([c for _, c in found])
+    families: dict[str, list[int]] = {}  # judging context -> indices into found
+    for i, ((row, bench), c) in enumerate(found):
+        families.setdefault(judging_context(cells[(row, bench, c.a)].latest.judge), []).append(i)
+    adjusted = list(found)
+    for members in families.values():
+        for i, c in zip(members, holm([found[i][1] for i in members])):
+            adjusted[i] = (found[i][0], c)
     out: dict[tuple[str, str], list[Comparison]] = {}
-    for (key, _), c in zip(found, adjusted):
+    for key, c in adjusted:
         out.setdefault(key, []).append(c)
     return out
+
+
+def judging_context(judge: str) -> str:
+    """The judging context a judge name states after '@' ('' for a judge's own): an imported file that judged
+    other answers together (``judgelm-together@base+DPO+KTOO``) is another experiment, so its comparisons
+    form a Holm family of their own instead of loosening or tightening the table's."""
+    return judge.partition("@")[2]
 
 
 def _fmt(value: float | None, scale: float) -> str:
@@ -314,9 +436,11 @@ def to_markdown(m: Matrix) -> str:
                 cells.append(f"**{line[i]}**" if mark == "best" else (f"{line[i]} (tie)" if mark == "tie" else line[i]))
                 i += 1
         out.append("| " + " | ".join(cells) + " |")
+    unequal = "".join(f"\nUnequal budgets, {row}: {note}" for row, note in budget_notes(m).items())
     return (
         "\n".join(out)
         + f"\n\n(bold: best, separated from the other variants; tie: on top, not separated; empty = not run)\n{LEGEND}\n"
+        + (unequal[1:] + "\n" if unequal else "")
     )
 
 
@@ -389,50 +513,101 @@ def to_json(m: Matrix) -> str:
             }
         )
     return json.dumps(
-        {"benchmarks": m.benchmarks, "variants": m.variants, "rows": m.rows, "test": TEST, "entries": entries}, indent=2
+        {
+            "benchmarks": m.benchmarks,
+            "variants": m.variants,
+            "rows": m.rows,
+            "test": TEST,
+            "entries": entries,
+            "unequal_budgets": budget_notes(m),
+        },
+        indent=2,
     )
 
 
 def comparison_rows(m: Matrix) -> list[dict[str, Any]]:
-    """The paired differences of the table, one per (aggregator, benchmark, later - earlier variant)."""
+    """The paired differences of the table, one per (aggregator, benchmark, later - earlier variant); ``budget``
+    says where the two cells were trained with different budgets ('' where they were not, or nothing is recorded)."""
     out = []
     for (row, bench), found in m.comparisons.items():
         for c in found:
             out.append(
-                {
-                    "aggregator": row,
-                    "benchmark": bench,
-                    "comparison": f"{c.a} - {c.b}",
-                    "difference": c.difference,
-                    "ci_low": c.interval.low if c.interval else None,
-                    "ci_high": c.interval.high if c.interval else None,
-                    "p_value": c.p_value,
-                    "p_holm": c.p_holm,
-                    "n": c.n,
-                    "significant": c.p_holm < ALPHA,
-                }
+                {"aggregator": row, "benchmark": bench, "comparison": f"{c.a} - {c.b}"}
+                | _comparison_fields(c)
+                | {"budget": budget_note(m, row, [c.b, c.a])}
+            )
+    return out
+
+
+def _comparison_fields(c: Comparison) -> dict[str, Any]:
+    return {
+        "difference": c.difference,
+        "ci_low": c.interval.low if c.interval else None,
+        "ci_high": c.interval.high if c.interval else None,
+        "p_value": c.p_value,
+        "p_holm": c.p_holm,
+        "n": c.n,
+        "significant": c.p_holm < ALPHA,
+    }
+
+
+def pooled_rows(m: Matrix) -> list[dict[str, Any]]:
+    """The comparisons pooled over aggregators, one per (benchmark, later - earlier variant); ``n`` counts questions."""
+    out = []
+    for bench, found in m.pooled.items():
+        for p in found:
+            c = p.comparison
+            unequal = [f"{row}: {note}" for row in p.aggregators if (note := budget_note(m, row, [c.b, c.a]))]
+            out.append(
+                {"benchmark": bench, "comparison": f"{c.a} - {c.b}", "aggregators": list(p.aggregators)}
+                | _comparison_fields(c)
+                | {"budget": "; ".join(unequal)}
             )
     return out
 
 
 def compare_json(m: Matrix) -> str:
-    return json.dumps({"test": TEST, "comparisons": comparison_rows(m)}, indent=2)
+    return json.dumps(
+        {"test": TEST, "comparisons": comparison_rows(m), "pooled_test": POOLED_TEST, "pooled": pooled_rows(m)}, indent=2
+    )
+
+
+def _interval_text(c: dict[str, Any]) -> str:
+    return "" if c["ci_low"] is None else f"[{c['ci_low']:+.2f}, {c['ci_high']:+.2f}]"
 
 
 def compare_markdown(m: Matrix) -> str:
-    lines = ["| aggregator | benchmark | comparison | difference | 95% interval | p | p (Holm) | n |", "|" + "---|" * 8]
+    lines = ["| aggregator | benchmark | comparison | difference | 95% interval | p | p (Holm) | n | unequal budget |"]
+    lines.append("|" + "---|" * 9)
     for c in comparison_rows(m):
-        interval = "" if c["ci_low"] is None else f"[{c['ci_low']:+.2f}, {c['ci_high']:+.2f}]"
         diff = f"**{c['difference']:+.2f}**" if c["significant"] else f"{c['difference']:+.2f}"
         lines.append(
-            f"| {c['aggregator']} | {c['benchmark']} | {c['comparison']} | {diff} | {interval} | {c['p_value']:.4f} | "
-            f"{c['p_holm']:.4f} | {c['n']} |"
+            f"| {c['aggregator']} | {c['benchmark']} | {c['comparison']} | {diff} | {_interval_text(c)} | {c['p_value']:.4f} | "
+            f"{c['p_holm']:.4f} | {c['n']} | {c['budget']} |"
         )
-    return "\n".join(lines) + f"\n\nBold: significant after Holm. Test: {TEST}.\n"
+    lines.append(f"\nBold: significant after Holm. Test: {TEST}.")
+    pooled = pooled_rows(m)
+    if pooled:
+        lines += ["", "**Pooled over aggregators**", ""]
+        lines += [
+            "| benchmark | comparison | aggregators | difference | 95% interval | p | p (Holm) | questions |",
+            "|" + "---|" * 8,
+        ]
+        for c in pooled:
+            diff = f"**{c['difference']:+.2f}**" if c["significant"] else f"{c['difference']:+.2f}"
+            lines.append(
+                f"| {c['benchmark']} | {c['comparison']} | {len(c['aggregators'])} | {diff} | {_interval_text(c)} | "
+                f"{c['p_value']:.4f} | {c['p_holm']:.4f} | {c['n']} |"
+            )
+        lines.append(f"\n{POOLED_TEST}")
+        lines += [f"Unequal budgets under {c['benchmark']} {c['comparison']}: {c['budget']}" for c in pooled if c["budget"]]
+    return "\n".join(lines) + "\n"
 
 
 def compare_csv(m: Matrix) -> str:
+    """Per-aggregator comparisons, then the pooled ones with ``pooled`` as their aggregator."""
     rows = comparison_rows(m)
+    rows += [{"aggregator": "pooled"} | {k: v for k, v in c.items() if k != "aggregators"} for c in pooled_rows(m)]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["aggregator"])
     writer.writeheader()
@@ -441,25 +616,29 @@ def compare_csv(m: Matrix) -> str:
 
 
 def compare_rich(m: Matrix):  # noqa: ANN201 - rich is imported lazily
+    from rich.console import Group
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title="paired comparisons (bold: significant after Holm)", caption=TEST)
-    for col in ("aggregator", "benchmark", "comparison", "difference", "95% interval", "p", "p (Holm)", "n"):
-        table.add_column(col, justify="left" if col in ("aggregator", "benchmark", "comparison") else "right")
-    for c in comparison_rows(m):
-        interval = "" if c["ci_low"] is None else f"[{c['ci_low']:+.2f}, {c['ci_high']:+.2f}]"
+    def shown(c: dict[str, Any]) -> list[str]:
         diff = f"[bold]{c['difference']:+.2f}[/]" if c["significant"] else f"{c['difference']:+.2f}"
-        table.add_row(
-            c["aggregator"],
-            c["benchmark"],
-            c["comparison"],
-            diff,
-            interval,
-            f"{c['p_value']:.4f}",
-            f"{c['p_holm']:.4f}",
-            str(c["n"]),
-        )
-    return table
+        return [diff, _interval_text(c), f"{c['p_value']:.4f}", f"{c['p_holm']:.4f}", str(c["n"])]
+
+    numbers = ("difference", "95% interval", "p", "p (Holm)", "n")
+    table = Table(title="paired comparisons (bold: significant after Holm)", caption=TEST)
+    for col in ("aggregator", "benchmark", "comparison", *numbers, "unequal budget"):
+        table.add_column(col, justify="right" if col in numbers else "left")
+    for c in comparison_rows(m):
+        table.add_row(c["aggregator"], c["benchmark"], c["comparison"], *shown(c), escape(c["budget"]))
+    pooled = pooled_rows(m)
+    if not pooled:
+        return table
+    across = Table(title="pooled over aggregators (bold: significant after Holm)", caption=POOLED_TEST)
+    for col in ("benchmark", "comparison", "aggregators", *numbers[:-1], "questions", "unequal budget"):
+        across.add_column(col, justify="left" if col in ("benchmark", "comparison", "unequal budget") else "right")
+    for c in pooled:
+        across.add_row(c["benchmark"], c["comparison"], str(len(c["aggregators"])), *shown(c), escape(c["budget"]))
+    return Group(table, across)
 
 
 @dataclass(frozen=True)
@@ -684,6 +863,8 @@ class ReferenceView:
     """Benchmark -> your judges on it (name, and the judge model where it has one)."""
     converted: list[str]
     """Benchmarks whose published numbers were put on fedbench's scale."""
+    unequal: dict[str, str] = field(default_factory=dict)
+    """Row -> where your cells of that row were trained with different budgets."""
 
     def caption(self) -> list[str]:
         """Which model and judge each side used: 'yours: ...' and 'paper (...): ...'."""
@@ -707,6 +888,7 @@ class ReferenceView:
             f"{label} ({', '.join(benches)})" for label, benches in paper_judges.items()
         )
         lines = [yours, paper]
+        lines += [f"yours, unequal budgets, {row}: {note}" for row, note in self.unequal.items()]
         for bench in self.converted:
             lines.append(f"the paper's {bench} (/{ref.scales[bench]:g}) is shown on fedbench's scale")
         return lines
@@ -755,7 +937,7 @@ def reference_view(m: Matrix, ref: ReferenceTable) -> ReferenceView:
         labels = judges.setdefault(r.benchmark, [])
         if _judge_label(r) not in labels:
             labels.append(_judge_label(r))
-    return ReferenceView(ref, benchmarks, entries, sorted({r.model for r in shown}), judges, converted)
+    return ReferenceView(ref, benchmarks, entries, sorted({r.model for r in shown}), judges, converted, budget_notes(m))
 
 
 def _signed(value: float, scale: float | None) -> str:
@@ -999,8 +1181,12 @@ def to_rich(m: Matrix):  # noqa: ANN201 - rich is imported lazily
                 cells.append({"best": f"[bold green]{text}[/]", "tie": f"[yellow]{text}[/]"}.get(mark, text))
             table.add_row(row, *cells, end_section=row != BASE_ROW and m.rows[-1] == BASE_ROW and row == m.rows[-2])
         tables.append(table)
+    unequal = [Text(f"unequal budgets, {row}: {note}", style="yellow") for row, note in budget_notes(m).items()]
     return Group(
-        Text("fedbench leaderboard: 95% intervals; * best, separated; ~ tie", style="bold"), *tables, Text(LEGEND, style="dim")
+        Text("fedbench leaderboard: 95% intervals; * best, separated; ~ tie", style="bold"),
+        *tables,
+        *unequal,
+        Text(LEGEND, style="dim"),
     )
 
 

@@ -30,8 +30,10 @@ from pathlib import Path
 from fedbench.harness.errors import FedbenchError, did_you_mean
 from fedbench.harness.leaderboard import BASE_ROW, VARIANTS
 
-BUILTIN = {"study": "study_table1.csv"}
-"""Built-in reference tables by name: files in ``fedbench/plugins/reference/``, shipped as package data."""
+BUILTIN = {"study": "study_table1.csv", "study_scores": "study_scores.csv", "study_run_names": "study_run_names.csv"}
+"""Built-in reference data by name: files in ``fedbench/plugins/reference/``, shipped as package data. ``study`` is
+the published table; ``study_scores`` its per-question judge scores and ``study_run_names`` the run name of every
+judged answer set, transcribed from the study's published judgment files (figures only)."""
 COLUMNS = ("aggregator", "benchmark", "variant", "score")
 NOT_STATED = "not stated"
 _META = ("source", "model", "judge")

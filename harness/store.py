@@ -9,6 +9,9 @@ Schema 2 added each score's 95% interval, the training seed and seed-free settin
 cell, mean answer length and per-client scores, each answer's length in tokens and each
 judgment's client. A schema-1 store is migrated in place when opened: its rows are kept, and
 their scores are marked as stored without an interval (never shown as a zero-width one).
+Schema 3 added the score's tag (privacy, codec or judging-context axis); schema 4 the ``subjects``
+table: where each subject came from (trained here or imported) and its recorded training budget
+(rounds, sequence length, steps, ...), so comparisons between unequally trained cells say so.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +28,7 @@ from typing import Any
 from fedbench.harness.errors import FedbenchError
 from fedbench.harness.interfaces import Judgment, Question
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 STORE_NAME = "results.sqlite"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -44,6 +48,8 @@ CREATE TABLE IF NOT EXISTS judgments (
     subject TEXT NOT NULL, benchmark TEXT NOT NULL, judge TEXT NOT NULL, question_id TEXT NOT NULL,
     score REAL, raw TEXT NOT NULL, client TEXT,
     PRIMARY KEY (subject, benchmark, judge, question_id));
+CREATE TABLE IF NOT EXISTS subjects (
+    subject TEXT PRIMARY KEY, origin TEXT NOT NULL, budget TEXT NOT NULL);
 """
 _V1_TO_V2 = (
     "ALTER TABLE scores ADD COLUMN ci_low REAL",
@@ -105,14 +111,15 @@ class Store:
         self.db = sqlite3.connect(self.path, timeout=30)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
+        self._batch = False
         found = self._version()
-        if found in (1, 2):
+        if found in (1, 2, 3):
             self._migrate(found)
         self.db.executescript(_SCHEMA)
         if found is None:
             with self.db:
                 self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        elif found not in (1, 2, SCHEMA_VERSION):
+        elif found not in (1, 2, 3, SCHEMA_VERSION):
             raise FedbenchError(
                 f"{self.path} has results schema version {found}, this fedbench reads version {SCHEMA_VERSION}",
                 "use a fedbench version matching the store, or point --out at a new runs folder",
@@ -125,14 +132,15 @@ class Store:
         return None if found is None else int(found[0])
 
     def _migrate(self, found: int) -> None:
-        """An older schema to the current one in one transaction: new columns only, every row kept."""
+        """An older schema to the current one in one transaction: new columns and tables only, every row kept."""
         with self.db:
             if found == 1:
                 for statement in _V1_TO_V2:
                     self.db.execute(statement)
                 self.db.execute("UPDATE scores SET ci_note = ?", (NO_INTERVAL_V1,))
-            for statement in _V2_TO_V3:
-                self.db.execute(statement)
+            if found in (1, 2):
+                for statement in _V2_TO_V3:
+                    self.db.execute(statement)
             self.db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
     @classmethod
@@ -141,6 +149,20 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Every write inside commits together or not at all (an import writes one file this way: a bad line
+        or a crash leaves the store as it was). Writes outside a transaction commit one call at a time."""
+        if self._batch:
+            yield
+            return
+        self._batch = True
+        try:
+            with self.db:
+                yield
+        finally:
+            self._batch = False
 
     def answers(self, subject: str, benchmark: str) -> dict[str, str]:
         rows = self.db.execute("SELECT question_id, answer FROM answers WHERE subject=? AND benchmark=?", (subject, benchmark))
@@ -157,11 +179,18 @@ class Store:
     ) -> None:
         blob = json.dumps(settings, sort_keys=True)
         lengths: Sequence[int | None] = tokens if tokens is not None else [None] * len(answers)
-        with self.db:
+        with self.transaction():
             self.db.executemany(
                 "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(subject, benchmark, q.id, q.prompt, a, blob, n) for q, a, n in zip(questions, answers, lengths)],
             )
+
+    def questions(self, subject: str, benchmark: str) -> list[Question]:
+        """The questions a subject's stored answers reply to (id and prompt), numeric ids in number order: what an
+        imported subject, which has no question file behind it, is judged on again."""
+        rows = self.db.execute("SELECT question_id, prompt FROM answers WHERE subject=? AND benchmark=?", (subject, benchmark))
+        found = [Question(qid, prompt) for qid, prompt in rows.fetchall()]
+        return sorted(found, key=lambda q: (0, int(q.id), "") if q.id.isdigit() else (1, 0, q.id))
 
     def answer_tokens(self, subject: str, benchmark: str) -> dict[str, int]:
         """Answer lengths in tokens by question (answers stored before schema 2 have none)."""
@@ -182,7 +211,7 @@ class Store:
     ) -> None:
         """Upsert judgments; ``clients`` maps question ids to the client a question belongs to, where it has one."""
         owner = clients or {}
-        with self.db:
+        with self.transaction():
             self.db.executemany(
                 "INSERT OR REPLACE INTO judgments VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(subject, benchmark, judge, j.question_id, j.score, j.raw, owner.get(j.question_id)) for j in judgments],
@@ -198,7 +227,7 @@ class Store:
 
     def put_score(self, row: ScoreRow) -> None:
         values = row.__dict__ | {"created": row.created or time.time()}
-        with self.db:
+        with self.transaction():
             self.db.execute(
                 f"INSERT OR REPLACE INTO scores ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
                 tuple(values.values()),
@@ -208,3 +237,19 @@ class Store:
         cursor = self.db.execute("SELECT * FROM scores ORDER BY benchmark, method, layout, aggregator")
         names = [d[0] for d in cursor.description]
         return [ScoreRow(**dict(zip(names, r))) for r in cursor.fetchall()]
+
+    def put_subject(self, subject: str, origin: str, budget: Mapping[str, Any]) -> None:
+        """Record where a subject came from (``trained``, or ``imported from FILE``) and its training budget."""
+        with self.transaction():
+            self.db.execute(
+                "INSERT OR REPLACE INTO subjects VALUES (?, ?, ?)", (subject, origin, json.dumps(dict(budget), sort_keys=True))
+            )
+
+    def budgets(self) -> dict[str, dict[str, Any]]:
+        """Subject -> its recorded training budget (subjects evaluated before schema 4 have none)."""
+        rows = self.db.execute("SELECT subject, budget FROM subjects").fetchall()
+        return {subject: json.loads(budget) for subject, budget in rows}
+
+    def origins(self) -> dict[str, str]:
+        """Subject -> where it came from: ``trained`` or ``imported from FILE``."""
+        return dict(self.db.execute("SELECT subject, origin FROM subjects").fetchall())

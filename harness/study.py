@@ -33,12 +33,20 @@ from fedbench.harness.baselines import baseline_spec
 from fedbench.harness.checkpoint import RunDir
 from fedbench.harness.engines import Engine, LocalEngine, TrainingProgress
 from fedbench.harness.errors import CellBusy, FedbenchError, LayoutRefusal
-from fedbench.harness.evaluation import EvalProgress, EvalSpec, Subject, base_subject, cell_subject, evaluate
+from fedbench.harness.evaluation import (
+    EvalProgress,
+    EvalSpec,
+    Subject,
+    base_subject,
+    cell_subject,
+    evaluate,
+    imported_subjects,
+)
 from fedbench.harness.federation import Cell, CellOutcome, build_cell
 from fedbench.harness.holdout import same_heldout
 from fedbench.harness.registry import Registry, default_registry
 from fedbench.harness.spec import RunSpec
-from fedbench.harness.store import ScoreRow, Store
+from fedbench.harness.store import STORE_NAME, ScoreRow, Store
 
 Names = str | Sequence[str]
 """Plugin names: one name, a comma list, 'all', or a sequence of names."""
@@ -269,18 +277,39 @@ def train_cells(
     return outcomes
 
 
+def _holds_store(path: Path) -> bool:
+    """A runs folder (it holds the results store), as opposed to one cell's run directory inside it."""
+    return (Path(path) / STORE_NAME).is_file()
+
+
 def runs_folder(run_dirs: Sequence[Path]) -> Path:
-    """The one runs folder the run directories are in (their results store lives there)."""
-    roots = {Path(p).resolve().parent for p in run_dirs}
+    """The one runs folder the run directories are in, or are (their results store lives there)."""
+    roots = {Path(p).resolve() if _holds_store(p) else Path(p).resolve().parent for p in run_dirs}
     if len(roots) != 1:
         raise FedbenchError("the run directories are in different runs folders", "evaluate one runs folder at a time")
     return roots.pop()
 
 
 def eval_subjects(run_dirs: Sequence[Path], include_base: bool = True) -> list[Subject]:
-    """The finished cells as subjects, preceded by their base model(s): one per (model, template, dtype)."""
-    cells = [cell_subject(Path(d)) for d in run_dirs]
-    subjects: list[Subject] = []
+    """The finished cells as subjects, preceded by their base model(s): one per (model, template, dtype).
+
+    A runs folder given instead of a cell stands for the subjects imported into its store (``fedbench import``),
+    the base model's answers among them: they are judged again on their stored answers, nothing is generated."""
+    imported: list[Subject] = []
+    for folder in [Path(d) for d in run_dirs if _holds_store(Path(d))]:
+        store = Store(folder / STORE_NAME)
+        try:
+            found = imported_subjects(store)
+        finally:
+            store.close()
+        imported += found
+        if not found:
+            raise FedbenchError(
+                f"{folder} is a runs folder with no imported answers",
+                "give the run directories of its cells (fedbench eval runs/<cell>...), or import answers first (fedbench import)",
+            )
+    cells = [cell_subject(Path(d)) for d in run_dirs if not _holds_store(Path(d))]
+    subjects: list[Subject] = imported
     if include_base:
         for sub in cells:
             base = base_subject(sub.model, sub.template, sub.dtype, sub.heldout)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 from fedbench.harness.evaluation import Deferred, EvalProgress, Subject, _judge_together
@@ -43,7 +44,7 @@ def _grade(tmp_path: Path, swap: bool) -> tuple[OrderRecorder, list, Store]:
             f"{method}-{layout}", "m", "chat", "float32", tmp_path / f"{method}-{layout}" / "adapter", method, layout, "fedavg"
         )
         answers = {q.id: f"{method}-{layout}:{rank + 3}" for q in questions}  # DPO 3, KTOO 4, KTOR 5 on every question
-        deferred.append(Deferred(subject, bench, questions, answers, GenerationSettings(), "hf"))
+        deferred.append(Deferred(subject, bench, questions, answers, asdict(GenerationSettings()) | {"backend": "hf"}))
     rows = _judge_together(deferred, {"vicuna": ("recorder", judge)}, store, EvalProgress())
     return judge, rows, store
 

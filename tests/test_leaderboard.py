@@ -24,7 +24,7 @@ from fedbench.harness.leaderboard import (
     to_markdown,
     to_rich,
 )
-from fedbench.harness.store import ScoreRow, Store
+from fedbench.harness.store import SCHEMA_VERSION, ScoreRow, Store
 
 
 def _row(agg: str, method: str, layout: str, bench: str, score: float | None, created: float = 1.0) -> ScoreRow:
@@ -187,7 +187,7 @@ def test_a_schema_1_store_opens_keeps_its_rows_and_shows_them_without_an_interva
     assert entry["ci_low"] is None and "schema 1" in entry["ci_note"]
     assert "| fedavg | 6.50 (no CI) |" in to_markdown(_board(store))
     store.close()
-    assert Store(path).db.execute("SELECT value FROM meta").fetchone()[0] == "3"  # migrated once, reopened as is
+    assert Store(path).db.execute("SELECT value FROM meta").fetchone()[0] == str(SCHEMA_VERSION)  # migrated once, reopened as is
     assert row.tag is None
 
 
@@ -199,7 +199,7 @@ def test_a_schema_2_store_gains_the_tag_column_and_keeps_its_rows(tmp_path: Path
         store.db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
     store.close()
     again = Store(tmp_path / "results.sqlite")
-    assert again.scores() == [SCORES[0]] and again.db.execute("SELECT value FROM meta").fetchone()[0] == "3"
+    assert again.scores() == [SCORES[0]] and again.db.execute("SELECT value FROM meta").fetchone()[0] == str(SCHEMA_VERSION)
 
 
 def test_privacy_and_codec_settings_get_their_own_rows_beside_the_plain_cell() -> None:

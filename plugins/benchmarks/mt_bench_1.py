@@ -36,6 +36,7 @@ class MTBench1(Benchmark):
     name = "mt_bench_1"
     scale = 10.0
     default_judge = "llm"
+    question_ids = range(81, 161)
 
     def questions(self, source: str | None = None, limit: int | None = None) -> list[Question]:
         if source is None:

@@ -20,6 +20,7 @@ class Vicuna(Benchmark):
     name = "vicuna"
     scale = 10.0
     default_judge = "llm"
+    question_ids = range(1, 81)
 
     def questions(self, source: str | None = None, limit: int | None = None) -> list[Question]:
         path = sample_path("vicuna_sample.jsonl") if source is None else Path(source)

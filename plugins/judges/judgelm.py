@@ -88,6 +88,27 @@ def parse_scores(reply: str, n: int) -> list[float] | None:
     return values if all(0.0 <= v <= 10.0 for v in values) else None
 
 
+_STUDY_NUMBER = re.compile(r"\d+[.]?\d*")
+
+
+def parse_scores_study(reply: str, n: int) -> list[float] | None:
+    """The KTO-vs-DPO study's own rule (its ``pref_evaluation.py``), kept so its published table can be recomputed.
+
+    A reply that does not start with a number, or holds fewer than n numbers anywhere, is skipped (None);
+    otherwise the first n numbers anywhere in the reply are the scores, in order, with no range check. It
+    accepts replies :func:`parse_scores` rejects: "1\n...1, 1." scores 1/1/1, and numbers in the explanation
+    ("Assistant 2's answer ...") fill in when the first line holds fewer than n.
+    """
+    if _STUDY_NUMBER.match(reply) is None:
+        return None
+    found = _STUDY_NUMBER.findall(reply)
+    return [float(x) for x in found[:n]] if len(found) >= n else None
+
+
+PARSE_RULES: dict[str, Callable[[str, int], list[float] | None]] = {"strict": parse_scores, "study": parse_scores_study}
+"""How a JudgeLM reply becomes scores: ``strict`` (the default, :func:`parse_scores`) or the study's rule."""
+
+
 def _labelled(lines: Sequence[str], n: int) -> list[float] | None:
     """Scores by label from the labelled lines at the top of the reply (blank lines between them allowed)."""
     pairs: list[tuple[int, float]] = []
@@ -199,7 +220,12 @@ class JudgeLM(Judge):
         max_new_tokens: int = 16,
         fallback_reference: str = "",
         context_tokens: int = 2048,
+        parse: str = "strict",
     ) -> None:
+        if parse not in PARSE_RULES:
+            raise FedbenchError(
+                f"judgelm: unknown parse rule '{parse}'", f"use one of {', '.join(PARSE_RULES)} (judge_params parse = ...)"
+            )
         if context_tokens <= max_new_tokens + 1:
             raise FedbenchError(
                 f"judgelm: context_tokens={context_tokens} leaves no room for a prompt after max_new_tokens={max_new_tokens}",
@@ -212,6 +238,7 @@ class JudgeLM(Judge):
         self.max_new_tokens = max_new_tokens
         self.fallback_reference = fallback_reference
         self.context_tokens = context_tokens
+        self.parse = parse
         self.truncated_answers = 0
         self.unfit_prompts = 0
         self._generator: Generator | None = None
@@ -223,6 +250,7 @@ class JudgeLM(Judge):
             f"model={self.model}, swap={self.swap}, temperature={self.temperature}, context_tokens={self.context_tokens}, "
             f"truncated_answers={self.truncated_answers}"
         )
+        text += f", parse={self.parse}" if self.parse != "strict" else ""
         return text + (f", unfit_prompts={self.unfit_prompts}" if self.unfit_prompts else "")
 
     @property
@@ -247,12 +275,16 @@ class JudgeLM(Judge):
         refs = [q.reference if q.reference is not None else self.fallback_reference for q in questions]
         forward = [self._prompt(q.prompt, [r, a], prefill="10") for q, r, a in zip(questions, refs, answers)]
         replies = self._ask([p for p, _ in forward])
-        scores = [None if p is None or (s := parse_scores("10" + r, 2)) is None else s[1] for (p, _), r in zip(forward, replies)]
+        scores = [
+            None if p is None or (s := self.read_scores("10" + r, 2)) is None else s[1] for (p, _), r in zip(forward, replies)
+        ]
         raws = [note + r for (_, note), r in zip(forward, replies)]
         if self.swap:
             backward = [self._prompt(q.prompt, [a, r]) for q, r, a in zip(questions, refs, answers)]
             swapped = self._ask([p for p, _ in backward])
-            second = [None if p is None or (s := parse_scores(r, 2)) is None else s[0] for (p, _), r in zip(backward, swapped)]
+            second = [
+                None if p is None or (s := self.read_scores(r, 2)) is None else s[0] for (p, _), r in zip(backward, swapped)
+            ]
             scores = [None if a is None or b is None else (a + b) / 2 for a, b in zip(scores, second)]
             raws = [f"{a}\n--- swapped ---\n{note}{b}" for a, (_, note), b in zip(raws, backward, swapped)]
         return [Judgment(q.id, s, raw) for q, s, raw in zip(questions, scores, raws)]
@@ -267,7 +299,11 @@ class JudgeLM(Judge):
         if prompt is None:
             return None, note
         reply = self._ask([prompt])[0]
-        return parse_scores(reply, len(answers)), note + reply
+        return self.read_scores(reply, len(answers)), note + reply
+
+    def read_scores(self, reply: str, n: int) -> list[float] | None:
+        """The scores in a JudgeLM reply by this judge's parse rule (``parse``: strict or the study's)."""
+        return PARSE_RULES[self.parse](reply, n)
 
     def _prompt(
         self, question: str, answers: Sequence[str], reference: str | None = None, prefill: str = ""
