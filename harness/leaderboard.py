@@ -33,6 +33,7 @@ from fedbench.harness.stats import (
     gap_closed,
     holm,
     paired_comparison,
+    score_interval,
     seeds_interval,
     wilson,
     winner,
@@ -389,18 +390,22 @@ def entry_text(entry: Entry | None, with_interval: bool = True) -> str:
     ``(def.)`` marks a value fixed by definition, ``(no CI)`` a score without an interval (never a zero-width one)."""
     if entry is None or entry.score is None:
         return ""
-    text = _fmt(entry.score, entry.scale)
-    if with_interval and entry.ci_low is not None and entry.ci_high is not None:
+    return _fmt(entry.score, entry.scale) + _interval_suffix(entry, with_interval)
+
+
+def _interval_suffix(entry: Entry, with_interval: bool = True) -> str:
+    """What :func:`entry_text` writes after the score: `` ±0.21``, `` [0.0, 39.0]``, `` (def.)``, `` (no CI)`` or ''."""
+    if with_interval and entry.score is not None and entry.ci_low is not None and entry.ci_high is not None:
         below, above = entry.score - entry.ci_low, entry.ci_high - entry.score
         if abs(above - below) <= 0.25 * max(above + below, 1e-12):
-            text += f" ±{_fmt((entry.ci_high - entry.ci_low) / 2, entry.scale)}"
-        else:  # a lopsided interval (a rate near 0 or 100%) would read wrong as ±
-            text += f" [{_fmt(entry.ci_low, entry.scale)}, {_fmt(entry.ci_high, entry.scale)}]"
-    elif entry.ci_note and "definition" in entry.ci_note:
-        text += " (def.)"
-    elif with_interval and entry.ci_note:
-        text += " (no CI)"  # why is in the JSON's ci_note: an older store, fewer than 2 scored questions, ...
-    return text
+            return f" ±{_fmt((entry.ci_high - entry.ci_low) / 2, entry.scale)}"
+        # a lopsided interval (a rate near 0 or 100%) would read wrong as ±
+        return f" [{_fmt(entry.ci_low, entry.scale)}, {_fmt(entry.ci_high, entry.scale)}]"
+    if entry.ci_note and "definition" in entry.ci_note:
+        return " (def.)"
+    if with_interval and entry.ci_note:
+        return " (no CI)"  # why is in the JSON's ci_note: an older store, fewer than 2 scored questions, ...
+    return ""
 
 
 MARKS = {"best": "*", "tie": "~", "": ""}
@@ -815,8 +820,9 @@ def clients_rich(views: Sequence[ClientView]):  # noqa: ANN201 - rich is importe
 MISSING = "-"
 REFERENCE_LEGEND = (
     "difference = yours - paper, on fedbench's scale of the benchmark (judge scores /10, rates in % /100); "
-    "- : that side has no value. The paper publishes no intervals; yours (95%, as in the main table) cover "
-    "question sampling (and seeds), not the differences of model, judge, data or setup named above."
+    "- : that side has no value. Intervals (95%) cover question sampling (and seeds), not the differences of model, "
+    "judge, data or setup named above; the paper's, where its per-question scores are known, are computed from them "
+    "as yours are (around the mean they give, which can differ from the printed number)."
 )
 
 
@@ -832,6 +838,8 @@ class ReferenceEntry:
     paper: float | None
     """On ``scale`` (converted where the reference states another scale for the benchmark)."""
     scale: float | None
+    paper_entry: Entry | None = None
+    """The paper's entry computed from its per-question scores (interval, comparisons), where the reference has them."""
 
     @property
     def score(self) -> float | None:
@@ -865,6 +873,9 @@ class ReferenceView:
     """Benchmarks whose published numbers were put on fedbench's scale."""
     unequal: dict[str, str] = field(default_factory=dict)
     """Row -> where your cells of that row were trained with different budgets."""
+    paper: Matrix | None = None
+    """The reference's own matrix from its per-question scores: its intervals and paired comparisons (Holm over its
+    table), None where the reference publishes numbers only."""
 
     def caption(self) -> list[str]:
         """Which model and judge each side used: 'yours: ...' and 'paper (...): ...'."""
@@ -918,6 +929,7 @@ def reference_view(m: Matrix, ref: ReferenceTable) -> ReferenceView:
     aggs = _ordered({r for r in m.rows if r != BASE_ROW} | {r for r, _, _ in paper_keys if r != BASE_ROW}, AGGREGATOR_ORDER)
     entries: list[ReferenceEntry] = []
     converted: list[str] = []
+    published = paper_matrix(ref)
     for bench in benchmarks:
         yours_scale = next((e.scale for (_, b, _), e in m.cells.items() if b == bench), None)
         paper_scale = ref.scale(bench)
@@ -930,14 +942,40 @@ def reference_view(m: Matrix, ref: ReferenceTable) -> ReferenceView:
             if yours is None and paper is None:
                 continue
             scale = yours_scale if yours_scale is not None else paper_scale
-            entries.append(ReferenceEntry(row, bench, var, yours, None if paper is None else paper * factor, scale))
+            behind = None if published is None else published.entry(row, bench, var)
+            entries.append(ReferenceEntry(row, bench, var, yours, None if paper is None else paper * factor, scale, behind))
     shown = [r for e in entries if e.yours is not None for r in e.yours.runs]
     judges: dict[str, list[str]] = {}
     for r in shown:
         labels = judges.setdefault(r.benchmark, [])
         if _judge_label(r) not in labels:
             labels.append(_judge_label(r))
-    return ReferenceView(ref, benchmarks, entries, sorted({r.model for r in shown}), judges, converted, budget_notes(m))
+    models = sorted({r.model for r in shown})
+    return ReferenceView(ref, benchmarks, entries, models, judges, converted, budget_notes(m), published)
+
+
+def paper_matrix(ref: ReferenceTable) -> Matrix | None:
+    """A reference's per-question scores as a matrix of their own, so the paper's numbers get intervals and paired
+    comparisons computed exactly as yours are; None for a reference without per-question scores."""
+    if not ref.questions:
+        return None
+    methods = {name: key for key, name in VARIANTS.items()}
+    rows: list[ScoreRow] = []
+    lookup: dict[str, dict[str, float]] = {}
+    for (row, bench, var), values in ref.questions.items():
+        method, layout = ("base", "") if row == BASE_ROW else methods.get(var, (var.lower(), ""))
+        subject = f"{ref.name}:{row}:{bench}:{var}"
+        lookup[subject] = dict(values)
+        interval = score_interval(list(values.values()), binary=False)
+        rows.append(
+            ScoreRow(
+                subject, bench, ref.judge_for(bench), method, layout, "" if row == BASE_ROW else row, ref.model,
+                sum(values.values()) / len(values), ref.scale(bench) or 10.0, len(values), 0, f"published by {ref.source}",
+                ci_low=None if interval is None else interval.low, ci_high=None if interval is None else interval.high,
+                ci_note="" if interval is None else interval.method,
+            )
+        )  # fmt: skip
+    return build_matrix(rows, questions=lambda r: lookup[r.subject])
 
 
 def _signed(value: float, scale: float | None) -> str:
@@ -947,7 +985,7 @@ def _signed(value: float, scale: float | None) -> str:
 def _reference_texts(e: ReferenceEntry) -> tuple[str, str, str]:
     """(yours with its interval, paper, difference), '-' where a side has no value."""
     yours = entry_text(e.yours) or MISSING
-    paper = MISSING if e.paper is None else f"{e.paper:.2f}"
+    paper = MISSING if e.paper is None else f"{e.paper:.2f}" + ("" if e.paper_entry is None else _interval_suffix(e.paper_entry))
     diff = MISSING if e.difference is None else _signed(e.difference, e.scale)
     return yours, paper, diff
 
@@ -960,6 +998,34 @@ def _bench_title(view: ReferenceView, bench: str) -> str:
 REFERENCE_HEADER = ("aggregator", "variant", "yours [95% interval]", "paper", "difference")
 
 
+PAPER_TESTS_TITLE = "the paper's own paired comparisons, from its per-question scores (Holm over its table; bold: significant)"
+
+
+def paper_comparisons(view: ReferenceView, bench: str) -> tuple[list[str], list[tuple[str, list[tuple[str, bool]]]]]:
+    """The paper's comparisons on one benchmark as a small table: the comparisons as columns, one row per
+    aggregator, each cell ``(text, significant)`` as ``+0.48 (p 0.008)``; empty where the reference has none."""
+    if view.paper is None:
+        return [], []
+    found = [c for c in comparison_rows(view.paper) if c["benchmark"] == bench]
+    columns = list(dict.fromkeys(c["comparison"] for c in found))
+    by_row: dict[str, dict[str, dict[str, Any]]] = {}
+    for c in found:
+        by_row.setdefault(c["aggregator"], {})[c["comparison"]] = c
+    rows = []
+    for row in sorted(by_row, key=_row_order):
+        cells = [by_row[row].get(col) for col in columns]
+        rows.append(
+            (
+                row,
+                [
+                    ("", False) if c is None else (f"{c['difference']:+.2f} (p {c['p_holm']:.3f})", c["significant"])
+                    for c in cells
+                ],
+            )
+        )
+    return columns, rows
+
+
 def reference_markdown(view: ReferenceView) -> str:
     out = [f"fedbench leaderboard beside {view.reference.name}: yours [95% interval] | paper | difference (yours - paper)", ""]
     out += [f"- {line}" for line in view.caption()]
@@ -968,6 +1034,16 @@ def reference_markdown(view: ReferenceView) -> str:
         out += ["| " + " | ".join(REFERENCE_HEADER) + " |", "|" + "---|" * len(REFERENCE_HEADER)]
         for e in view.rows(bench):
             out.append("| " + " | ".join((e.row, e.variant or "base", *_reference_texts(e))) + " |")
+        columns, rows = paper_comparisons(view, bench)
+        if rows:
+            out += [
+                "",
+                f"{PAPER_TESTS_TITLE}:",
+                "",
+                "| aggregator | " + " | ".join(columns) + " |",
+                "|" + "---|" * (len(columns) + 1),
+            ]
+            out += ["| " + " | ".join([row] + [f"**{t}**" if sig else t for t, sig in cells]) + " |" for row, cells in rows]
     return "\n".join(out) + f"\n\n{REFERENCE_LEGEND}\n"
 
 
@@ -985,6 +1061,14 @@ def reference_rich(view: ReferenceView):  # noqa: ANN201 - rich is imported lazi
         for e in view.rows(bench):
             table.add_row(e.row, e.variant or "base", *(escape(t) for t in _reference_texts(e)))
         tables.append(table)
+        columns, rows = paper_comparisons(view, bench)
+        if rows:
+            tests = Table(title=f"{escape(bench)}: {PAPER_TESTS_TITLE}", title_justify="left")
+            for col in ["aggregator", *columns]:
+                tests.add_column(col, justify="left" if col == "aggregator" else "right")
+            for row, cells in rows:
+                tests.add_row(row, *(f"[bold]{escape(t)}[/]" if sig else escape(t) for t, sig in cells))
+            tables.append(tests)
     return Group(
         Text(f"fedbench leaderboard beside {view.reference.name}: yours [95% interval] | paper | difference", style="bold"),
         *(Text(line) for line in view.caption()),
@@ -1007,6 +1091,8 @@ def _reference_record(view: ReferenceView, e: ReferenceEntry) -> dict[str, Any]:
         "n": None if y is None else y.n,
         "seeds": None if y is None else list(y.seeds),
         "paper": e.paper,
+        "paper_ci_low": None if e.paper_entry is None else e.paper_entry.ci_low,
+        "paper_ci_high": None if e.paper_entry is None else e.paper_entry.ci_high,
         "difference": e.difference,
         "paper_in_interval": e.paper_in_interval,
         "your_model": None if y is None else y.latest.model,
@@ -1032,6 +1118,8 @@ def reference_json(view: ReferenceView) -> str:
             "caption": view.caption(),
             "legend": REFERENCE_LEGEND,
             "entries": [_reference_record(view, e) for e in view.entries],
+            "paper_comparisons": [] if view.paper is None else comparison_rows(view.paper),
+            "paper_test": None if view.paper is None else TEST,
         },
         indent=2,
     )

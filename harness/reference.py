@@ -24,7 +24,7 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from fedbench.harness.errors import FedbenchError, did_you_mean
@@ -37,6 +37,10 @@ judged answer set, transcribed from the study's published judgment files (figure
 COLUMNS = ("aggregator", "benchmark", "variant", "score")
 NOT_STATED = "not stated"
 _META = ("source", "model", "judge")
+
+
+QuestionKey = tuple[str, str, str]
+"""(aggregator, benchmark, variant) as the leaderboard names entries; the base model under (BASE_ROW, benchmark, "")."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,9 @@ class ReferenceTable:
     """Benchmark -> judge, where a benchmark was not graded by ``judge``."""
     scales: Mapping[str, float] = field(default_factory=dict)
     """Benchmark -> the scale its published numbers are on, where the table states it."""
+    questions: Mapping[QuestionKey, Mapping[str, float]] = field(default_factory=dict)
+    """Per-question scores behind the published numbers, where they are known (the built-in ``study``: its judge's
+    scores by the study's own parse rule): they give the paper's numbers intervals and paired tests."""
 
     def value(self, row: str, benchmark: str, variant: str) -> float | None:
         return self.scores.get((row, benchmark, "" if row == BASE_ROW else variant))
@@ -84,7 +91,8 @@ def load_reference(name: str) -> ReferenceTable:
                 f"fedbench's reference table '{name}' ({path}) is missing: this installation of fedbench is incomplete",
                 "reinstall fedbench; when building it yourself, keep plugins/reference/*.csv as package data of fedbench.plugins",
             )
-        return parse_reference(path.read_text(encoding="utf-8"), name)
+        table = parse_reference(path.read_text(encoding="utf-8"), name)
+        return replace(table, questions=study_questions()) if name == "study" else table
     path = Path(name).expanduser()
     if path.is_file():
         try:
@@ -213,3 +221,25 @@ def parse_reference(text: str, name: str) -> ReferenceTable:
         judges,
         scales,
     )
+
+
+def _builtin_rows(name: str) -> list[dict[str, str]]:
+    text = builtin_path(name).read_text(encoding="utf-8")
+    return list(csv.DictReader(line for line in text.splitlines() if not line.startswith("#")))
+
+
+def study_questions() -> dict[QuestionKey, dict[str, float]]:
+    """The study's per-question JudgeLM-13B scores behind Table 1, by entry: each aggregator's variants from the file
+    that judged them together, the base model from the file that judged it beside FedAvg's DPO and KTOO (the
+    only context the base model was judged in). A reply the study's rule skipped has no score."""
+    out: dict[QuestionKey, dict[str, float]] = {}
+    for row in _builtin_rows("study_scores"):
+        context, bench = row["judged_together"], row["benchmark"]
+        for i in (1, 2, 3):
+            role, score = row[f"answer{i}"], row[f"score{i}"]
+            if context == "base-triple" and role != "base":
+                continue  # FedAvg's answers beside the base model: another judging context than its own row's
+            key = (BASE_ROW, bench, "") if role == "base" else (context, bench, _variant(role))
+            if score:
+                out.setdefault(key, {})[row["question_id"]] = float(score)
+    return out

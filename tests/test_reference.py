@@ -84,10 +84,10 @@ def _view(extra: Sequence[ScoreRow] = ()) -> ReferenceView:
 def test_markdown_puts_yours_paper_and_difference_side_by_side_with_dashes_for_a_missing_side() -> None:
     text = reference_markdown(_view([replace(_row("fedavg", "kto", "redistributed", "preference.reward", 80.0), scale=100.0)]))
     assert "| aggregator | variant | yours [95% interval] | paper | difference |" in text
-    assert "| fedavg | DPO | 4.00 ±0.50 | 7.84 | -3.84 |" in text  # yours with its interval, the paper's, yours - paper
+    assert "| fedavg | DPO | 4.00 ±0.50 | 7.84 ±0.57 | -3.84 |" in text  # yours with its interval, the paper's, yours - paper
     assert "| fedavg | KTOR | 62.5 | 12.69 | +49.8 |" in text  # AdvBench: % /100 on both sides
-    assert "| Base | base | 3.00 | 7.51 | -4.51 |" in text
-    assert "| fedprox | KTOO | - | 8.44 | - |" in text  # the paper has it, you did not run it
+    assert "| Base | base | 3.00 | 7.51 ±0.56 | -4.51 |" in text
+    assert "| fedprox | KTOO | - | 8.44 ±0.53 | - |" in text  # the paper has it, you did not run it
     assert "| fedavg | KTOR | 80.0 | - | - |" in text  # you have it, the paper has no such benchmark
     sections = text.split("**")
     assert [s for s in sections if "(/" in s] == [
@@ -229,7 +229,7 @@ def _cli(*args: str) -> Result:
 def test_the_cli_sets_a_store_beside_the_study_in_every_format(runs: Path) -> None:
     markdown = _cli("--runs", str(runs), "--reference", "study", "--format", "markdown")
     assert markdown.exit_code == 0, markdown.output
-    assert "| fedavg | KTOO | 5.50 | 8.14 | -2.64 |" in markdown.output and "model Alpaca-7B" in markdown.output
+    assert "| fedavg | KTOO | 5.50 | 8.14 ±0.57 | -2.64 |" in markdown.output and "model Alpaca-7B" in markdown.output
     data = json.loads(_cli("--runs", str(runs), "--reference", "study", "--format", "json").output)
     assert data["reference"]["model"] == "Alpaca-7B" and data["yours"]["models"] == ["m"]
     entry = next(
@@ -252,3 +252,25 @@ def test_the_cli_refuses_reference_with_another_view_and_explains_a_bad_table(ru
     bad.write_text("aggregator,benchmark,variant,score\nfedavg,vicuna,DPO,n/a\n")
     out = _cli("--runs", str(runs), "--reference", str(bad))
     assert out.exit_code == 2 and "line 2: score 'n/a' is not a number" in out.output.replace("\n", " "), out.output
+
+
+def test_the_study_ships_its_per_question_scores_for_intervals_and_its_own_paired_tests() -> None:
+    """The paper's numbers get intervals and Holm-corrected paired tests from the judgments it published."""
+    view = reference_view(build_matrix([]), load_reference("study"))
+    data = json.loads(reference_json(view))
+    fedavg_dpo = next(
+        e for e in data["entries"] if (e["benchmark"], e["aggregator"], e["variant"]) == ("mt_bench_1", "fedavg", "DPO")
+    )
+    assert fedavg_dpo["paper_ci_low"] < 7.84 < fedavg_dpo["paper_ci_high"] and fedavg_dpo["yours"] is None
+    advbench = next(e for e in data["entries"] if e["benchmark"] == "advbench")
+    assert advbench["paper_ci_low"] is None, "AdvBench's per-question verdicts were not published"
+    tests = data["paper_comparisons"]
+    assert len(tests) == 42 and {t["comparison"] for t in tests} == {"KTOO - DPO", "KTOR - DPO", "KTOR - KTOO"}
+    won = [
+        (t["aggregator"], t["comparison"])
+        for t in tests
+        if t["benchmark"] == "vicuna" and t["significant"] and t["difference"] > 0
+    ]
+    assert sum(c == "KTOO - DPO" for _, c in won) == 5 and sum(c == "KTOR - DPO" for _, c in won) == 2
+    assert not [t for t in tests if t["benchmark"] == "mt_bench_1" and t["significant"]]
+    assert "the paper's own paired comparisons" in reference_markdown(view)
