@@ -52,6 +52,10 @@ class EvalSpec:
     judge_mode: str = "single"
     """'single': each answer graded alone; 'together': a judge with multi-answer grading (judgelm) scores
     the DPO, KTOO and KTOR answers of one aggregator in one prompt, as the study did."""
+    judge_order: str = "rotate"
+    """Together-grading's answer order: 'rotate' (each variant in each position equally often, so the judge's
+    position bias spreads evenly) or 'fixed' (DPO, KTOO, KTOR on every question, as the study did; its scores are
+    stored under '<judge>-together-fixed', apart from rotated ones)."""
 
 
 @dataclass(frozen=True)
@@ -233,6 +237,8 @@ def evaluate(
     subjects: Sequence[Subject], spec: EvalSpec, registry: Registry, store: Store, progress: EvalProgress | None = None
 ) -> list[ScoreRow]:
     """Answer, judge and score every subject on every benchmark; returns the score rows written."""
+    if spec.judge_order not in ("rotate", "fixed"):
+        raise FedbenchError(f"judge_order '{spec.judge_order}' is not rotate or fixed", "set judge_order = 'rotate' or 'fixed'")
     progress = progress or EvalProgress()
     benchmarks = [create_benchmark(registry, name, dict(spec.benchmark_params).get(name, {})) for name in spec.benchmarks]
     judges = {b.name: pick_judge(registry, b, spec) for b in benchmarks if not b.answers_given and b.evaluator is None}
@@ -290,7 +296,7 @@ def evaluate(
                 have.update({q.id: a for q, a in zip(chunk, answers)})
             made = asdict(settings) | {"backend": generator.name}
             rows += _judge_answers(subject, bench, questions, have, made, spec, judges, store, progress, deferred)
-    rows += _judge_together(deferred, judges, store, progress)
+    rows += _judge_together(deferred, judges, store, progress, rotate=spec.judge_order == "rotate")
     return rows
 
 
@@ -493,14 +499,15 @@ VARIANT_ORDER = {("dpo", "original"): 0, ("kto", "original"): 1, ("kto", "redist
 
 
 def _judge_together(
-    deferred: list[Deferred], judges: dict[str, tuple[str, Judge]], store: Store, progress: EvalProgress
+    deferred: list[Deferred], judges: dict[str, tuple[str, Judge]], store: Store, progress: EvalProgress, rotate: bool = True
 ) -> list[ScoreRow]:
     """Multi-answer grading as in the study: the cells of one aggregator (DPO, KTOO, KTOR) that answered
     a question are scored in one judge prompt, so their scores share one scale. Stored as '<judge>-together'.
 
     The answers' order rotates from question to question (question i starts with the variant at
     position i mod k), so each variant sits in each position equally often: a judge's position bias
-    then spreads evenly instead of favouring whichever variant always comes first.
+    then spreads evenly instead of favouring whichever variant always comes first. With ``rotate`` off they
+    come in the study's order, DPO, KTOO, KTOR, on every question.
     """
     groups: dict[tuple[str, str, str, int | None], list[Deferred]] = {}
     for item in deferred:
@@ -509,7 +516,7 @@ def _judge_together(
     for (bench_name, _, _, _), items in groups.items():
         items.sort(key=lambda it: (VARIANT_ORDER.get((it.subject.method, it.subject.layout), 9), it.subject.layout))
         base_name, judge = judges[bench_name]
-        name = f"{base_name}-together"
+        name = f"{base_name}-together" + ("" if rotate else "-fixed")
         questions = items[0].questions
         judged = [store.judgments(it.subject.key, bench_name, name) for it in items]
         agreed: list[bool] = []
@@ -519,7 +526,7 @@ def _judge_together(
             if len(items) == 1:
                 verdicts = judge.judge([q], [items[0].answers[q.id]])
             else:
-                shift = index % len(items)
+                shift = index % len(items) if rotate else 0
                 order = list(range(len(items)))[shift:] + list(range(len(items)))[:shift]
                 by_item, reply = _grade_in_order(judge, q, items, order)
                 if judge.swap:
@@ -532,7 +539,7 @@ def _judge_together(
             for it, j, v in zip(items, judged, verdicts):
                 store.add_judgments(it.subject.key, bench_name, name, [v], _clients([q]))
                 j[q.id] = v
-        setting = judge.setting
+        setting = judge.setting + ("" if rotate else ", answer order fixed: " + ", ".join(it.subject.label for it in items))
         if agreed:
             setting += f", position-consistency {sum(agreed) / len(agreed):.2f} over {len(agreed)} questions (swap)"
         for it, j in zip(items, judged):

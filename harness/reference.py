@@ -223,7 +223,8 @@ def parse_reference(text: str, name: str) -> ReferenceTable:
     )
 
 
-def _builtin_rows(name: str) -> list[dict[str, str]]:
+def builtin_rows(name: str) -> list[dict[str, str]]:
+    """The rows of a built-in CSV (``#`` comment lines skipped) as dicts by column."""
     text = builtin_path(name).read_text(encoding="utf-8")
     return list(csv.DictReader(line for line in text.splitlines() if not line.startswith("#")))
 
@@ -233,7 +234,7 @@ def study_questions() -> dict[QuestionKey, dict[str, float]]:
     that judged them together, the base model from the file that judged it beside FedAvg's DPO and KTOO (the
     only context the base model was judged in). A reply the study's rule skipped has no score."""
     out: dict[QuestionKey, dict[str, float]] = {}
-    for row in _builtin_rows("study_scores"):
+    for row in builtin_rows("study_scores"):
         context, bench = row["judged_together"], row["benchmark"]
         for i in (1, 2, 3):
             role, score = row[f"answer{i}"], row[f"score{i}"]

@@ -8,18 +8,12 @@ where the study's was, and where it was not, a reply that fails fedbench's stric
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
-from fedbench.harness.reference import builtin_path
+from fedbench.harness.reference import builtin_rows
 
 FOLDERS = {"mt_bench_1": "mtbench", "vicuna": "vicuna"}
-
-
-def _rows(name: str) -> list[dict[str, str]]:
-    text = builtin_path(name).read_text(encoding="utf-8")
-    return list(csv.DictReader(line for line in text.splitlines() if not line.startswith("#")))
 
 
 def _reply(row: dict[str, str]) -> str:
@@ -38,9 +32,9 @@ def _reply(row: dict[str, str]) -> str:
 
 def write_study_files(root: Path) -> list[Path]:
     """One JSONL file per benchmark and judging context under ``root/<mtbench|vicuna>/model_judgement/``."""
-    names = {(r["benchmark"], r["judged_together"], int(r["position"])): r["run_name"] for r in _rows("study_run_names")}
+    names = {(r["benchmark"], r["judged_together"], int(r["position"])): r["run_name"] for r in builtin_rows("study_run_names")}
     files: dict[Path, list[str]] = {}
-    for row in _rows("study_scores"):
+    for row in builtin_rows("study_scores"):
         bench, context = row["benchmark"], row["judged_together"]
         ids = [names[(bench, context, i)] for i in (1, 2, 3)]
         line = {"question_id": int(row["question_id"]), "score": [{}, {}, {}], "question_body": f"question {row['question_id']}"}

@@ -66,3 +66,18 @@ def test_swap_grades_the_reversed_order_too_and_reports_position_consistency(tmp
     assert all("position-consistency 1.00 over 6 questions" in r.judge_setting for r in rows)
     assert {r.subject: r.score for r in rows}["kto-redistributed"] == 5.0
     store.close()
+
+
+def test_fixed_order_grades_dpo_ktoo_ktor_in_that_order_on_every_question_under_its_own_name(tmp_path: Path) -> None:
+    store = Store(tmp_path / "results.sqlite")
+    bench = default_registry().create("benchmark", "vicuna")
+    questions = [Question(str(i), f"question {i}") for i in range(4)]
+    judge = OrderRecorder(False)
+    deferred = []
+    for rank, (method, layout) in enumerate(VARIANTS):
+        subject = Subject(f"{method}-{layout}", "m", "chat", "float32", tmp_path / method / layout, method, layout, "fedavg")
+        deferred.append(Deferred(subject, bench, questions, {q.id: f"{method}-{layout}:{rank + 3}" for q in questions}, {}))
+    rows = _judge_together(deferred, {"vicuna": ("recorder", judge)}, store, EvalProgress(), rotate=False)
+    assert judge.orders == [[f"{m}-{lay}" for m, lay in VARIANTS]] * 4
+    assert {r.judge for r in rows} == {"recorder-together-fixed"} and "answer order fixed" in rows[0].judge_setting
+    store.close()

@@ -13,7 +13,7 @@ from typer.testing import CliRunner, Result
 from fedbench.harness.cli import app
 from fedbench.harness.errors import FedbenchError
 from fedbench.harness.judgment_import import ImportOptions, identify, import_judgments, parse_map
-from fedbench.harness.reference import load_reference
+from fedbench.harness.reference import builtin_rows, load_reference
 from fedbench.harness.registry import default_registry
 from fedbench.harness.store import SCHEMA_VERSION, Store
 
@@ -238,3 +238,20 @@ def test_eval_judges_imported_answers_again_with_another_judge_without_generatin
     assert {r.judge for r in store.scores()} == {"judgelm-together", "llm"}, "the imported judgments stay beside the new"
     assert all(0 <= j.score <= 10 for j in store.judgments(by_method["dpo"], "vicuna", "llm").values() if j.score is not None)
     store.close()
+
+
+def test_the_paper_profile_trains_as_the_studys_run_names_record() -> None:
+    """Every setting a run name records agrees with the profile, except the deviations the profile names."""
+    from collections import Counter
+
+    from fedbench.harness.cli import _profile
+
+    profile = _profile("paper")
+    budgets = [dict(identify(r["run_name"], {}, ["alpaca-native"]).budget) for r in builtin_rows("study_run_names")]
+    trained = [b for b in budgets if b]
+    for key in ("rounds", "clients_per_round", "batch_size", "grad_accum", "max_length", "lora_r", "lora_alpha"):
+        assert Counter(b[key] for b in trained).most_common(1)[0][0] == profile[key], key
+    assert {b["clients"] for b in trained} == {747} and {b["local_steps"] for b in trained} == {10}
+    assert profile["local_steps"] == "dynamic", "the study's script overrides max_steps (i10) with --dynamic_local_step"
+    assert sorted({b["rounds"] for b in trained}) == [50, 100, 130, 180, 200]
+    assert profile["eval"]["judge_order"] == "fixed" and "lm_eval:mmlu" in profile["eval"]["benchmarks"]
