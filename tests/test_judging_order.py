@@ -33,7 +33,7 @@ class OrderRecorder(Judge):
         return [float(a.split(":")[1]) for a in answers], "scores"
 
 
-def _grade(tmp_path: Path, swap: bool) -> tuple[OrderRecorder, list, Store]:
+def _grade(tmp_path: Path, swap: bool, rotate: bool = True) -> tuple[OrderRecorder, list, Store]:
     store = Store(tmp_path / "results.sqlite")
     bench = default_registry().create("benchmark", "vicuna")
     questions = [Question(str(i), f"question {i}") for i in range(6)]
@@ -45,7 +45,7 @@ def _grade(tmp_path: Path, swap: bool) -> tuple[OrderRecorder, list, Store]:
         )
         answers = {q.id: f"{method}-{layout}:{rank + 3}" for q in questions}  # DPO 3, KTOO 4, KTOR 5 on every question
         deferred.append(Deferred(subject, bench, questions, answers, asdict(GenerationSettings()) | {"backend": "hf"}))
-    rows = _judge_together(deferred, {"vicuna": ("recorder", judge)}, store, EvalProgress())
+    rows = _judge_together(deferred, {"vicuna": ("recorder", judge)}, store, EvalProgress(), rotate=rotate)
     return judge, rows, store
 
 
@@ -69,15 +69,8 @@ def test_swap_grades_the_reversed_order_too_and_reports_position_consistency(tmp
 
 
 def test_fixed_order_grades_dpo_ktoo_ktor_in_that_order_on_every_question_under_its_own_name(tmp_path: Path) -> None:
-    store = Store(tmp_path / "results.sqlite")
-    bench = default_registry().create("benchmark", "vicuna")
-    questions = [Question(str(i), f"question {i}") for i in range(4)]
-    judge = OrderRecorder(False)
-    deferred = []
-    for rank, (method, layout) in enumerate(VARIANTS):
-        subject = Subject(f"{method}-{layout}", "m", "chat", "float32", tmp_path / method / layout, method, layout, "fedavg")
-        deferred.append(Deferred(subject, bench, questions, {q.id: f"{method}-{layout}:{rank + 3}" for q in questions}, {}))
-    rows = _judge_together(deferred, {"vicuna": ("recorder", judge)}, store, EvalProgress(), rotate=False)
-    assert judge.orders == [[f"{m}-{lay}" for m, lay in VARIANTS]] * 4
+    judge, rows, store = _grade(tmp_path, swap=False, rotate=False)
+    assert judge.orders == [[f"{m}-{lay}" for m, lay in VARIANTS]] * 6
+    assert {r.subject: r.score for r in rows} == {"dpo-original": 3.0, "kto-original": 4.0, "kto-redistributed": 5.0}
     assert {r.judge for r in rows} == {"recorder-together-fixed"} and "answer order fixed" in rows[0].judge_setting
     store.close()
