@@ -43,11 +43,22 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _usual_mode() -> int:
+    """The mode ``open()`` gives a new file: 0o666 less the process's umask (read without changing it for good)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    """Replace a file's content in one step: temp file, fsync, rename."""
+    """Replace a file's content in one step: temp file, fsync, rename.
+
+    The file gets the mode a plain write would give it (the umask's, e.g. 0644), not the temp file's 0600: a
+    report or a results file is made to be read by others."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, _usual_mode())
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()

@@ -118,6 +118,20 @@ class AnswerSet:
     def failures(self) -> int:
         return sum(v.score is None for by_question in self.verdicts.values() for v in by_question.values())
 
+    @property
+    def disagreements(self) -> set[str]:
+        """Questions where two of this subject's judges read the same reply into different scores: the same
+        imported judgments under two parse rules (``fedbench import --parse``) that disagree on it."""
+        out = set()
+        for qid in {q for by_question in self.verdicts.values() for q in by_question}:
+            by_reply: dict[tuple[str, str], set[float | None]] = {}  # (judging context, reply) -> its readings
+            for judge, by_question in self.verdicts.items():
+                if (v := by_question.get(qid)) is not None and v.raw:
+                    by_reply.setdefault((lb.judging_context(judge), v.raw), set()).add(v.score)
+            if any(len(scores) > 1 for scores in by_reply.values()):
+                out.add(qid)
+        return out
+
 
 @dataclass(frozen=True)
 class BenchmarkAnswers:
@@ -288,13 +302,14 @@ def _answers(
         if s.judge not in found:
             found.append(s.judge)
     methods = {s.subject: s.method for s in scores}
+    imported = {k for k, origin in store.origins().items() if origin.startswith("imported")}  # answers in <runs>/<subject>
     out = []
     order = lb.BENCHMARK_ORDER
     for bench in sorted(judges, key=lambda b: (order.index(b) if b in order else len(order), b)):
         questions: dict[str, Question] = {}
         sets = []
         for subject, names in judges[bench].items():
-            home = runs / subject if methods[subject] == BASE else homes.get(subject)
+            home = runs / subject if methods[subject] == BASE or subject in imported else homes.get(subject)
             answer_set = _answer_set(runs, store, subject, labels[subject], home, bench, names, questions)
             if methods[subject] == BASE and not answer_set.answers and not any(answer_set.verdicts.values()):
                 continue  # a base score fixed by definition (preference.reward = 50) has nothing to show, and misses nothing
@@ -337,7 +352,9 @@ def gather(runs: Path) -> Report:
         try:
             scores = store.scores()
             if scores:
-                matrix = lb.build_matrix(scores, questions=lambda r: store.question_scores(r.subject, r.benchmark, r.judge))
+                matrix = lb.build_matrix(
+                    scores, questions=lambda r: store.question_scores(r.subject, r.benchmark, r.judge), budgets=store.budgets()
+                )
                 gaps = lb.gap_rows(matrix, lambda r: store.question_scores(r.subject, r.benchmark, r.judge))
                 labels = _labels(cells, scores)
                 benchmarks = _answers(runs, store, scores, cells, labels)
@@ -666,23 +683,42 @@ def _table_section(r: Report) -> str:
         "% /100 (advbench harmless, preference accuracy).</p>",
         f'<p class="legend">{_e(lb.LEGEND)}</p>',
     ]
+    unequal = lb.budget_notes(m)
+    if unequal:
+        items = "".join(f"<li>{_e(row)}: {_e(note)}</li>" for row, note in unequal.items())
+        out.append(f'<div class="unequal"><b>Unequal training budgets</b> (compare these rows with care):<ul>{items}</ul></div>')
+    numbers = ["difference", "95% interval", "p", "p (Holm)"]
+
+    def shown(c: dict[str, Any]) -> list[str]:
+        interval = "" if c["ci_low"] is None else f"[{c['ci_low']:+.2f}, {c['ci_high']:+.2f}]"
+        return [
+            f"{c['difference']:+.2f}" + (" *" if c["significant"] else ""),
+            interval,
+            f"{c['p_value']:.4f}",
+            f"{c['p_holm']:.4f}",
+        ]
+
     found = lb.comparison_rows(m)
     if found:
-        rows = []
-        for c in found:
-            interval = "" if c["ci_low"] is None else f"[{c['ci_low']:+.2f}, {c['ci_high']:+.2f}]"
-            diff = f"{c['difference']:+.2f}" + (" *" if c["significant"] else "")
-            rows.append(
-                [c["aggregator"], c["benchmark"], c["comparison"], diff, interval, f"{c['p_value']:.4f}", f"{c['p_holm']:.4f}"]
-                + [str(c["n"])]
-            )
-        header = ["aggregator", "benchmark", "comparison", "difference", "95% interval", "p", "p (Holm)", "n"]
+        rows = [[c["aggregator"], c["benchmark"], c["comparison"], *shown(c), str(c["n"]), c["budget"]] for c in found]
+        header = ["aggregator", "benchmark", "comparison", *numbers, "n", "unequal budget"]
         significant = sum(c["significant"] for c in found)
         out += [
             f'<details class="comparisons"><summary><h3>Paired comparisons</h3> {len(found)}, {significant} significant '
             "after Holm (open to read them)</summary>",
             _table(header, rows),
             f'<p class="legend">* significant. {_e(lb.TEST)}.</p></details>',
+        ]
+    pooled = lb.pooled_rows(m)
+    if pooled:
+        rows = [
+            [c["benchmark"], c["comparison"], str(len(c["aggregators"])), *shown(c), str(c["n"]), c["budget"]] for c in pooled
+        ]
+        header = ["benchmark", "comparison", "aggregators", *numbers, "questions", "unequal budget"]
+        out += [
+            "<h3>Pooled over aggregators</h3>",
+            _table(header, rows),
+            f'<p class="legend">* significant. {_e(lb.POOLED_TEST)}</p>',
         ]
     out.append("</section>")
     return "".join(out)
@@ -900,7 +936,9 @@ def _payload(r: Report) -> dict[str, Any]:
                 judge: [[v.score, v.raw] if (v := found.get(q.id)) is not None else 0 for q in b.questions]
                 for judge, found in s.verdicts.items()
             }
-            sets.append({"label": s.label, "problem": s.problem, "answers": answers, "verdicts": verdicts})
+            disagree = s.disagreements
+            marks = [i for i, q in enumerate(b.questions) if q.id in disagree]
+            sets.append({"label": s.label, "problem": s.problem, "answers": answers, "verdicts": verdicts, "disagree": marks})
         questions = [[q.id, q.prompt, q.category, q.client] for q in b.questions]
         benches.append({"name": b.name, "questions": questions, "subjects": sets})
     m = r.matrix
@@ -981,6 +1019,7 @@ section.answer{border:1px solid #ddd;padding:.3rem .5rem}section.answer h4{margi
 .note{color:#777;font-style:italic}.missing-answer{color:#a00}
 .verdict{margin-top:.3rem;font-size:.9em;border-top:1px dotted #ccc;padding-top:.2rem}
 .verdict.fail{color:#b00;font-weight:600}
+.unequal{background:#fff6dd;border-left:4px solid #e0a800;padding:.3rem .6rem;margin:.5rem 0}
 .verdict pre{white-space:pre-wrap;font-weight:normal;color:#333;max-height:14em;overflow:auto}
 """
 
@@ -1102,6 +1141,8 @@ SCRIPT = r"""
       }
       box.appendChild(line);
     });
+    if (s.disagree.indexOf(qi) >= 0) box.appendChild(el('div', 'verdict fail disagree',
+      'parse rules disagree: the judges above read the same reply into different scores'));
     return box;
   }
   function questionNode(b, qi, subs) {

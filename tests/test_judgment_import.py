@@ -255,3 +255,27 @@ def test_the_paper_profile_trains_as_the_studys_run_names_record() -> None:
     assert profile["local_steps"] == "dynamic", "the study's script overrides max_steps (i10) with --dynamic_local_step"
     assert sorted({b["rounds"] for b in trained}) == [50, 100, 130, 180, 200]
     assert profile["eval"]["judge_order"] == "fixed" and "lm_eval:mmlu" in profile["eval"]["benchmarks"]
+
+
+def test_the_report_shows_imported_answers_and_marks_replies_the_parse_rules_read_differently(imported: Path) -> None:
+    import os
+
+    from fedbench.harness.report import gather, write_report
+
+    report = gather(imported)
+    assert not [n for n in report.notes if "answers" in n], report.notes  # every imported answer set is found
+    mt = next(b for b in report.benchmarks if b.name == "mt_bench_1")
+    assert len(mt.questions) == 80 and all(s.answers for s in mt.sets)
+    marked = {s.label: s.disagreements for s in mt.sets if s.disagreements}
+    fedyogi = {f"{cell}-fedyogi": {"125"} for cell in ("dpo-original", "kto-original", "kto-redistributed")}
+    assert marked == fedyogi, "only FedYogi's question 125 reads as 1/1/1 by the study's rule and fails the strict one"
+    old = os.umask(0o022)
+    try:
+        write_report(imported, imported / "report.html")
+    finally:
+        os.umask(old)
+    assert (imported / "report.html").stat().st_mode & 0o777 == 0o644, "a report is made to be shared"
+    assert (
+        "parse rules disagree" in (imported / "report.html").read_text()
+        and "Pooled over aggregators" in (imported / "report.html").read_text()
+    )
