@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: setup demo demo-baselines lint test
+.PHONY: setup demo demo-baselines study lint test
 
 $(BIN)/fedbench: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,11 @@ $(BIN)/fedbench: pyproject.toml
 
 setup: $(BIN)/fedbench
 
-# The study in miniature: DPO, KTOO and KTOR under FedAvg (plus the base model), then the study's table.
+# The study's own evidence first (its printed table with the intervals and paired tests of the judgments it
+# published, shipped with fedbench; your imported files beside it once `make study` ran), then the study in
+# miniature: DPO, KTOO and KTOR under FedAvg (plus the base model), and the study's table.
 demo: setup
+	$(BIN)/fedbench leaderboard --runs $(STUDY_RUNS) --reference study
 	$(BIN)/fedbench run --profile demo --method all --layout all --agg fedavg
 	$(BIN)/fedbench leaderboard
 	$(BIN)/fedbench report --runs runs --out runs/report.html
@@ -27,6 +30,18 @@ demo: setup
 demo-baselines: setup
 	$(BIN)/fedbench run --profile demo --method all --layout original,redistributed --agg fedavg --baselines --benchmarks preference
 	$(BIN)/fedbench leaderboard --baselines
+
+# The study's judgment files (STUDY: its repository's evaluation/open_ended/data folder), read by the study's own
+# parse rule: its table with intervals and unequal budgets, the paired comparisons, the printed table beside it.
+STUDY ?=
+STUDY_RUNS ?= study-runs
+study: setup
+	@test -n "$(STUDY)" || { echo "set STUDY=path/to/evaluation/open_ended/data (the study's judgment files)"; exit 2; }
+	$(BIN)/fedbench import $(STUDY) --runs $(STUDY_RUNS) --parse study
+	$(BIN)/fedbench leaderboard --runs $(STUDY_RUNS)
+	$(BIN)/fedbench leaderboard --runs $(STUDY_RUNS) --compare
+	$(BIN)/fedbench leaderboard --runs $(STUDY_RUNS) --reference study
+	$(BIN)/fedbench report --runs $(STUDY_RUNS) --out $(STUDY_RUNS)/report.html
 
 # Format, lint and type checks. mypy reads the fedbench.* packages through a link tree in build/mypy
 # (see [tool.mypy] in pyproject.toml: the source directories are not laid out as fedbench/...).
