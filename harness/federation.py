@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from fedbench.harness.aggregation import params_nbytes, validate_updates
 from fedbench.harness.baselines import check_baseline, client_adapter_dir, local_adapters
 from fedbench.harness.checkpoint import CLIENT_STATE_DIR, CODEC_STATE_DIR, RoundRecord, RunDir, RunResult, as_records
-from fedbench.harness.compression import decode_update, encode_update
+from fedbench.harness.codec import decode_update, encode_update
 from fedbench.harness.data import Example, PreferencePair, load_pairs
 from fedbench.harness.errors import FedbenchError, LayoutRefusal
 from fedbench.harness.hardware import (

@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from fedbench.harness.checkpoint import RoundRecord, RunDir, atomic_write_json
-from fedbench.harness.compression import decode_update
+from fedbench.harness.codec import decode_update
 from fedbench.harness.errors import FedbenchError
 from fedbench.harness.federation import Cell, begin, build_cell, close_round, conclude, sample_clients
 from fedbench.harness.flower.wire import encoded_from_records, from_record, spec_json, to_record

@@ -1,4 +1,4 @@
-"""Compressed updates: what a client's update costs on the wire, and the helpers codecs share.
+"""Codecs: how a client's update travels, what it costs on the wire, and the helpers codec plugins share.
 
 A codec (a plugin kind, :class:`~fedbench.harness.interfaces.Codec`; built-ins in plugins/codecs/:
 ``none``, ``fp16``, ``bf16``, ``int8``, ``topk``) encodes the UPDATE x_i - x, not the adapter
