@@ -34,9 +34,10 @@ from fedbench.harness.checkpoint import RunDir
 from fedbench.harness.engines import Engine, LocalEngine, TrainingProgress
 from fedbench.harness.errors import CellBusy, FedbenchError, LayoutRefusal
 from fedbench.harness.evaluation import EvalProgress, EvalSpec, Subject, base_subject, cell_subject, evaluate
-from fedbench.harness.federation import Cell, CellOutcome, build_cell
+from fedbench.harness.federation import Cell, build_cell
 from fedbench.harness.holdout import same_heldout
 from fedbench.harness.registry import Registry, default_registry
+from fedbench.harness.rounds import CellOutcome
 from fedbench.harness.spec import RunSpec
 from fedbench.harness.store import ScoreRow, Store
 
