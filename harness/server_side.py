@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -44,12 +45,13 @@ class Tally:
     """The round's privacy record (:class:`PrivateMean`); empty without client-level DP."""
 
 
-class ServerSide:
+class ServerSide(ABC):
     """One link of the chain. ``aggregate`` turns the round's updates into the next global adapter; the traffic
     counts say what the round cost on the wire. The defaults count tensors as they travelled."""
 
+    @abstractmethod
     def aggregate(self, round_index: int, global_params: Params, updates: Sequence[ClientUpdate], tally: Tally) -> Params:
-        raise NotImplementedError
+        """The next global adapter from the current one and the round's updates (``round_index`` 0-based)."""
 
     def upload_bytes(self, update: ClientUpdate) -> int:
         """Bytes one client sent back: its codec's encoding when encoded, else its adapter, plus its extras."""
