@@ -27,7 +27,7 @@ from fedbench.harness.aggregation import (
     placed_like,
     weighted_mean,
 )
-from fedbench.harness.compression import original_dtype, tensor_metadata
+from fedbench.harness.codec import original_dtype, tensor_metadata
 from fedbench.harness.data import Example, LabeledExample, PreferencePair, unpair
 from fedbench.harness.errors import FedbenchError
 from fedbench.harness.generation import GenerationSettings, Generator, make_generator

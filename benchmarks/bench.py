@@ -349,9 +349,10 @@ def study_style_loop(method: str, out: Path) -> None:
     from transformers.trainer_callback import PrinterCallback
     from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer
 
-    from fedbench.harness.federation import build_cell, partition, sample_clients
+    from fedbench.harness.federation import build_cell, partition
     from fedbench.harness.models import resolve_model
     from fedbench.harness.registry import load_registry
+    from fedbench.harness.rounds import sample_clients
     from fedbench.harness.spec import RunSpec
 
     spec = RunSpec(**DEMO | STUDY_SHAPE, method=method, layout="original", dtype="float32")

@@ -25,14 +25,18 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from fedbench.harness.checkpoint import save_peft_adapter
 from fedbench.harness.errors import FedbenchError
+from fedbench.harness.models import load_adapter
 from fedbench.harness.spec import DYNAMIC, RunSpec
 
 if TYPE_CHECKING:
-    from fedbench.harness.interfaces import Aggregator
+    from peft import PeftModel
+
+    from fedbench.harness.interfaces import Aggregator, Params
 
 POOLED_LAYOUT = "pooled"
 CLIENT_ADAPTERS = "client_adapters"
@@ -71,6 +75,20 @@ def local_adapters(aggregator: Aggregator, sizes: Mapping[str, int]) -> tuple[li
     never = sorted(set(sizes) - set(trained))
     largest = max(trained or sizes, key=lambda cid: (sizes.get(cid, 0), cid))
     return trained, largest, never
+
+
+def keep_local_adapters(
+    aggregator: Aggregator, run_path: Path, peft_model: PeftModel, sizes: Mapping[str, int], fresh: Params
+) -> tuple[Params, dict[str, Any]]:
+    """A local-only cell's ending: every trained client's adapter saved for per-client scoring, and the largest
+    client's returned as the cell's adapter (what the generation benchmarks answer with), with the summary
+    ``result.json`` records (``local_only``). ``fresh``: the adapter of a client that never trained."""
+    trained, largest, never = local_adapters(aggregator, sizes)
+    for cid in trained:  # one client's adapter in memory at a time, however many clients trained
+        load_adapter(peft_model, aggregator.client_states.get(cid) or fresh)
+        save_peft_adapter(peft_model, client_adapter_dir(run_path, cid))
+    summary = {"clients_trained": len(trained), "clients_never_sampled": never, "generation_adapter_client": largest}
+    return aggregator.client_states.get(largest) or fresh, summary
 
 
 def baseline_spec(spec: RunSpec, regime: str) -> RunSpec:

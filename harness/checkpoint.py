@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
 from filelock import FileLock, Timeout
@@ -27,6 +27,9 @@ from safetensors.torch import load_file, save_file
 from fedbench.harness.errors import CellBusy, FedbenchError
 from fedbench.harness.interfaces import ClientStates, Params
 from fedbench.harness.spec import RunSpec, spec_from_dict
+
+if TYPE_CHECKING:
+    from peft import PeftModel
 
 ROUND_PREFIX = "round_"
 KEEP_ROUNDS = 2
@@ -149,11 +152,15 @@ def as_records(history: Sequence[RoundRecord | Mapping[str, Any]]) -> list[Round
 
 @dataclass(frozen=True)
 class RunResult:
-    """What a finished cell's ``result.json`` holds; written by :meth:`RunDir.finish`, read by :meth:`RunDir.result`."""
+    """What a finished cell's ``result.json`` holds; written by :meth:`RunDir.finish`, read by :meth:`RunDir.result`.
+
+    Every key of the file has a field here; a key this version does not know is kept in :attr:`others`, so a
+    rewrite loses nothing. Files written before the fields were typed read back the same.
+    """
 
     spec: RunSpec
     engine: str
-    """The engine that finished the cell ('local' or 'flower'): recorded, not part of the spec's hash."""
+    """The engine that finished the cell ('local', 'flower' or 'flower-secagg'): recorded, not part of the spec's hash."""
     history: list[RoundRecord]
     hash: str = ""
     """The spec's hash as written (default: ``spec.hash``)."""
@@ -161,8 +168,18 @@ class RunResult:
     """Rounds trained (default: ``spec.rounds``)."""
     attempt: str | None = None
     """The Flower launch that wrote the result (its launcher checks it is its own); None for the local engine."""
-    extra: Mapping[str, Any] = field(default_factory=dict)
-    """Any other keys found in the file, kept so a rewrite loses nothing."""
+    execution: Mapping[str, Any] | None = None
+    """How the local engine ran on its machine: device, precision and gradient checkpointing, each with its reason
+    (``hardware.execution_note``)."""
+    memory: Mapping[str, float] | None = None
+    """The local engine's peak memory in MiB (``hardware.peak_memory``)."""
+    local_only: Mapping[str, Any] | None = None
+    """A local-only baseline's ending (harness/baselines.py): clients trained, clients never sampled, and the client
+    whose adapter answers the generation benchmarks."""
+    secure_aggregation: Mapping[str, Any] | None = None
+    """The secure-aggregation protocol and its clipping range (harness/flower/secure.py)."""
+    others: Mapping[str, Any] = field(default_factory=dict)
+    """Keys of the file this version does not know, kept so a rewrite loses nothing."""
 
     def __post_init__(self) -> None:
         if not self.hash:
@@ -175,6 +192,20 @@ class RunResult:
         """Bytes sent down to and up from the clients over all rounds."""
         return sum(h.bytes_down for h in self.history), sum(h.bytes_up for h in self.history)
 
+    @property
+    def privacy(self) -> Mapping[str, float]:
+        """What the whole run spent under client-level DP: its last round's record that has one (a round with no
+        update accepted records none); empty without DP."""
+        spent = [h.privacy for h in self.history if h.privacy]
+        return dict(spent[-1]) if spent else {}
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """The file's keys beyond spec, hash, rounds, engine, history and attempt, as one mapping: the form readers
+        written before these keys had fields read them in."""
+        optional = {name: getattr(self, name) for name in _OPTIONAL_KEYS} | {"privacy": self.privacy}
+        return dict(self.others) | {k: dict(v) for k, v in optional.items() if v}
+
     def to_dict(self) -> dict[str, Any]:
         out = {
             "spec": self.spec.to_dict(),
@@ -185,11 +216,11 @@ class RunResult:
         }
         if self.attempt is not None:
             out["attempt"] = self.attempt
-        return dict(self.extra) | out
+        return self.extra | out
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> RunResult:
-        known = {"spec", "hash", "rounds", "engine", "history", "attempt"}
+        known = {"spec", "hash", "rounds", "engine", "history", "attempt", "privacy", *_OPTIONAL_KEYS}
         return cls(
             spec=spec_from_dict(values["spec"]),
             engine=str(values.get("engine", "local")),
@@ -197,8 +228,13 @@ class RunResult:
             hash=str(values.get("hash", "")),
             rounds=int(values.get("rounds", 0)),
             attempt=values.get("attempt"),
-            extra={k: v for k, v in values.items() if k not in known},
+            **{name: values.get(name) for name in _OPTIONAL_KEYS},
+            others={k: v for k, v in values.items() if k not in known},
         )
+
+
+_OPTIONAL_KEYS = ("execution", "memory", "local_only", "secure_aggregation")
+""":class:`RunResult`'s fields that an engine sets or not, written only when set (``privacy`` is the history's)."""
 
 
 @dataclass(frozen=True)
@@ -517,3 +553,13 @@ def scan_runs(root: Path) -> list[RunState]:
         else:
             states.append(RunState(path, cell, last, spec["rounds"], "interrupted" if last else "empty"))
     return states
+
+
+def save_peft_adapter(peft_model: PeftModel, target: Path) -> None:
+    """An adapter in PEFT's own format (loadable by PEFT and vLLM), written to a temp dir and renamed into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".adapter-", dir=target.parent))
+    peft_model.save_pretrained(str(tmp), safe_serialization=True)
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(tmp, target)

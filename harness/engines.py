@@ -1,7 +1,7 @@
 """Engines: how one cell of the matrix is trained. One seam, three implementations.
 
 An :class:`Engine` turns a :class:`~fedbench.harness.federation.Cell` into a finished run directory
-and hands back its :class:`~fedbench.harness.federation.CellOutcome`:
+and hands back its :class:`~fedbench.harness.rounds.CellOutcome`:
 
 - :class:`LocalEngine`: the rounds in this process, clients one after another (``federation.run_federation``);
 - :class:`FlowerSimulation`: Flower's simulation engine (Ray), one virtual SuperNode per client;
@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from fedbench.harness.errors import FedbenchError, unknown_name
-from fedbench.harness.federation import Cell, CellOutcome, RoundEvent, run_federation
+from fedbench.harness.federation import Cell, RoundEvent, run_federation
+from fedbench.harness.rounds import CellOutcome
 
 ENGINES = ("local", "flower")
 """The names ``--engine`` accepts (``flower`` is a simulation, or a deployment with a SuperLink)."""

@@ -22,9 +22,13 @@ import math
 import random
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from fedbench.harness.data import PreferencePair, read_json_rows, validate_rows, write_examples
+from fedbench.harness.data import PreferencePair, load_pairs, read_json_rows, validate_rows, write_examples
 from fedbench.harness.errors import FedbenchError
+
+if TYPE_CHECKING:
+    from fedbench.harness.spec import RunSpec
 
 HOLDOUT_FILE = "heldout.jsonl"
 """The held-out pairs of a run, beside its other outputs (written by :func:`write_heldout`)."""
@@ -71,6 +75,11 @@ def split_holdout(
     train = [p for i, p in enumerate(pairs) if i not in held]
     heldout = [p for i, p in enumerate(pairs) if i in held]
     return train, heldout
+
+
+def split_data(spec: RunSpec) -> tuple[list[PreferencePair], list[PreferencePair]]:
+    """The spec's data as (training, held-out) pairs: the held-out split comes first, before any method or layout."""
+    return split_holdout(load_pairs(spec.data, dict(spec.data_columns)), spec.holdout, spec.partition_seed)
 
 
 def write_heldout(path: Path, pairs: Sequence[PreferencePair]) -> None:

@@ -14,7 +14,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from fedbench.harness.evaluation import EvalSpec, Subject
-from fedbench.harness.federation import Cell, CellOutcome, RoundEvent
+from fedbench.harness.federation import Cell, RoundEvent
+from fedbench.harness.rounds import CellOutcome
 from fedbench.harness.spec import RunSpec
 from fedbench.harness.store import ScoreRow
 from fedbench.harness.study import StudyProgress

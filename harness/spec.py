@@ -78,7 +78,7 @@ class RunSpec:
     ``target_epsilon``, ``delta`` (default 1e-5). Empty: off."""
     codec: str = "none"
     """How client updates travel: a codec plugin (none, fp16, bf16, int8, topk, or a third party's); bytes up are
-    counted encoded (harness/compression.py)."""
+    counted encoded (harness/codec.py)."""
     codec_params: Items = ()
     """The codec's settings, e.g. {block_size = 64} for int8, {fraction = 0.01} for topk."""
 

@@ -42,9 +42,10 @@ from fedbench.harness.evaluation import (
     evaluate,
     imported_subjects,
 )
-from fedbench.harness.federation import Cell, CellOutcome, build_cell
+from fedbench.harness.federation import Cell, build_cell
 from fedbench.harness.holdout import same_heldout
 from fedbench.harness.registry import Registry, default_registry
+from fedbench.harness.rounds import CellOutcome
 from fedbench.harness.spec import RunSpec
 from fedbench.harness.store import STORE_NAME, ScoreRow, Store
 

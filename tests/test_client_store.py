@@ -7,8 +7,9 @@ import torch
 from safetensors.torch import load_file
 
 from fedbench.harness.checkpoint import CLIENT_STATE_DIR, ClientStateStore
-from fedbench.harness.federation import build_cell, run_federation, sample_clients
+from fedbench.harness.federation import build_cell, run_federation
 from fedbench.harness.registry import load_registry
+from fedbench.harness.rounds import sample_clients
 from tests.conftest import write_pairs
 from tests.test_resume import _crash_after_round, _spec
 

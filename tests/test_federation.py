@@ -13,9 +13,10 @@ from typer.testing import CliRunner
 
 from fedbench.harness.cli import app
 from fedbench.harness.errors import FedbenchError
-from fedbench.harness.federation import build_cell, run_federation, sample_clients
+from fedbench.harness.federation import build_cell, run_federation
 from fedbench.harness.models import attach_lora, fresh_adapter, load_base, read_adapter
 from fedbench.harness.registry import load_registry
+from fedbench.harness.rounds import sample_clients
 from fedbench.harness.spec import RunSpec
 
 

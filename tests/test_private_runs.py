@@ -1,4 +1,4 @@
-"""Client-level differential privacy in a run (harness/federation.py's private_round): what a researcher relies on
+"""Client-level differential privacy in a run (harness/server_side.py's PrivateMean): what a researcher relies on
 when a cell reports an epsilon. The mechanism and the accountant on their own are in test_privacy.py."""
 
 from __future__ import annotations

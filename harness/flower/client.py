@@ -24,30 +24,29 @@ from flwr.clientapp import ClientApp
 
 from fedbench.harness.data import Example, PreferencePair, read_examples
 from fedbench.harness.errors import FedbenchError
-from fedbench.harness.federation import Cell, build_cell, checkpointing_for, partition, train_one
+from fedbench.harness.federation import Cell, ClientData, build_cell, checkpointing_for, partition, train_one
 from fedbench.harness.flower.wire import encoded_to_records, from_record, to_record
 from fedbench.harness.interfaces import ClientUpdate, Params
 from fedbench.harness.models import attach_lora, load_base
 from fedbench.harness.refcache import ReferenceCache
 from fedbench.harness.registry import default_registry
+from fedbench.harness.rounds import Learner
 from fedbench.harness.spec import spec_from_dict
 from fedbench.harness.training import to_dataset
 
 
 @dataclass
-class _Site:
-    """One SuperNode's client for one spec: its examples as a training set, loaded once per process."""
+class Site:
+    """One SuperNode's client for one spec: the cell and the client's training set, loaded once per process."""
 
     cell: Cell
-    client_id: str
-    num_examples: int
-    dataset: Any
+    data: ClientData
 
 
 # Per-process caches. A Ray simulation actor serves many virtual nodes and many rounds, so these
 # save reloading data; a deployed SuperNode starts a fresh ClientApp process per message (Flower
 # 1.42), where they hold one entry and each round reloads model and data.
-_SITES: dict[tuple[str, str], _Site] = {}
+_SITES: dict[tuple[str, str], Site] = {}
 _PARTITIONS: dict[str, dict[str, list[Example]]] = {}
 _REFERENCES: dict[str, ReferenceCache | None] = {}
 
@@ -90,7 +89,8 @@ def site_examples(cell: Cell, node_config: Mapping[str, Any]) -> tuple[str, list
     )
 
 
-def _site(context: Context, spec_text: str) -> _Site:
+def site_for(context: Context, spec_text: str) -> Site:
+    """This node's site for the spec the server sent (as JSON), built once per process and spec."""
     spec = spec_from_dict(json.loads(spec_text))
     key = (spec.hash, json.dumps(dict(context.node_config), sort_keys=True, default=str))
     if key not in _SITES:
@@ -100,7 +100,7 @@ def _site(context: Context, spec_text: str) -> _Site:
         cell = build_cell(spec, default_registry())
         client_id, examples = site_examples(cell, context.node_config)
         dataset = to_dataset(cell.method.records(examples, spec.template))
-        _SITES[key] = _Site(cell, client_id, len(examples), dataset)
+        _SITES[key] = Site(cell, ClientData(client_id, dataset, len(examples)))
     return _SITES[key]
 
 
@@ -109,19 +109,21 @@ client_app = ClientApp()
 
 
 @client_app.query()
-def _identify(msg: Message, context: Context) -> Message:
-    site = _site(context, str(msg.content["config"]["spec"]))
-    answer = ConfigRecord({"client-id": site.client_id, "num-examples": site.num_examples})
+def identify(msg: Message, context: Context) -> Message:
+    """The answer to the server's ``query``: which client this node holds, and its number of examples."""
+    data = site_for(context, str(msg.content["config"]["spec"])).data
+    answer = ConfigRecord({"client-id": data.client_id, "num-examples": data.num_examples})
     return Message(RecordDict({"site": answer}), reply_to=msg)
 
 
-def train_site(site: Any, config: Any, global_params: Params, state: Params | None = None) -> ClientUpdate:
+def train_site(site: Site, config: Mapping[str, Any], global_params: Params, state: Params | None = None) -> ClientUpdate:
     """This node's client trains one round from ``global_params`` (the client half of every Flower path: plain and
     secure aggregation), after checking the server addressed the right client. ``config``: the round's
     ``client-id``, ``round`` and ``num-clients``; ``state``: what the aggregator's client half needs (SCAFFOLD's c, c_i)."""
+    client_id = site.data.client_id
     sent = str(config["client-id"])
-    if sent != site.client_id:
-        raise FedbenchError(f"the server sent client '{sent}' to the node holding '{site.client_id}'", "restart the run")
+    if sent != client_id:
+        raise FedbenchError(f"the server sent client '{sent}' to the node holding '{client_id}'", "restart the run")
     spec, cell = site.cell.spec, site.cell
     model, tokenizer = load_base(spec.model, spec.dtype)
     peft_model = attach_lora(model, spec.lora)
@@ -134,27 +136,16 @@ def train_site(site: Any, config: Any, global_params: Params, state: Params | No
     if spec.hash not in _REFERENCES:
         _REFERENCES[spec.hash] = ReferenceCache.for_run(None, cell.method, spec)
     with tempfile.TemporaryDirectory(prefix="fedbench-client-") as workdir:
-        return train_one(
-            cell,
-            peft_model,
-            tokenizer,
-            site.dataset,
-            global_params,
-            aggregator.client_hook(site.client_id, global_params),
-            int(config["round"]),
-            site.client_id,
-            site.num_examples,
-            Path(workdir),
-            reference=_REFERENCES[spec.hash],
-            checkpointing=checkpointing_for(cell, model).value,
-            num_clients=num_clients,
-        )
+        checkpointing = checkpointing_for(cell, model).value
+        learner = Learner(cell, peft_model, tokenizer, num_clients, Path(workdir), _REFERENCES[spec.hash], checkpointing)
+        hook = aggregator.client_hook(client_id, global_params)
+        return train_one(learner, site.data, int(config["round"]), global_params, hook)
 
 
 @client_app.train()
 def _train(msg: Message, context: Context) -> Message:
     config = msg.content.config_records["config"]
-    site = _site(context, str(config["spec"]))
+    site = site_for(context, str(config["spec"]))
     state = from_record(msg.content.array_records["client-state"])
     update = train_site(site, config, from_record(msg.content.array_records["arrays"]), state)
     content = RecordDict(

@@ -27,10 +27,11 @@ from flwr.serverapp import Grid, ServerApp
 
 from fedbench.harness.checkpoint import RunDir
 from fedbench.harness.errors import FedbenchError
-from fedbench.harness.federation import Cell, CellOutcome, finished_outcome, partition
+from fedbench.harness.federation import Cell, partition
 from fedbench.harness.flower.client import client_app
 from fedbench.harness.flower.server import serve
 from fedbench.harness.flower.wire import spec_json
+from fedbench.harness.rounds import CellOutcome, finished_outcome
 
 
 @dataclass(frozen=True)

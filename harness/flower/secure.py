@@ -4,10 +4,12 @@ The server never sees one client's update. Every sampled client trains as on the
 (:func:`federation.train_one`, same sampling, seeds and learning rates) and hands its *change*
 ``x_i - x`` to Flower's ``secaggplus_mod``, which quantizes it, scales it by the client's example
 count and masks it; ``SecAggPlusWorkflow`` sums the masked vectors, removes the masks and hands the
-legacy strategy here only the example-weighted mean change. The cell's aggregator then receives
-one merged update, ``ClientUpdate("secure-sum", x + mean change, total examples)``, just as under
-client-level DP it receives one noised mean (``federation.DP_MEAN``), so only aggregators that need
-no more than the round's mean run (SCAFFOLD and the local-only baseline are refused).
+legacy strategy here only the example-weighted mean change. This module is the protocol half only: the
+round then closes as on every engine (:func:`rounds.close_round`), through the cell's server-side chain
+with :class:`SecureMean` as its outer link, which hands the aggregator one merged update,
+``ClientUpdate("secure-sum", x + mean change, total examples)``, just as under client-level DP it receives
+one noised mean (``server_side.DP_MEAN``), so only aggregators that need no more than the round's mean run
+(SCAFFOLD and the local-only baseline are refused).
 
 What still travels in the clear, as SecAgg+ leaves it: each client's example count (SecAgg+
 weights by it) and its metrics (training loss and time, which the round's history records per
@@ -35,8 +37,7 @@ from __future__ import annotations
 
 import json
 import math
-import time
-from collections.abc import Mapping
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,24 +48,16 @@ from flwr.client.mod import secaggplus_mod
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid
 
-from fedbench.harness.aggregation import params_nbytes, validate_updates
-from fedbench.harness.checkpoint import RoundRecord, RunDir
+from fedbench.harness.checkpoint import RunDir
 from fedbench.harness.errors import FedbenchError
-from fedbench.harness.federation import (
-    Cell,
-    CellOutcome,
-    begin,
-    client_settings,
-    conclude,
-    partition,
-    sample_clients,
-)
-from fedbench.harness.flower.client import _identify, _site, train_site  # the plain engine's client half
+from fedbench.harness.federation import Cell, partition
+from fedbench.harness.flower.client import identify, site_for, train_site  # the plain engine's client half
 from fedbench.harness.flower.launch import Resources, run_in_simulation
 from fedbench.harness.flower.server import discover
 from fedbench.harness.flower.wire import spec_json
 from fedbench.harness.interfaces import ClientUpdate, Params
-from fedbench.harness.models import attach_lora, load_base
+from fedbench.harness.rounds import CellDriver, CellOutcome, Round, RoundContext, close_round, run_cell
+from fedbench.harness.server_side import ServerSide, Tally, Wrapper, server_side
 
 SECURE_SUM = "secure-sum"
 """The client id of the one update the aggregator receives under secure aggregation: the round's securely summed mean."""
@@ -155,7 +148,7 @@ secure_client_app = ClientApp()
 
 @secure_client_app.query()
 def _secure_identify(msg: Message, context: Context) -> Message:
-    return _identify(msg, context)
+    return identify(msg, context)
 
 
 @secure_client_app.train(mods=[secaggplus_mod])
@@ -166,7 +159,7 @@ def _secure_train(msg: Message, context: Context) -> Message:
 
     fitins = compat.recorddict_to_fitins(msg.content, keep_input=True)
     config = fitins.config
-    site = _site(context, str(config["spec"]))
+    site = site_for(context, str(config["spec"]))
     spec = site.cell.spec
     keys = json.loads(str(config["keys"]))
     arrays = parameters_to_ndarrays(fitins.parameters)
@@ -177,9 +170,9 @@ def _secure_train(msg: Message, context: Context) -> Message:
             f"aggregator '{spec.aggregator}' sends extras from its client half, which secure aggregation cannot carry",
             "use an aggregator that needs only the round's mean, or drop secure aggregation",
         )
-    changes = client_change(update.params, keys, arrays, float(config["clipping-range"]), site.client_id, round_index)
+    changes = client_change(update.params, keys, arrays, float(config["clipping-range"]), site.data.client_id, round_index)
     metrics = {k: float(v) for k, v in update.metrics.items()}
-    fitres = FitRes(Status(Code.OK, ""), ndarrays_to_parameters(changes), site.num_examples, metrics)  # type: ignore[arg-type]
+    fitres = FitRes(Status(Code.OK, ""), ndarrays_to_parameters(changes), site.data.num_examples, metrics)  # type: ignore[arg-type]
     return Message(compat.fitres_to_recorddict(fitres, keep_input=True), reply_to=msg)
 
 
@@ -246,115 +239,170 @@ def _legacy_strategy(round_state: dict[str, Any]) -> Any:
     return _SecureStrategy()
 
 
-def _secure_round(
-    cell: Cell,
-    run_dir: RunDir,
-    r: int,
-    global_params: Params,
-    history: list[RoundRecord],
-    clients: Mapping[str, int],
-    nodes: Mapping[str, int],
-    workflow: Any,
-    grid: Grid,
-    context: Any,
-    round_state: dict[str, Any],
-    clipping_range: float,
-    log: Any,
-) -> Params:
-    """One round: sample, run SecAgg+ over the sampled nodes' training, aggregate the secure mean, checkpoint."""
-    import flwr.compat.common.recorddict_compat as compat
-    from flwr.common import FitIns, ndarrays_to_parameters, parameters_to_ndarrays
-    from flwr.server.compat.grid_client_proxy import GridClientProxy
-    from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD
-    from flwr.server.workflow.constant import Key as WorkflowKey
+class SecureMean(Wrapper):
+    """The server-side link of secure aggregation: the round's per-client updates, which the server never sees,
+    become the one mean SecAgg+ unmasked (:attr:`mean_change`, set by the protocol half each round), merged onto
+    the global adapter; validation and the aggregator then see that one update. A rejected mean rejects every
+    client that contributed to it. What travelled up is SecAgg+'s masked int64 vector per client, weight included."""
 
-    spec = cell.spec
-    started = time.perf_counter()
-    sampled = sample_clients(list(clients), spec.clients_per_round, spec.seed, r)
-    keys = list(global_params)
-    arrays = [global_params[k].detach().to("cpu").float().numpy() for k in keys]
-    parameters = ndarrays_to_parameters(arrays)
-    failures = {cid: "its SuperNode is not connected" for cid in sampled if cid not in nodes}
-    instructions = []
-    for cid in sampled:
-        if cid in failures:
-            continue
-        if cell.aggregator.client_state(cid):
+    def __init__(self, inner: ServerSide) -> None:
+        super().__init__(inner)
+        self.mean_change: Params = {}
+        """The round's example-weighted mean change x_i - x, float64, in the adapter's key order."""
+
+    def aggregate(self, round_index: int, global_params: Params, updates: Sequence[ClientUpdate], tally: Tally) -> Params:
+        merged_params = {}
+        for k, x in global_params.items():
+            change = self.mean_change[k].reshape(x.shape)
+            merged_params[k] = (x.detach().to("cpu", torch.float64) + change).to(x.dtype).to(x.device)
+        merged = ClientUpdate(SECURE_SUM, merged_params, sum(u.num_examples for u in updates))
+        new = self.inner.aggregate(round_index, global_params, [merged], tally)
+        if SECURE_SUM in tally.rejected:
+            why = tally.rejected.pop(SECURE_SUM)
+            tally.rejected |= {u.client_id: f"the round's secure mean was rejected: {why}" for u in updates}
+        return new
+
+    def upload_bytes(self, update: ClientUpdate) -> int:
+        return 8 * (sum(t.numel() for t in self.mean_change.values()) + 1)
+
+
+class SecureDriver(CellDriver):
+    """The secure-aggregation engine's part of the cell: the federation from the SuperNodes, each round's fit
+    through SecAgg+ (the protocol half), the round closed as on every engine."""
+
+    engine = ENGINE
+
+    def __init__(
+        self,
+        grid: Grid,
+        context: Context,
+        timeout: float | None,
+        num_shares: int | float,
+        reconstruction_threshold: int | float,
+        clipping_range: float,
+        attempt: str,
+    ) -> None:
+        from rich.console import Console
+
+        self.grid, self.context, self.timeout, self.attempt = grid, context, timeout, attempt
+        self.num_shares, self.reconstruction_threshold, self.clipping_range = num_shares, reconstruction_threshold, clipping_range
+        self.log = Console(stderr=True)
+        self.nodes: dict[str, int] = {}
+        self.secure_mean: SecureMean | None = None
+
+    def federation(self, cell: Cell, run_dir: RunDir, force: bool) -> dict[str, int]:
+        check_secure(cell)
+        clients, self.nodes = discover(self.grid, cell.spec, len(partition(cell)), self.timeout, self.log)
+        return clients
+
+    def server(self, cell: Cell, num_clients: int) -> ServerSide:
+        self.secure_mean = SecureMean(server_side(cell, num_clients))
+        return self.secure_mean
+
+    def rounds(self, ctx: RoundContext) -> None:
+        from flwr.server.client_manager import SimpleClientManager
+        from flwr.server.compat.legacy_context import LegacyContext
+        from flwr.server.server_config import ServerConfig
+        from flwr.server.workflow import SecAggPlusWorkflow
+
+        spec = ctx.cell.spec
+        workflow = SecAggPlusWorkflow(
+            self.num_shares,
+            self.reconstruction_threshold,
+            max_weight=1.0,  # set per round in _protocol: the largest sampled client's example count
+            clipping_range=self.clipping_range,
+            quantization_range=quantization_range(spec.clients_per_round),
+            modulus_range=MODULUS_RANGE,
+            timeout=self.timeout,
+        )
+        round_state: dict[str, Any] = {}
+        legacy = LegacyContext(
+            self.context,
+            config=ServerConfig(num_rounds=spec.rounds - ctx.start),
+            strategy=_legacy_strategy(round_state),
+            client_manager=SimpleClientManager(),
+        )
+        for r in range(ctx.start, spec.rounds):
+            rnd = ctx.open_round(r)
+            updates, failures = self._protocol(ctx, rnd, workflow, legacy, round_state)
+            record = close_round(ctx, rnd, updates, failures)
+            loss = "n/a" if record.loss is None else f"{record.loss:.4f}"
+            self.log.log(f"[bold]round {record.round}/{spec.rounds}[/] done (SecAgg+), mean loss {loss}")
+
+    def _protocol(
+        self, ctx: RoundContext, rnd: Round, workflow: Any, legacy: Any, round_state: dict[str, Any]
+    ) -> tuple[list[ClientUpdate], dict[str, str]]:
+        """One round of SecAgg+ over the sampled nodes' training: each contributor's example count and metrics as
+        its (adapter-less) update, the unmasked mean change handed to :class:`SecureMean`, and the clients that
+        failed, each with why."""
+        import flwr.compat.common.recorddict_compat as compat
+        from flwr.common import FitIns, ndarrays_to_parameters, parameters_to_ndarrays
+        from flwr.server.compat.grid_client_proxy import GridClientProxy
+        from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD
+        from flwr.server.workflow.constant import Key as WorkflowKey
+
+        spec, r, nodes = ctx.cell.spec, rnd.index, self.nodes
+        keys = list(ctx.global_params)
+        arrays = [ctx.global_params[k].detach().to("cpu").float().numpy() for k in keys]
+        parameters = ndarrays_to_parameters(arrays)
+        failures = {cid: "its SuperNode is not connected" for cid in rnd.sampled if cid not in nodes}
+        instructions = []
+        for cid in rnd.sampled:
+            if cid in failures:
+                continue
+            if ctx.cell.aggregator.client_state(cid):
+                raise FedbenchError(
+                    f"aggregator '{spec.aggregator}' sends per-client state, which secure aggregation does not carry",
+                    "use an aggregator that needs only the round's mean",
+                )
+            config = {
+                "spec": spec_json(spec),
+                "round": r,
+                "client-id": cid,
+                "num-clients": len(ctx.clients),
+                "keys": json.dumps(keys),
+                "clipping-range": self.clipping_range,
+            }
+            proxy = GridClientProxy(nodes[cid], self.grid, legacy.run_id)
+            instructions.append((proxy, FitIns(parameters, config)))  # type: ignore[arg-type]
+        # weights n_i / max n_j <= 1 over the round's clients: no overflow, the whole quantization range used, and
+        # the weights sum to at least 1, so the mean's rounding error is never amplified
+        workflow.max_weight = float(max(ctx.clients[cid] for cid in rnd.sampled))
+        round_state.clear()
+        round_state["instructions"] = instructions
+        legacy.state.config_records[MAIN_CONFIGS_RECORD] = ConfigRecord({WorkflowKey.CURRENT_ROUND: r + 1})
+        legacy.state.array_records[MAIN_PARAMS_RECORD] = compat.parameters_to_arrayrecord(parameters, keep_input=True)
+        watched = _WatchedGrid(self.grid)
+        workflow(watched, legacy)
+        node_to_client = {n: c for c, n in nodes.items()}
+        results = round_state.get("results")
+        if not results:
+            detail = "; ".join(f"{node_to_client.get(n, n)}: {why}" for n, why in watched.errors.items()) or "no reason reported"
             raise FedbenchError(
-                f"aggregator '{spec.aggregator}' sends per-client state, which secure aggregation does not carry",
-                "use an aggregator that needs only the round's mean",
+                f"round {r + 1}: secure aggregation halted ({detail})",
+                "read the error above, fix the cause and rerun the same command: it resumes from the last complete round",
             )
-        config = {
-            "spec": spec_json(spec),
-            "round": r,
-            "client-id": cid,
-            "num-clients": len(clients),
-            "keys": json.dumps(keys),
-            "clipping-range": clipping_range,
+        by_client = {node_to_client[proxy.node_id]: fitres for proxy, fitres in results}
+        for cid in rnd.sampled:
+            if cid not in by_client and cid not in failures:
+                failures[cid] = f"dropped out of secure aggregation: {watched.errors.get(nodes[cid], 'no reply')}"
+        mean_change = parameters_to_ndarrays(results[0][1].parameters)  # SecAgg+ puts the same sum in every result
+        assert self.secure_mean is not None  # built by server(), before any round
+        self.secure_mean.mean_change = {
+            k: torch.from_numpy(np.asarray(d, dtype=np.float64)) for k, d in zip(keys, mean_change, strict=True)
         }
-        proxy = GridClientProxy(nodes[cid], grid, context.run_id)
-        instructions.append((proxy, FitIns(parameters, config)))  # type: ignore[arg-type]
-    # weights n_i / max n_j <= 1 over the round's clients: no overflow, the whole quantization range used, and
-    # the weights sum to at least 1, so the mean's rounding error is never amplified
-    workflow.max_weight = float(max(clients[cid] for cid in sampled))
-    round_state.clear()
-    round_state["instructions"] = instructions
-    context.state.config_records[MAIN_CONFIGS_RECORD] = ConfigRecord({WorkflowKey.CURRENT_ROUND: r + 1})
-    context.state.array_records[MAIN_PARAMS_RECORD] = compat.parameters_to_arrayrecord(parameters, keep_input=True)
-    watched = _WatchedGrid(grid)
-    workflow(watched, context)
-    node_to_client = {n: c for c, n in nodes.items()}
-    results = round_state.get("results")
-    if not results:
-        detail = "; ".join(f"{node_to_client.get(n, n)}: {why}" for n, why in watched.errors.items()) or "no reason reported"
-        raise FedbenchError(
-            f"round {r + 1}: secure aggregation halted ({detail})",
-            "read the error above, fix the cause and rerun the same command: it resumes from the last complete round",
-        )
-    by_client = {node_to_client[proxy.node_id]: fitres for proxy, fitres in results}
-    for cid in sampled:
-        if cid not in by_client and cid not in failures:
-            node = nodes[cid]
-            failures[cid] = f"dropped out of secure aggregation: {watched.errors.get(node, 'no reply')}"
-    contributors = [cid for cid in sampled if cid in by_client]
-    mean_change = parameters_to_ndarrays(results[0][1].parameters)  # SecAgg+ puts the same sum in every result
-    merged_params = {}
-    for k, d in zip(keys, mean_change, strict=True):
-        x = global_params[k]
-        change = torch.from_numpy(np.asarray(d, dtype=np.float64)).reshape(x.shape)
-        merged_params[k] = (x.detach().to("cpu", torch.float64) + change).to(x.dtype).to(x.device)
-    total = sum(int(by_client[c].num_examples) for c in contributors)
-    merged = ClientUpdate(SECURE_SUM, merged_params, total)
-    accepted, rejections = validate_updates(global_params, [merged])
-    cell.aggregator.client_states.at_round(r + 1)
-    rejected = dict(failures)
-    if accepted:
-        global_params = cell.aggregator.aggregate(global_params, accepted)
-    else:
-        rejected |= {cid: f"the round's secure mean was rejected: {rejections[0].reason}" for cid in contributors}
-    metrics = {cid: {k: float(v) for k, v in by_client[cid].metrics.items()} for cid in contributors}
-    losses = [m["loss"] for m in metrics.values() if "loss" in m and math.isfinite(m["loss"])]
-    numel = sum(int(np.asarray(a).size) for a in arrays)
-    history.append(
-        RoundRecord(
-            round=r + 1,
-            lr=spec.lr_at(r),
-            clients=tuple(sampled),
-            loss=sum(losses) / len(losses) if losses else None,
-            client_loss={cid: m.get("loss", float("nan")) for cid, m in metrics.items()},
-            client_settings={cid: s for cid, m in metrics.items() if (s := client_settings(m))},
-            rejected=rejected,
-            bytes_down=params_nbytes(global_params) * len(sampled),
-            bytes_up=8 * (numel + 1) * len(contributors),  # SecAgg+'s masked int64 vectors, weight included
-            train_seconds=sum(m.get("train_seconds", 0.0) for m in metrics.values()),
-            round_seconds=time.perf_counter() - started,
-        )
-    )
-    run_dir.save_round(r + 1, global_params, cell.aggregator.state_dict(), history)
-    cell.aggregator.client_states.checkpointed()
-    loss = history[-1].loss
-    log.log(f"[bold]round {r + 1}/{spec.rounds}[/] done (SecAgg+), mean loss {'n/a' if loss is None else f'{loss:.4f}'}")
-    return global_params
+        updates = [
+            ClientUpdate(cid, {}, int(fitres.num_examples), metrics={k: float(v) for k, v in fitres.metrics.items()})
+            for cid in rnd.sampled
+            if (fitres := by_client.get(cid)) is not None
+        ]
+        return updates, failures
+
+    def ending(self, ctx: RoundContext) -> dict[str, Any]:
+        return {
+            "attempt": self.attempt,
+            "secure_aggregation": {"protocol": "secaggplus", "clipping_range": self.clipping_range},
+        }
 
 
 def serve_secure(
@@ -369,60 +417,12 @@ def serve_secure(
     clipping_range: float = CLIPPING_RANGE,
     attempt: str = "",
 ) -> None:
-    """The ServerApp's main under secure aggregation: discover the nodes, run the rounds through SecAgg+, conclude."""
-    from flwr.server.client_manager import SimpleClientManager
-    from flwr.server.compat.legacy_context import LegacyContext
-    from flwr.server.server_config import ServerConfig
-    from flwr.server.workflow import SecAggPlusWorkflow
-    from rich.console import Console
-
-    spec = cell.spec
-    log = Console(stderr=True)
-    run_dir = RunDir(runs_root, spec)
-    if run_dir.done and not force:
-        log.log(f"{spec.cell} is already finished in {run_dir.path}")
-        return
-    run_dir.prepare()
-    try:
-        check_secure(cell)
-        expected = len(partition(cell))
-        clients, nodes = discover(grid, spec, expected, timeout, log)
-        model, _ = load_base(spec.model, spec.dtype)
-        peft_model = attach_lora(model, spec.lora)
-        global_params, start, history = begin(cell, run_dir, peft_model, len(clients), force)
-        workflow = SecAggPlusWorkflow(
-            num_shares,
-            reconstruction_threshold,
-            max_weight=1.0,  # set per round in _secure_round: the largest sampled client's example count
-            clipping_range=clipping_range,
-            quantization_range=quantization_range(spec.clients_per_round),
-            modulus_range=MODULUS_RANGE,
-            timeout=timeout,
-        )
-        round_state: dict[str, Any] = {}
-        legacy = LegacyContext(
-            context,
-            config=ServerConfig(num_rounds=spec.rounds - start),
-            strategy=_legacy_strategy(round_state),
-            client_manager=SimpleClientManager(),
-        )
-        for r in range(start, spec.rounds):
-            global_params = _secure_round(
-                cell, run_dir, r, global_params, history, clients, nodes, workflow, grid, legacy, round_state, clipping_range, log
-            )
-        conclude(
-            cell,
-            run_dir,
-            peft_model,
-            global_params,
-            history,
-            engine=ENGINE,
-            extra={"attempt": attempt, "secure_aggregation": {"protocol": "secaggplus", "clipping_range": clipping_range}},
-        )
-    except Exception as err:
-        reason = err.problem if isinstance(err, FedbenchError) else f"{type(err).__name__}: {err}"
-        run_dir.mark_failed(reason)
-        raise
+    """The ServerApp's main under secure aggregation: the cell's skeleton (:func:`rounds.run_cell`) with
+    :class:`SecureDriver`."""
+    driver = SecureDriver(grid, context, timeout, num_shares, reconstruction_threshold, clipping_range, attempt)
+    outcome = run_cell(cell, runs_root, driver, force)
+    if outcome.skipped:
+        driver.log.log(f"{cell.spec.cell} is already finished in {outcome.run_dir}")
 
 
 def simulate_secure(

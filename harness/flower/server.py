@@ -4,9 +4,10 @@
 the same clients as the local engine (a function of seed and round), sends each the global LoRA
 adapter plus what the aggregator's client half needs (:meth:`Aggregator.client_state`), aggregates
 the replies with the plugin and checkpoints every round into the usual run directory
-(:func:`federation.close_round`, as the local engine does). :func:`discover` learns which client
+(:func:`rounds.close_round`, as every engine does). :func:`discover` learns which client
 each SuperNode holds with one ``query`` message before the first round, and :func:`serve` is the
-ServerApp's main: fix (or, on resume, reload) the federation, then run the rounds.
+ServerApp's main: the cell's skeleton (:func:`rounds.run_cell`) with :class:`FlowerDriver`, which fixes
+(or, on resume, reloads) the federation and runs the rounds as this strategy.
 
 ``server_app`` is the deployment ServerApp, named as ``fedbench.harness.flower:server_app`` in the
 Flower app that :func:`fedbench.harness.flower.launch.write_app` writes; the package re-exports it.
@@ -26,14 +27,13 @@ from flwr.serverapp.strategy import Strategy
 from rich.console import Console
 from rich.markup import escape
 
-from fedbench.harness.checkpoint import RoundRecord, RunDir, atomic_write_json
-from fedbench.harness.compression import decode_update
+from fedbench.harness.checkpoint import RunDir, atomic_write_json
 from fedbench.harness.errors import FedbenchError
-from fedbench.harness.federation import Cell, begin, build_cell, close_round, conclude, sample_clients
+from fedbench.harness.federation import Cell, build_cell
 from fedbench.harness.flower.wire import encoded_from_records, from_record, spec_json, to_record
-from fedbench.harness.interfaces import ClientUpdate, Params
-from fedbench.harness.models import attach_lora, load_base
+from fedbench.harness.interfaces import ClientUpdate
 from fedbench.harness.registry import default_registry
+from fedbench.harness.rounds import CellDriver, Round, RoundContext, close_round, run_cell
 from fedbench.harness.spec import RunSpec, spec_from_dict
 
 POLL_SECONDS = 0.5
@@ -43,55 +43,39 @@ POLL_SECONDS = 0.5
 class FedbenchStrategy(Strategy):
     """A Flower strategy whose sampling, aggregation and server state are the fedbench cell's.
 
-    ``clients`` is the federation (client id -> example count), fixed when the run started, so
+    ``ctx.clients`` is the federation (client id -> example count), fixed when the run started, so
     sampling never depends on which SuperNodes happen to be up; ``nodes`` maps the connected
     ones to Flower node ids, and a sampled client without a node is a failure for that round.
-    Flower's round counter starts at 1 in every ServerApp run; ``first_round`` (0-based) maps it
+    Flower's round counter starts at 1 in every ServerApp run; ``ctx.start`` (0-based) maps it
     onto the cell's rounds, so a resumed run continues the same trajectory as the local engine.
     """
 
-    def __init__(
-        self,
-        cell: Cell,
-        run_dir: RunDir,
-        clients: Mapping[str, int],
-        nodes: Mapping[str, int],
-        first_round: int,
-        history: list[RoundRecord],
-        global_params: Params,
-        log: Console,
-    ) -> None:
-        self.cell = cell
-        self.run_dir = run_dir
-        self.clients = dict(clients)
+    def __init__(self, ctx: RoundContext, nodes: Mapping[str, int], log: Console) -> None:
+        self.ctx = ctx
         self.nodes = dict(nodes)
-        self.first_round = first_round
-        self.history = history
-        self.global_params = global_params
         self.log = log
-        self._sampled: list[str] = []
+        self._round = Round(0, (), 0.0)
         self._sent: dict[str, Message] = {}
-        self._started = 0.0
-
-    def _round_index(self, server_round: int) -> int:
-        return self.first_round + server_round - 1
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
-        spec = self.cell.spec
-        r = self._round_index(server_round)
-        self._started = time.perf_counter()
-        self._sampled = sample_clients(list(self.clients), spec.clients_per_round, spec.seed, r)
-        adapter = to_record(self.global_params)
+        ctx = self.ctx
+        self._round = ctx.open_round(ctx.start + server_round - 1)
+        adapter = to_record(ctx.global_params)
         self._sent = {}
-        for cid in self._sampled:
+        for cid in self._round.sampled:
             if cid not in self.nodes:
                 continue
             content = RecordDict(
                 {
                     "arrays": adapter,
-                    "client-state": to_record(self.cell.aggregator.client_state(cid)),
+                    "client-state": to_record(ctx.cell.aggregator.client_state(cid)),
                     "config": ConfigRecord(
-                        {"spec": spec_json(spec), "round": r, "client-id": cid, "num-clients": len(self.clients)}
+                        {
+                            "spec": spec_json(ctx.cell.spec),
+                            "round": self._round.index,
+                            "client-id": cid,
+                            "num-clients": len(ctx.clients),
+                        }
                     ),
                 }
             )
@@ -101,15 +85,16 @@ class FedbenchStrategy(Strategy):
     def aggregate_train(self, server_round: int, replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
         """Updates in sampling order (as the local engine sums them); a failed, silent or absent client is rejected.
 
-        A round in which no client at all sent an update fails the run instead: nothing trained
-        means something is wrong everywhere, and continuing would only copy the adapter forward.
+        An update that travelled encoded arrives as its encoding alone; the server-side chain decodes it. A round
+        in which no client at all sent an update fails the run instead: nothing trained means something is wrong
+        everywhere, and continuing would only copy the adapter forward.
         """
-        r = self._round_index(server_round)
+        ctx, rnd = self.ctx, self._round
         sent_ids = {m.metadata.message_id: cid for cid, m in self._sent.items()}
         by_client = {sent_ids[m.metadata.reply_to_message_id]: m for m in replies if m.metadata.reply_to_message_id in sent_ids}
         updates: list[ClientUpdate] = []
         failures: dict[str, str] = {}
-        for cid in self._sampled:
+        for cid in rnd.sampled:
             reply = by_client.get(cid)
             if cid not in self._sent:
                 failures[cid] = "its SuperNode is not connected"
@@ -118,48 +103,37 @@ class FedbenchStrategy(Strategy):
             elif reply.has_error():
                 failures[cid] = f"client failed: {reply.error.reason}"
             else:
-                content = reply.content
-                encoded, params = None, None
-                if "encoding" in content.config_records and self.cell.codec is not None:
-                    encoded = encoded_from_records(content.array_records["arrays"], content.config_records["encoding"])
-                    params = decode_update(self.cell.codec, self.global_params, encoded)
-                updates.append(
-                    ClientUpdate(
-                        cid,
-                        params if params is not None else from_record(content.array_records["arrays"], self.global_params),
-                        self.clients[cid],
-                        encoded=encoded,
-                        extras=from_record(content.array_records["extras"], self.global_params),
-                        # scalars by the client's construction; flwr types record values as every value kind
-                        metrics={k: float(v) for k, v in content["metrics"].items()},  # type: ignore[arg-type]
-                    )
-                )
+                updates.append(self._update(cid, reply.content))
         if not updates:
             detail = "; ".join(f"{cid}: {why}" for cid, why in failures.items())
             raise FedbenchError(
-                f"round {r + 1}: no sampled client sent an update ({detail})",
+                f"round {rnd.index + 1}: no sampled client sent an update ({detail})",
                 "read the SuperNodes' logs (or the error above), fix the cause and rerun the same command: "
                 "it resumes from the last complete round",
             )
-        self.global_params, rejected = close_round(
-            self.cell,
-            self.run_dir,
-            r,
-            self.global_params,
-            updates,
-            self.history,
-            self._started,
-            failures,
-            sampled=self._sampled,
-            num_clients=len(self.clients),
+        record = close_round(ctx, rnd, updates, failures)
+        loss, reasons = record.loss, record.rejected
+        note = escape(", rejected: " + "; ".join(f"{c} ({why})" for c, why in reasons.items())) if reasons else ""
+        shown = "n/a" if loss is None else f"{loss:.4f}"
+        self.log.log(f"[bold]round {record.round}/{ctx.cell.spec.rounds}[/] done, mean loss {shown}{note}")
+        return to_record(ctx.global_params), MetricRecord({"loss": loss if loss is not None else float("nan")})
+
+    def _update(self, cid: str, content: RecordDict) -> ClientUpdate:
+        """One client's reply as the update it stands for: its adapter, or (under a codec) its encoding alone."""
+        like = self.ctx.global_params
+        arrays = content.array_records["arrays"]
+        encoded = None
+        if "encoding" in content.config_records and self.ctx.cell.codec is not None:
+            encoded = encoded_from_records(arrays, content.config_records["encoding"])
+        return ClientUpdate(
+            cid,
+            {} if encoded is not None else from_record(arrays, like),
+            self.ctx.clients[cid],
+            encoded=encoded,
+            extras=from_record(content.array_records["extras"], like),
+            # scalars by the client's construction; flwr types record values as every value kind
+            metrics={k: float(v) for k, v in content["metrics"].items()},  # type: ignore[arg-type]
         )
-        loss = self.history[-1].loss
-        reasons = self.history[-1].rejected
-        note = escape(", rejected: " + "; ".join(f"{c} ({reasons[c]})" for c in rejected)) if rejected else ""
-        self.log.log(
-            f"[bold]round {r + 1}/{self.cell.spec.rounds}[/] done, mean loss {'n/a' if loss is None else f'{loss:.4f}'}{note}"
-        )
-        return to_record(self.global_params), MetricRecord({"loss": loss if loss is not None else float("nan")})
 
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
         return []  # benchmarks run after training, on the final adapter (fedbench eval)
@@ -168,10 +142,10 @@ class FedbenchStrategy(Strategy):
         return None
 
     def summary(self) -> None:
-        spec = self.cell.spec
+        spec = self.ctx.cell.spec
         self.log.log(
-            f"fedbench cell {spec.cell} ({spec.hash}): rounds {self.first_round + 1}..{spec.rounds}, "
-            f"{len(self.nodes)} of {len(self.clients)} clients connected"
+            f"fedbench cell {spec.cell} ({spec.hash}): rounds {self.ctx.start + 1}..{spec.rounds}, "
+            f"{len(self.nodes)} of {len(self.ctx.clients)} clients connected"
         )
 
 
@@ -230,6 +204,53 @@ def discover(
     return counts, nodes
 
 
+class FlowerDriver(CellDriver):
+    """The Flower engine's part of the cell: the federation from the SuperNodes, the rounds as :class:`FedbenchStrategy`.
+
+    The federation is fixed on a fresh start and saved (``flower-clients.json``); a resumed run waits for those
+    clients' SuperNodes, and samples among all of them as the first start did.
+    """
+
+    engine = "flower"
+
+    def __init__(self, grid: Grid, log: Console, min_nodes: int | None, timeout: float | None, attempt: str) -> None:
+        self.grid, self.log, self.min_nodes, self.timeout, self.attempt = grid, log, min_nodes, timeout, attempt
+        self.nodes: dict[str, int] = {}  # client -> SuperNode id
+
+    def federation(self, cell: Cell, run_dir: RunDir, force: bool) -> dict[str, int]:
+        spec = cell.spec
+        roster_file = run_dir.path / ROSTER
+        roster = None if force or not roster_file.is_file() else json.loads(roster_file.read_text())["clients"]
+        checkpoint = None if force else run_dir.latest()
+        if roster is not None and checkpoint is not None and checkpoint.round >= spec.rounds:
+            clients = roster  # every round is checkpointed: only the adapter is left to write
+        else:
+            expected = len(roster) if roster is not None else (self.min_nodes or spec.clients_per_round)
+            counts, nodes = discover(self.grid, spec, expected, self.timeout, self.log)
+            if roster is None:
+                clients, self.nodes = counts, nodes
+                atomic_write_json(roster_file, {"clients": clients})
+            else:
+                strangers = sorted(set(nodes) - set(roster))
+                if strangers:
+                    self.log.log(f"[yellow]ignoring clients that joined after the run started: {', '.join(strangers)}[/]")
+                clients, self.nodes = roster, {c: n for c, n in nodes.items() if c in roster}
+        if spec.clients_per_round > len(clients):
+            raise FedbenchError(
+                f"clients_per_round is {spec.clients_per_round} but the federation has {len(clients)} clients",
+                f"start more SuperNodes (--min-nodes) or set clients_per_round to at most {len(clients)}",
+            )
+        return clients
+
+    def rounds(self, ctx: RoundContext) -> None:
+        strategy = FedbenchStrategy(ctx, self.nodes, self.log)
+        remaining = ctx.cell.spec.rounds - ctx.start
+        strategy.start(self.grid, to_record(ctx.global_params), num_rounds=remaining, timeout=self.timeout)  # type: ignore[arg-type]  # flwr's stub says float; None (no limit) works
+
+    def ending(self, ctx: RoundContext) -> dict[str, Any]:
+        return {"attempt": self.attempt}
+
+
 def serve(grid: Grid, context: Context, preset: Mapping[str, Any] | None = None) -> None:
     """The ServerApp's main: train the cell named by the run config, writing the usual run directory.
 
@@ -237,62 +258,16 @@ def serve(grid: Grid, context: Context, preset: Mapping[str, Any] | None = None)
     (runs folder), ``min-nodes`` (SuperNodes that make up the federation on a fresh start),
     ``timeout`` (seconds per round and for discovery; absent or None: no limit), ``force``, and
     ``attempt`` (written to result.json, so the launcher knows the result is this run's).
-
-    The federation is fixed on a fresh start and saved (``flower-clients.json``); a resumed run
-    waits for those clients' SuperNodes, and samples among all of them as the first start did.
     """
     config = dict(context.run_config) | dict(preset or {})
     spec = spec_from_dict(json.loads(str(config["spec"])))
     log = Console(stderr=True)
-    cell = build_cell(spec, default_registry())
-    run_dir = RunDir(Path(str(config["out"])), spec)
-    force = bool(config.get("force", False))
-    if run_dir.done and not force:
-        log.log(f"{spec.cell} is already finished in {run_dir.path}")
-        return
-    run_dir.prepare()
     timeout = float(config["timeout"]) if config.get("timeout") else None
-    try:
-        roster_file = run_dir.path / ROSTER
-        roster = None if force or not roster_file.is_file() else json.loads(roster_file.read_text())["clients"]
-        checkpoint = None if force else run_dir.latest()
-        nodes: dict[str, int]  # client -> SuperNode id
-        if roster is not None and checkpoint is not None and checkpoint.round >= spec.rounds:
-            clients, nodes = roster, {}  # every round is checkpointed: only the adapter is left to write
-        else:
-            expected = len(roster) if roster is not None else int(config.get("min-nodes", spec.clients_per_round))
-            counts, nodes = discover(grid, spec, expected, timeout, log)
-            if roster is None:
-                clients = counts
-                atomic_write_json(roster_file, {"clients": clients})
-            else:
-                strangers = sorted(set(nodes) - set(roster))
-                if strangers:
-                    log.log(f"[yellow]ignoring clients that joined after the run started: {', '.join(strangers)}[/]")
-                clients, nodes = roster, {c: n for c, n in nodes.items() if c in roster}
-        if spec.clients_per_round > len(clients):
-            raise FedbenchError(
-                f"clients_per_round is {spec.clients_per_round} but the federation has {len(clients)} clients",
-                f"start more SuperNodes (--min-nodes) or set clients_per_round to at most {len(clients)}",
-            )
-        model, _ = load_base(spec.model, spec.dtype)
-        peft_model = attach_lora(model, spec.lora)
-        global_params, start, history = begin(cell, run_dir, peft_model, len(clients), force)
-        strategy = FedbenchStrategy(cell, run_dir, clients, nodes, start, history, global_params, log)
-        strategy.start(grid, to_record(global_params), num_rounds=spec.rounds - start, timeout=timeout)  # type: ignore[arg-type]  # flwr's stub says float; None (no limit) works
-        conclude(
-            cell,
-            run_dir,
-            peft_model,
-            strategy.global_params,
-            strategy.history,
-            engine="flower",
-            extra={"attempt": config.get("attempt", "")},
-        )
-    except Exception as err:
-        reason = err.problem if isinstance(err, FedbenchError) else f"{type(err).__name__}: {err}"
-        run_dir.mark_failed(reason)
-        raise
+    min_nodes = int(config["min-nodes"]) if config.get("min-nodes") else None
+    driver = FlowerDriver(grid, log, min_nodes, timeout, str(config.get("attempt", "")))
+    outcome = run_cell(build_cell(spec, default_registry()), Path(str(config["out"])), driver, bool(config.get("force", False)))
+    if outcome.skipped:
+        log.log(f"{spec.cell} is already finished in {outcome.run_dir}")
 
 
 server_app = ServerApp()

@@ -1,1 +1,1 @@
-"""Built-in codecs: how client updates travel (harness/compression.py)."""
+"""Built-in codecs: how client updates travel (harness/codec.py)."""

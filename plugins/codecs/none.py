@@ -6,7 +6,7 @@ from fedbench.api import Codec, Encoded, Params, hookimpl, tensor_metadata
 
 
 class NoneCodec(Codec):
-    """No compression: tensors travel as they are (float32 for LoRA adapters), bit-exact."""
+    """No codec: tensors travel as they are (float32 for LoRA adapters), bit-exact."""
 
     name = "none"
 

@@ -1,4 +1,4 @@
-"""Compressed updates: what a client's update costs on the wire, and the helpers codecs share.
+"""Codecs: how a client's update travels, what it costs on the wire, and the helpers codec plugins share.
 
 A codec (a plugin kind, :class:`~fedbench.harness.interfaces.Codec`; built-ins in plugins/codecs/:
 ``none``, ``fp16``, ``bf16``, ``int8``, ``topk``) encodes the UPDATE x_i - x, not the adapter
@@ -54,3 +54,15 @@ def decode_update(codec: Codec, global_params: Params, encoded: Encoded) -> Para
     keys = list(global_params)
     x = [global_params[k] for k in keys]
     return dict(zip(keys, torch._foreach_add(x, placed_like([delta[k] for k in keys], x))))
+
+
+def travelling(
+    codec: Codec | None, round_index: int, start: Params, params: Params, client_id: str
+) -> tuple[Params, Encoded | None]:
+    """A client's trained adapter as it travels: under a codec, its encoding and the decoded encoding (what the
+    server will hold, so the client's own copy is that too); without one, as it is."""
+    if codec is None:
+        return params, None
+    codec.client_states.at_round(round_index + 1)  # a codec's per-client memory (top-k's residual) of this round
+    encoded = encode_update(codec, start, params, client_id)
+    return decode_update(codec, start, encoded), encoded

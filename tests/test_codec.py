@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from fedbench.harness.compression import decode_update, encode_update
+from fedbench.harness.codec import decode_update, encode_update
 from fedbench.harness.errors import FedbenchError
 from fedbench.harness.interfaces import Codec, Encoded, Params
 from fedbench.harness.registry import load_registry
