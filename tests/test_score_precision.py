@@ -157,7 +157,7 @@ def test_batched_float32_scores_equal_one_at_a_time_with_a_bfloat16_adapter_load
     from peft import get_peft_model_state_dict
     from safetensors.torch import load_file, save_file
 
-    from fedbench.harness.models import _WRAPPERS
+    from fedbench.harness.models import serving
 
     # the planted adapter with its tensors stored in bfloat16, as a bfloat16 trainer could save them
     adapter = tmp_path / "adapter-bf16"
@@ -177,7 +177,8 @@ def test_batched_float32_scores_equal_one_at_a_time_with_a_bfloat16_adapter_load
             (b.total, s.total) for b, s in zip(batched, single)
         ]
         if served is not None:  # the bfloat16 weights went into the float32 model unrounded
-            live = get_peft_model_state_dict(_WRAPPERS[id(scorer.model)])
+            with serving(scorer.model, served) as model:
+                live = get_peft_model_state_dict(model)
             saved = load_file(adapter / "adapter_model.safetensors")
             assert set(live) == set(saved)
             assert all(live[k].dtype == torch.float32 and torch.equal(live[k], saved[k].float()) for k in saved)
