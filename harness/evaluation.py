@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from fedbench.harness.baselines import client_adapter_dir
 from fedbench.harness.checkpoint import RunDir, atomic_write_text
 from fedbench.harness.errors import FedbenchError
 from fedbench.harness.generation import GenerationSettings, Generator, make_generator
+from fedbench.harness.hardware import DTYPES, resolve_dtype
 from fedbench.harness.holdout import HOLDOUT_FILE
 from fedbench.harness.interfaces import Benchmark, Judge, Judgment, Question
 from fedbench.harness.likelihood import LikelihoodScorer, SequenceLogp
@@ -56,6 +57,24 @@ class EvalSpec:
     """Together-grading's answer order: 'rotate' (each variant in each position equally often, so the judge's
     position bias spreads evenly) or 'fixed' (DPO, KTOO, KTOR on every question, as the study did; its scores are
     stored under '<judge>-together-fixed', apart from rotated ones)."""
+    score_dtype: str = "float32"
+    """Precision of likelihood scoring (``answers_given`` benchmarks: ``preference``), whatever the cells trained in:
+    ``float32``, ``bfloat16`` or ``auto`` (this machine's fast path). A held-out pair is decided by a difference of
+    differences of log-probabilities summed over tens of tokens, and its margin is often smaller than bfloat16's
+    rounding of those sums (on the demo's DPO cell bfloat16 flipped 3 of 57 pairs). Scoring is forward-only, so float32
+    costs little; ``bfloat16`` is for a model whose float32 copy would not fit (a 7B on a small GPU). Every likelihood
+    row's judge setting ends with the precision it was scored in."""
+
+    def __post_init__(self) -> None:
+        if self.score_dtype not in DTYPES:
+            raise FedbenchError(
+                f"score_dtype '{self.score_dtype}' is not one of {', '.join(DTYPES)}",
+                "set score_dtype = 'float32' (the default), or 'bfloat16' where a float32 copy of the model does not fit",
+            )
+        if self.judge_order not in ("rotate", "fixed"):
+            raise FedbenchError(
+                f"judge_order '{self.judge_order}' is not rotate or fixed", "set judge_order = 'rotate' or 'fixed'"
+            )
 
 
 @dataclass(frozen=True)
@@ -66,6 +85,7 @@ class Subject:
     model: str
     template: str
     dtype: str
+    """The precision the cell trained in: answers are generated in it (likelihood scoring uses ``EvalSpec.score_dtype``)."""
     adapter: Path | None = None
     method: str = BASE
     layout: str = ""
@@ -221,15 +241,22 @@ class Deferred:
 
 @dataclass
 class _Scorers:
-    """Likelihood scorers per (model, template, dtype), and the base model's log-probs per held-out set."""
+    """Likelihood scorers per (model, template, dtype), and the base model's log-probs per held-out set.
 
+    ``dtype`` is the evaluation's scoring precision (``EvalSpec.score_dtype``, resolved), never a subject's
+    training dtype: a cell trained in bfloat16 is scored by the base model loaded in float32 with the cell's
+    adapter in it (fedbench's adapters are float32 even in bfloat16 training, and a bfloat16 tensor would
+    upcast exactly), so cells of either training precision share one reference pass per held-out set.
+    """
+
+    dtype: str
     scorers: dict[tuple[str, str, str], LikelihoodScorer] = field(default_factory=dict)
     reference: dict[tuple[str, str, str, str], list[list[SequenceLogp]]] = field(default_factory=dict)
 
     def scorer(self, subject: Subject) -> LikelihoodScorer:
-        key = (subject.model, subject.template, subject.dtype)
+        key = (subject.model, subject.template, self.dtype)
         if key not in self.scorers:
-            self.scorers[key] = LikelihoodScorer.load(subject.model, subject.template, subject.dtype)
+            self.scorers[key] = LikelihoodScorer.load(subject.model, subject.template, self.dtype)
         return self.scorers[key]
 
 
@@ -237,15 +264,13 @@ def evaluate(
     subjects: Sequence[Subject], spec: EvalSpec, registry: Registry, store: Store, progress: EvalProgress | None = None
 ) -> list[ScoreRow]:
     """Answer, judge and score every subject on every benchmark; returns the score rows written."""
-    if spec.judge_order not in ("rotate", "fixed"):
-        raise FedbenchError(f"judge_order '{spec.judge_order}' is not rotate or fixed", "set judge_order = 'rotate' or 'fixed'")
     progress = progress or EvalProgress()
     benchmarks = [create_benchmark(registry, name, dict(spec.benchmark_params).get(name, {})) for name in spec.benchmarks]
     judges = {b.name: pick_judge(registry, b, spec) for b in benchmarks if not b.answers_given and b.evaluator is None}
     sources = dict(spec.sources)
     rows: list[ScoreRow] = []
     deferred: list[Deferred] = []
-    scorers = _Scorers()
+    scorers = _Scorers(resolve_dtype(spec.score_dtype))
     for subject in subjects:
         if subject.method != BASE:
             store.put_subject(subject.key, subject.origin or "trained", dict(subject.budget))
@@ -337,13 +362,31 @@ LIKELIHOOD_JUDGE = "likelihood"
 """The judge column of benchmarks scored from log-likelihoods of given answers (no judge model)."""
 
 
+def _precision(dtype: str) -> str:
+    """How a likelihood row's judge setting ends: the precision its log-probs were computed in."""
+    return f"; log-probs in {dtype}"
+
+
+def _scored_in(subject: Subject, dtype: str) -> Subject:
+    """The subject as its likelihood rows record it: the scoring precision joins its settings key.
+
+    The leaderboard pools a cell's seeds over rows that share a settings key, and takes the newest
+    experiment's where several compete. Precision in the key (as well as in the judge setting) keeps
+    float32 and bfloat16 rows, or rows stored before the precision was recorded, from ever pooling: the
+    newest precision's seeds make the entry. The judge name stays ``likelihood`` for every precision, so a
+    rescore in another precision replaces the subject's rows rather than standing beside them.
+    """
+    return subject if subject.settings_key is None else replace(subject, settings_key=f"{subject.settings_key}+{dtype}")
+
+
 def _score_given(
     subject: Subject, bench: Benchmark, spec: EvalSpec, store: Store, progress: EvalProgress, scorers: _Scorers
 ) -> list[ScoreRow]:
     """A benchmark whose questions carry their answers (held-out pairs): forward passes only, one row per metric.
 
     A subject without held-out pairs (trained with ``holdout = 0``, or on labelled single responses)
-    is skipped with the reason; the other benchmarks still run.
+    is skipped with the reason; the other benchmarks still run. Stored judgments are reused only when
+    they were scored in this evaluation's precision (:func:`_precision`, :func:`_scored_in`).
     """
     if subject.heldout is None:
         if progress.on_skip:
@@ -369,7 +412,13 @@ def _score_given(
         if not questions:
             return []
     metric_names = [f"{bench.name}.{m}" for m in bench.metrics]
-    if all(len(store.question_scores(subject.key, name, LIKELIHOOD_JUDGE)) == len(questions) for name in metric_names):
+    precision = _precision(scorers.dtype)
+    recorded = {r.benchmark: r.judge_setting for r in store.scores() if (r.subject, r.judge) == (subject.key, LIKELIHOOD_JUDGE)}
+    if all(
+        len(store.question_scores(subject.key, name, LIKELIHOOD_JUDGE)) == len(questions)
+        and recorded.get(name, "").endswith(precision)
+        for name in metric_names
+    ):
         judged = {name: store.judgments(subject.key, name, LIKELIHOOD_JUDGE) for name in metric_names}
     else:  # a few batched forward passes: cheaper to redo whole than to track per question
         if progress.on_start:
@@ -388,7 +437,7 @@ def _score_given(
         policy = by_question(_policy_scores(scorer, subject, questions))
         reference = None
         if subject.adapter is not None:
-            ref_key = (subject.model, subject.template, subject.dtype, str(subject.heldout))
+            ref_key = (subject.model, subject.template, scorers.dtype, str(subject.heldout))
             if ref_key not in scorers.reference:
                 scorers.reference[ref_key] = by_question(scorer.score(flat_prompts, flat_answers, None))
             reference = scorers.reference[ref_key]
@@ -400,6 +449,7 @@ def _score_given(
             store.add_judgments(subject.key, name, LIKELIHOOD_JUDGE, verdicts, _clients(questions))
             judged[name] = {v.question_id: v for v in verdicts}
     rows = []
+    subject = _scored_in(subject, scorers.dtype)  # from here on, for the rows only
     for metric in bench.metrics:
         name = f"{bench.name}.{metric}"
         if subject.adapter is None and metric in bench.base_scores:
@@ -423,10 +473,11 @@ def _score_given(
                     bench,
                     LIKELIHOOD_JUDGE,
                     f"{metric} on held-out pairs"
-                    + (", each client's with its own local-only adapter" if subject.local_only else ""),
+                    + (", each client's with its own local-only adapter" if subject.local_only else "")
+                    + precision,
                     questions,
                     judged[name],
-                    {"heldout": str(subject.heldout)},
+                    {"heldout": str(subject.heldout), "score_dtype": scorers.dtype},
                     benchmark_name=name,
                 )
             )

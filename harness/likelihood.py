@@ -86,6 +86,10 @@ class LikelihoodScorer:
 
     Sequences are sorted by length, right-padded and run ``batch_size`` at a time under
     ``torch.no_grad`` with the model in eval mode; a batched score equals the one-by-one score.
+
+    The forward pass runs in the model's precision. Evaluation loads it in float32 whatever a cell
+    trained in (``EvalSpec.score_dtype``): a pair's margin is a difference of differences of sums
+    over tens of tokens, often smaller than bfloat16's rounding of those sums.
     """
 
     def __init__(

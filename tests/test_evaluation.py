@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -182,6 +183,31 @@ def test_preference_scores_every_held_out_pair_per_client_and_the_base_reward_is
     view = views[("KTOR fedavg", "preference.reward")]
     assert set(view["scores"]) == {p.client_id for p in held} and view["spread"]["worst"] <= view["spread"]["mean"]
     assert view["train_loss"]  # the clients' training losses from the cell's history, in the same view
+
+
+def test_score_precision_benchmark_recomputes_every_stored_sign(
+    evaluated: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """benchmarks/score_precision.py: plain transformers + peft, one pair at a time in float32, against the store."""
+    import runpy
+    import shutil
+
+    from fedbench.harness.holdout import HOLDOUT_FILE, read_heldout
+
+    main = runpy.run_path(str(Path(__file__).resolve().parents[1] / "benchmarks" / "score_precision.py"))["main"]
+    held = len(read_heldout(next(evaluated.glob("kto-*")) / HOLDOUT_FILE))
+    assert main([str(evaluated)]) == 0
+    out = capsys.readouterr().out
+    assert f"sign agreement {2 * held}/{2 * held} over 2 cell(s)" in out and "| float32 |" in out
+
+    runs = shutil.copytree(evaluated, tmp_path / "runs")  # one stored verdict turned over: the script finds it
+    cell = cell_subject(next(runs.glob("kto-original-*")))
+    store = Store.in_runs(runs)
+    first = sorted(store.judgments(cell.key, "preference.reward", "likelihood").values(), key=lambda j: j.question_id)[0]
+    store.add_judgments(cell.key, "preference.reward", "likelihood", [replace(first, score=1.0 - first.score)])
+    store.close()
+    assert main([str(runs)]) == 1
+    assert f"sign agreement {2 * held - 1}/{2 * held}" in capsys.readouterr().out
 
 
 def test_leaderboard_json_and_compare_carry_intervals_and_p_values(evaluated: Path) -> None:

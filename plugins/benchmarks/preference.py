@@ -4,7 +4,8 @@ Both DPO and KTO train an implicit reward r(x, y) = beta * log(pi(y|x) / pi_ref(
 cell's adapter gives a held-out pair's chosen answer the higher reward is the direct measure of what
 preference training learnt (TRL logs it as reward accuracy on training batches). It costs a few
 forward passes and no judge, so it gives a signal on any machine, and per client it shows whether
-the federation serves its small and unusual clients.
+the federation serves its small and unusual clients. The passes run in float32 whatever the cell
+trained in (the evaluation's ``score_dtype``), since the margins that decide a pair are small.
 """
 
 from __future__ import annotations
