@@ -216,7 +216,8 @@ class RunResult:
         }
         if self.attempt is not None:
             out["attempt"] = self.attempt
-        return self.extra | out
+        optional = {name: getattr(self, name) for name in _OPTIONAL_KEYS} | {"privacy": self.privacy}
+        return dict(self.others) | {k: dict(v) for k, v in optional.items() if v} | out
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> RunResult:

@@ -167,7 +167,7 @@ def cell_subject(run_dir: Path) -> Subject:
         spec.settings_key,
         heldout if heldout.is_file() else None,
         spec.tag,
-        "local_only" in result.extra,
+        result.local_only is not None,
         training_budget(spec),
     )
 

@@ -1313,7 +1313,7 @@ def resource_rows(runs_root: Path) -> list[ResourceRow]:
             continue
         spec, history = result.spec, result.history
         client_rounds = sum(len(h.client_loss) for h in history)
-        privacy, memory = dict(result.extra.get("privacy", {})), dict(result.extra.get("memory", {}))
+        privacy, memory = dict(result.privacy), dict(result.memory or {})
         down, up = result.traffic
         rows.append(
             ResourceRow(
