@@ -20,6 +20,8 @@ from fedbench.harness.errors import FedbenchError, unknown_name
 from fedbench.harness.registry import default_registry, load_registry, registry_toml
 from fedbench.harness.spec import RunSpec, parse_seeds, resolve_settings, tomllib
 
+SCORE_DTYPE_HELP = "precision of held-out pair scoring: float32 (default, whatever the cells trained in), bfloat16 or auto"
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Federated preference fine-tuning benchmark (DPO, KTO).")
 
 
@@ -74,6 +76,7 @@ def run(
     judge: str | None = typer.Option(None, "--judge", help="judge for model-graded benchmarks (llm, judgelm, ...)"),
     backend: str | None = typer.Option(None, "--backend", help="generation backend: auto, hf or vllm"),
     limit: int | None = typer.Option(None, "--limit", help="first N questions of each benchmark"),
+    score_dtype: str | None = typer.Option(None, "--score-dtype", help=SCORE_DTYPE_HELP),
     skip_eval: bool = typer.Option(False, "--skip-eval", help="train only; evaluate later with `fedbench eval`"),
     engine: str = typer.Option(
         "local", "--engine", help="local (one process) or flower (Flower simulation, or a deployment with --superlink)"
@@ -121,7 +124,8 @@ def run(
         } | _parse_sets(set_)
         settings = resolve_settings({k: v for k, v in profile_settings.items() if k != "eval"}, config, flags)
         evaluation = eval_spec(
-            profile_settings.get("eval"), {"benchmarks": benchmarks, "judge": judge, "backend": backend, "limit": limit}
+            profile_settings.get("eval"),
+            {"benchmarks": benchmarks, "judge": judge, "backend": backend, "limit": limit, "score_dtype": score_dtype},
         )
         if seeds is not None and seed is not None:
             raise FedbenchError("--seed and --seeds both given", "use --seeds 0,1,2 for several seeds, or --seed N for one")
@@ -243,6 +247,7 @@ def eval_(
     judge: str | None = typer.Option(None, "--judge"),
     backend: str | None = typer.Option(None, "--backend"),
     limit: int | None = typer.Option(None, "--limit"),
+    score_dtype: str | None = typer.Option(None, "--score-dtype", help=SCORE_DTYPE_HELP),
     profile: str = typer.Option("demo", help="profile whose [eval] settings apply"),
     no_base: bool = typer.Option(False, "--no-base", help="skip the untrained base model"),
 ) -> None:
@@ -254,7 +259,8 @@ def eval_(
         from fedbench.harness.study import evaluate_runs, runs_folder
 
         evaluation = eval_spec(
-            _profile(profile).get("eval"), {"benchmarks": benchmarks, "judge": judge, "backend": backend, "limit": limit}
+            _profile(profile).get("eval"),
+            {"benchmarks": benchmarks, "judge": judge, "backend": backend, "limit": limit, "score_dtype": score_dtype},
         )
         runs_root = runs_folder(run_dirs)
         evaluate_runs(

@@ -234,3 +234,13 @@ def test_score_dtype_is_an_eval_setting_checked_like_the_others() -> None:
     assert eval_spec({"score_dtype": "bfloat16"}, {"score_dtype": "auto"}).score_dtype == "auto"
     with pytest.raises(FedbenchError, match="score_dtype 'float64'"):
         eval_spec(None, {"score_dtype": "float64"})
+
+
+def test_the_command_line_sets_the_scoring_precision_and_names_a_bad_one(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from fedbench.harness.cli import app
+
+    for command in (["eval", str(tmp_path)], ["run", "--profile", "demo", "--out", str(tmp_path)]):
+        out = CliRunner().invoke(app, [*command, "--score-dtype", "fp8"], env={"COLUMNS": "200"})
+        assert out.exit_code == 2 and "score_dtype 'fp8' is not one of" in out.output, out.output
