@@ -424,7 +424,9 @@ def import_(
     for col in ("file", "benchmark", "answer sets (prompt order)", "judge", "questions", "unparsed replies"):
         table.add_column(col, justify="right" if col in ("questions", "unparsed replies") else "left")
     for f in found:
-        sets = ", ".join(s.role if not s.aggregator else f"{s.aggregator}/{s.role}" for s in f.sources)
+        aggregators = sorted({s.aggregator for s in f.sources if s.aggregator})
+        sets = ", ".join(s.role if len(aggregators) < 2 or not s.aggregator else f"{s.aggregator}/{s.role}" for s in f.sources)
+        sets = f"{aggregators[0]}: {sets}" if len(aggregators) == 1 else sets
         table.add_row(f.path.name, f.benchmark, sets, f.judge, str(f.questions), str(f.failures))
     _console().print(table)
     _console().print(f"next: fedbench leaderboard --runs {runs} [--compare | --reference study]; fedbench report --runs {runs}")
