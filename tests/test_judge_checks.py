@@ -1,0 +1,84 @@
+"""Judge checks: context shift, agreement between judges, length control (harness/judge_checks.py)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from study_files import write_study_files
+
+from fedbench.harness.judge_checks import context_shifts, judge_agreement, length_controlled, ranking_changes
+from fedbench.harness.judgment_import import ImportOptions, import_judgments
+from fedbench.harness.reference import builtin_rows
+from fedbench.harness.registry import default_registry
+from fedbench.harness.store import ScoreRow, Store
+
+ROW = ScoreRow("s", "vicuna", "a", "dpo", "original", "fedavg", "m", 5.0, 10.0, 4, 0, "")
+
+
+def test_imported_judgments_in_two_contexts_show_their_shift_without_judging_again(tmp_path: Path) -> None:
+    files = [
+        p
+        for p in write_study_files(tmp_path / "data")
+        if p.parent.parent.name == "mtbench" and p.stem in ("fedavg", "base-triple")
+    ]
+    import_judgments(files, tmp_path / "runs", default_registry(), ImportOptions(parse="study"))
+    store = Store.in_runs(tmp_path / "runs")
+    shifts = context_shifts(store.scores(), lambda r: store.question_scores(r.subject, r.benchmark, r.judge), lambda r: r.method)
+    assert len(shifts) == 2 and {s.context for s in shifts} == {"base+DPO+KTOO"} and {s.against for s in shifts} == {""}
+    kto = next(s for s in shifts if s.label == "kto")
+    rows = builtin_rows("study_scores")
+    own = {
+        r["question_id"]: float(r["score2"])
+        for r in rows
+        if r["judged_together"] == "fedavg" and r["benchmark"] == "mt_bench_1" and r["score2"]
+    }
+    beside = {
+        r["question_id"]: float(r["score3"])
+        for r in rows
+        if r["judged_together"] == "base-triple" and r["benchmark"] == "mt_bench_1" and r["score3"]
+    }
+    shared = own.keys() & beside.keys()
+    assert kto.comparison.n == len(shared) and kto.comparison.difference == pytest.approx(
+        sum(beside[q] - own[q] for q in shared) / len(shared)
+    )
+    assert kto.comparison.difference < -0.2 and kto.comparison.interval is not None
+    store.close()
+
+
+def _rows(judge: str, subjects: list[str]) -> list[ScoreRow]:
+    return [replace(ROW, subject=s, judge=judge) for s in subjects]
+
+
+def test_identical_judges_agree_fully_and_an_inverted_judge_disagrees() -> None:
+    quality = {"a": [3.0, 5.0, 7.0, 4.0], "b": [6.0, 2.0, 8.0, 5.0], "c": [1.0, 9.0, 2.0, 5.0]}
+    by_judge = {
+        "same1": quality,
+        "same2": quality,
+        "inverted": {s: [10 - x for x in v] for s, v in quality.items()},
+    }
+    rows = [r for j in by_judge for r in _rows(j, list(quality))]
+    found = judge_agreement(rows, lambda r: {str(i): x for i, x in enumerate(by_judge[r.judge][r.subject])})
+    pairs = {(a.judge_a, a.judge_b): a for a in found}
+    same = pairs[("same1", "same2")]
+    assert same.kappa == 1.0 and same.rho == pytest.approx(1.0) and same.pairs == 12 and same.answers == 12
+    assert pairs[("inverted", "same1")].kappa < 0 and pairs[("inverted", "same1")].rho == pytest.approx(-1.0)
+
+
+def test_length_control_takes_back_what_a_judge_gives_long_answers() -> None:
+    """Equal quality; the judge adds a point per 10 words beyond the base model's answer, and 'long' writes long."""
+    questions = [str(i) for i in range(12)]
+    lengths = {"base": [10] * 12, "short": [10 + (i % 3) for i in range(12)], "long": [10 + 10 * (1 + i % 2) for i in range(12)]}
+    texts = {s: {q: "w " * n for q, n in zip(questions, v)} for s, v in lengths.items()}
+    score = {s: {q: 5.0 + (n - 10) / 10 for q, n in zip(questions, v)} for s, v in lengths.items()}
+    rows = [replace(ROW, subject=s, method="base" if s == "base" else "dpo", judge="llm") for s in lengths]
+    found = {
+        f.subject: f for f in length_controlled(rows, lambda r: score[r.subject], lambda r: texts[r.subject], lambda r: r.subject)
+    }
+    assert found["long"].raw > found["short"].raw + 1.0
+    assert found["long"].controlled == pytest.approx(5.0) and found["short"].controlled == pytest.approx(5.0)
+    assert found["long"].slope == pytest.approx(0.1) and found["long"].words == pytest.approx(15.0)
+    assert ranking_changes(list(found.values()), lambda f: f.benchmark) == []
+    tilted = {"long": replace(found["long"], controlled=4.0), "short": found["short"]}
+    assert ranking_changes(list(tilted.values()), lambda f: f.benchmark) == ["vicuna"]
