@@ -20,6 +20,7 @@ An LLM judge's score is not a property of an answer alone. These checks read the
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -71,7 +72,7 @@ def context_shifts(scores: Sequence[ScoreRow], questions: QuestionScores, label:
             shifted = {(0, q): x for q, x in questions(by_context[context]).items()}
             comparison = paired_comparison(shifted, base, context or "own", first or "own")
             if comparison is not None:
-                out.append(ContextShift(bench, subject, label(by_context[context]), judge, context, first, comparison))
+                out.append(ContextShift(bench, subject, label(by_context[first]), judge, context, first, comparison))
     return out
 
 
@@ -205,15 +206,19 @@ def _fit(rows: Sequence[tuple[int, float, float]], subjects: int) -> np.ndarray:
 def length_controlled(
     scores: Sequence[ScoreRow], questions: QuestionScores, answers: AnswerTexts, label: Callable[[ScoreRow], str]
 ) -> list[LengthControlled]:
-    """Per benchmark and judge (own contexts, judged answers only) with a base-model subject: each subject's score
-    at the base model's answer length. Groups without a base model, or whose lengths do not vary, are left out."""
+    """Per benchmark and judge (own contexts) whose benchmark has base-model answers (judged by any judge, in any
+    context): each subject's score at the base model's answer length. Groups without base-model answers, or whose
+    lengths do not vary, are left out."""
     groups: dict[tuple[str, str], list[ScoreRow]] = {}
+    bases: dict[str, ScoreRow] = {}
     for row in scores:
+        if row.method == "base":
+            bases.setdefault(row.benchmark, row)
         if not _context(row.judge)[1] and row.score is not None:
             groups.setdefault((row.benchmark, row.judge), []).append(row)
     out = []
     for (bench, judge), rows in sorted(groups.items()):
-        base = next((r for r in rows if r.method == "base"), None)
+        base = bases.get(bench)
         if base is None or len(rows) < 2:
             continue
         base_len = {q: len(t.split()) for q, t in answers(base).items()}
@@ -264,3 +269,152 @@ def ranking_changes(found: Sequence[LengthControlled], group: Callable[[LengthCo
         if reversed_pair:
             changed.append(name)
     return sorted(changed)
+
+
+_CONSISTENCY = re.compile(r"position-consistency ([0-9.]+) over (\d+) questions")
+
+
+@dataclass(frozen=True)
+class JudgeChecks:
+    """Every check the store can answer without judging again, for ``fedbench leaderboard --judge-checks``."""
+
+    shifts: list[ContextShift]
+    agreements: list[Agreement]
+    lengths: list[LengthControlled]
+    reordered: list[str]
+    """'aggregator, benchmark (judge)' groups whose ranking of variants length control reverses."""
+    consistency: list[tuple[str, str, float, int]]
+    """(benchmark, judge, share of questions whose best answer is the same in both orders, questions) where the
+    judge graded answers together in both orders (``swap``)."""
+
+
+def subject_label(row: ScoreRow) -> str:
+    """``fedavg KTOO``, ``fedavg [int8] DPO`` or ``Base``: the row and variant the leaderboard shows a score under."""
+    from fedbench.harness.leaderboard import BASE_ROW, row_name, variant
+
+    return BASE_ROW if row.method == "base" else f"{row_name(row)} {variant(row.method, row.layout)}"
+
+
+def gather_checks(scores: Sequence[ScoreRow], questions: QuestionScores, answers: AnswerTexts) -> JudgeChecks:
+    """All the checks over a store's scores (its per-question scores and answer texts passed as callables)."""
+    lengths = length_controlled(scores, questions, answers, subject_label)
+    consistency = []
+    for row in scores:
+        found = _CONSISTENCY.search(row.judge_setting)
+        entry = (row.benchmark, row.judge, float(found.group(1)), int(found.group(2))) if found else None
+        if entry is not None and entry not in consistency:
+            consistency.append(entry)
+    return JudgeChecks(
+        context_shifts(scores, questions, subject_label),
+        judge_agreement(scores, questions),
+        lengths,
+        ranking_changes(lengths, lambda f: f"{f.label.rsplit(' ', 1)[0]}, {f.benchmark} ({f.judge})"),
+        consistency,
+    )
+
+
+def _interval(i: Interval | None, signed: bool = False) -> str:
+    return "" if i is None else (f"[{i.low:+.2f}, {i.high:+.2f}]" if signed else f"[{i.low:.2f}, {i.high:.2f}]")
+
+
+def checks_tables(c: JudgeChecks) -> list[tuple[str, list[str], list[list[str]]]]:
+    """The checks as (title, header, rows) tables, one per kind that has something to show."""
+    tables = []
+    if c.consistency:
+        rows = [[b, j, f"{share:.2f}", str(n)] for b, j, share, n in c.consistency]
+        tables.append(
+            ("position consistency (answers graded in both orders)", ["benchmark", "judge", "consistent", "questions"], rows)
+        )
+    if c.shifts:
+        rows = [
+            [s.benchmark, s.label, s.judge, f"{s.context} vs {s.against or 'own'}", f"{s.comparison.difference:+.2f}",
+             _interval(s.comparison.interval, signed=True), f"{s.comparison.p_value:.4f}", str(s.comparison.n)]
+            for s in c.shifts
+        ]  # fmt: skip
+        header = ["benchmark", "answers", "judge", "context", "shift", "95% interval", "p", "questions"]
+        tables.append(("context shift: the same answers judged beside other answers", header, rows))
+    if c.agreements:
+        rows = [
+            [a.benchmark, f"{a.judge_a} / {a.judge_b}", f"{a.rho:.2f}", _interval(a.rho_interval), f"{a.kappa:.2f}",
+             _interval(a.kappa_interval), str(a.answers), str(a.pairs)]
+            for a in c.agreements
+        ]  # fmt: skip
+        header = ["benchmark", "judges", "Spearman rho", "95% interval", "Cohen kappa", "95% interval", "answers", "pairs"]
+        tables.append(("agreement between judges (kappa over pairwise preferences)", header, rows))
+    if c.lengths:
+        rows = [
+            [
+                f.benchmark,
+                f.judge,
+                f.label,
+                f"{f.raw:.2f}",
+                f"{f.controlled:.2f}",
+                _interval(f.interval),
+                f"{f.words:+.0f}",
+                f"{f.slope:+.4f}",
+            ]
+            for f in c.lengths
+        ]
+        header = ["benchmark", "judge", "answers", "raw", "length-controlled", "95% interval", "words vs base", "per word"]
+        tables.append(("length-controlled scores (at the base model's answer length)", header, rows))
+    return tables
+
+
+CHECKS_NOTE = (
+    "Read from the store, nothing judged again. Context shift: paired sign-flip test over the questions both contexts "
+    "scored. Agreement: question-bootstrap intervals. Length control: score = subject effect + slope x (words - the base "
+    "model's words to the same question), least squares over every subject of a benchmark and judge (AlpacaEval 2's "
+    "length-control idea as a linear model); the effect is the score at the base model's length."
+)
+
+
+def checks_markdown(c: JudgeChecks) -> str:
+    out = []
+    for title, header, rows in checks_tables(c):
+        out += [f"**{title}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        out += ["| " + " | ".join(r) + " |" for r in rows] + [""]
+    if c.reordered:
+        out.append("Length control reverses the ranking in: " + "; ".join(c.reordered))
+    if not out:
+        out.append("No judge checks: no answers judged in two contexts, by two judges, in both orders, or beside a base model.")
+    return "\n".join(out + ["", CHECKS_NOTE]) + "\n"
+
+
+def checks_rich(c: JudgeChecks):  # noqa: ANN201 - rich is imported lazily
+    from rich.console import Group
+    from rich.markup import escape
+    from rich.table import Table
+    from rich.text import Text
+
+    parts: list = []
+    for title, header, rows in checks_tables(c):
+        table = Table(title=escape(title), title_justify="left")
+        for i, col in enumerate(header):
+            table.add_column(col, justify="left" if i < 3 else "right")
+        for r in rows:
+            table.add_row(*(escape(x) for x in r))
+        parts.append(table)
+    if c.reordered:
+        parts.append(Text("length control reverses the ranking in: " + "; ".join(c.reordered), style="yellow"))
+    if not parts:
+        parts.append(
+            Text("no judge checks: no answers judged in two contexts, by two judges, in both orders, or beside a base model")
+        )
+    return Group(*parts, Text(CHECKS_NOTE, style="dim"))
+
+
+def checks_json(c: JudgeChecks) -> str:
+    import json
+    from dataclasses import asdict
+
+    return json.dumps(
+        {
+            "consistency": [dict(zip(("benchmark", "judge", "consistent", "questions"), x)) for x in c.consistency],
+            "context_shifts": [asdict(s) for s in c.shifts],
+            "agreements": [asdict(a) for a in c.agreements],
+            "length_controlled": [asdict(f) for f in c.lengths],
+            "length_reorders": c.reordered,
+            "note": CHECKS_NOTE,
+        },
+        indent=2,
+    )

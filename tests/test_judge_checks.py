@@ -82,3 +82,19 @@ def test_length_control_takes_back_what_a_judge_gives_long_answers() -> None:
     assert ranking_changes(list(found.values()), lambda f: f.benchmark) == []
     tilted = {"long": replace(found["long"], controlled=4.0), "short": found["short"]}
     assert ranking_changes(list(tilted.values()), lambda f: f.benchmark) == ["vicuna"]
+
+
+def test_the_checks_view_names_what_it_found_and_says_so_when_nothing() -> None:
+    from fedbench.harness.judge_checks import checks_json, checks_markdown, gather_checks
+
+    quality = {"a": [3.0, 5.0, 7.0], "b": [6.0, 2.0, 8.0]}
+    rows = [
+        replace(r, judge_setting="model=x, position-consistency 0.75 over 4 questions (swap)") for r in _rows("j1", list(quality))
+    ]
+    rows += _rows("j2", list(quality))
+    checks = gather_checks(rows, lambda r: {str(i): x for i, x in enumerate(quality[r.subject])}, lambda r: {})
+    text = checks_markdown(checks)
+    assert "| vicuna | j1 | 0.75 | 4 |" in text and "| vicuna | j1 / j2 | 1.00 |" in text
+    assert '"consistent": 0.75' in checks_json(checks)
+    empty = gather_checks([], lambda r: {}, lambda r: {})
+    assert "No judge checks" in checks_markdown(empty)
