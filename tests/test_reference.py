@@ -70,8 +70,9 @@ def test_the_study_table_loads_with_its_setup_and_every_published_number() -> No
 def test_the_study_table_is_package_data_of_the_wheel() -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     globs = pyproject["tool"]["setuptools"]["package-data"]["fedbench.plugins"]
-    shipped = builtin_path("study").relative_to((ROOT / "plugins").resolve()).as_posix()
-    assert any(fnmatch.fnmatch(shipped, g) for g in globs), (shipped, globs)
+    for name in ("study", "study_scores", "study_run_names"):
+        shipped = builtin_path(name).relative_to((ROOT / "plugins").resolve()).as_posix()
+        assert any(fnmatch.fnmatch(shipped, g) for g in globs), (shipped, globs)
 
 
 def _view(extra: Sequence[ScoreRow] = ()) -> ReferenceView:
