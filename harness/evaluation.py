@@ -26,8 +26,7 @@ from fedbench.harness.registry import Registry
 from fedbench.harness.spec import RunSpec
 from fedbench.harness.stats import score_interval
 from fedbench.harness.store import ScoreRow, Store
-
-BASE = "base"
+from fedbench.harness.study_table import BASE, subject_label, variant_rank
 
 
 @dataclass(frozen=True)
@@ -114,9 +113,7 @@ class Subject:
     @property
     def label(self) -> str:
         """``base`` or the cell, e.g. ``kto-redistributed-fedavg`` (with ``@seed`` when it is not 0)."""
-        if self.method == BASE:
-            return BASE
-        return f"{self.method}-{self.layout}-{self.aggregator}" + (f"@{self.seed}" if self.seed else "")
+        return subject_label(self.method, self.layout, self.aggregator, self.seed)
 
 
 BUDGET_KEYS = (
@@ -546,9 +543,6 @@ def _score_external(subject: Subject, bench: Benchmark, spec: EvalSpec, store: S
     return [_put(store, progress, subject, ScoreRow(**row))]
 
 
-VARIANT_ORDER = {("dpo", "original"): 0, ("kto", "original"): 1, ("kto", "redistributed"): 2}
-
-
 def _judge_together(
     deferred: list[Deferred], judges: dict[str, tuple[str, Judge]], store: Store, progress: EvalProgress, rotate: bool = True
 ) -> list[ScoreRow]:
@@ -565,7 +559,7 @@ def _judge_together(
         groups.setdefault((item.bench.name, item.subject.model, item.subject.aggregator, item.subject.seed), []).append(item)
     rows = []
     for (bench_name, _, _, _), items in groups.items():
-        items.sort(key=lambda it: (VARIANT_ORDER.get((it.subject.method, it.subject.layout), 9), it.subject.layout))
+        items.sort(key=lambda it: (variant_rank(it.subject.method, it.subject.layout), it.subject.layout))
         base_name, judge = judges[bench_name]
         name = f"{base_name}-together" + ("" if rotate else "-fixed")
         questions = items[0].questions
