@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from fedbench.harness import lmeval
+from fedbench.harness import lm_eval_bridge as lmeval
 from fedbench.harness.errors import FedbenchError
 from fedbench.harness.evaluation import EvalSpec, Subject, base_subject, create_benchmark, evaluate
 from fedbench.harness.registry import default_registry
