@@ -7,7 +7,6 @@ progress :mod:`fedbench.harness.progress` renders) and prints a :class:`Fedbench
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -300,69 +299,15 @@ def leaderboard(
 ) -> None:
     """The study's table with 95% intervals: aggregators x (benchmark x DPO/KTOO/KTOR), separated best entries marked."""
     try:
-        from fedbench.harness import leaderboard as lb
-        from fedbench.harness.reference import load_reference
-        from fedbench.harness.store import STORE_NAME, Store
+        from fedbench.harness.results.views import VIEWS, sources
 
-        if not (runs / STORE_NAME).is_file() and reference is None:
-            raise FedbenchError(f"no results in {runs} (no {STORE_NAME})", "run `fedbench run` first, or pass --runs")
-        views_asked = (("--compare", compare), ("--clients", clients), ("--baselines", baselines), ("--resources", resources))
-        chosen = [name for name, asked in views_asked if asked]
-        chosen += ["--reference"] if reference is not None else []
+        asked = (("--compare", compare), ("--clients", clients), ("--baselines", baselines), ("--resources", resources))
+        chosen = [flag for flag, on in asked if on] + (["--reference"] if reference is not None else [])
         if len(chosen) > 1:
             raise FedbenchError(f"{' and '.join(chosen)} are different views", "ask for one at a time")
-        published = load_reference(reference) if reference is not None else None
-        if (runs / STORE_NAME).is_file():
-            store = Store(runs / STORE_NAME)
-        else:  # only with --reference (refused above otherwise): the published table alone, your side '-'
-            store = Store(Path(":memory:"))
-        scores = store.scores()
-        matrix = lb.build_matrix(
-            scores,
-            model=model,
-            judge=judge,
-            questions=lambda r: store.question_scores(r.subject, r.benchmark, r.judge),
-            budgets=store.budgets(),
-        )
-        views: dict[str, Callable[[lb.Matrix], Any]]
-        if compare:
-            views = {"rich": lb.compare_rich, "markdown": lb.compare_markdown, "csv": lb.compare_csv, "json": lb.compare_json}
-        elif resources:
-            found_rows = lb.resource_rows(runs)
-            views = {
-                "rich": lambda _: lb.resources_rich(found_rows),
-                "markdown": lambda _: lb.resources_markdown(found_rows),
-                "csv": lambda _: lb.resources_csv(found_rows),
-                "json": lambda _: lb.resources_json(found_rows),
-            }
-        elif baselines:
-            gaps = lb.gap_rows(matrix, lambda r: store.question_scores(r.subject, r.benchmark, r.judge))
-            if not gaps:
-                raise FedbenchError(
-                    "no federated cell has both baselines scored on a per-client benchmark in this store",
-                    "train them beside the federated cells (`fedbench run ... --baselines`) with the `preference` benchmark",
-                )
-            views = {
-                "rich": lambda _: lb.gaps_rich(gaps),
-                "markdown": lambda _: lb.gaps_markdown(gaps),
-                "json": lambda _: lb.gaps_json(gaps),
-            }
-        elif clients:
-            found = lb.client_views(matrix, losses=lambda r: client_losses(runs, r.subject))
-            views = {"rich": lambda _: lb.clients_rich(found), "json": lambda _: lb.clients_json(found)}
-        elif published is not None:
-            beside = lb.reference_view(matrix, published)
-            views = {
-                "rich": lambda _: lb.reference_rich(beside),
-                "markdown": lambda _: lb.reference_markdown(beside),
-                "csv": lambda _: lb.reference_csv(beside),
-                "json": lambda _: lb.reference_json(beside),
-            }
-        else:
-            views = {"rich": lb.to_rich, "markdown": lb.to_markdown, "csv": lb.to_csv, "json": lb.to_json, "html": lb.to_html}
-        if format_ not in views:
-            raise unknown_name("format for this view", format_, views)
-        shown = views[format_](matrix)
+        view = VIEWS[chosen[0].removeprefix("--") if chosen else "table"]
+        read = sources(runs, model, judge, reference)
+        shown = view.render(read, format_)
         if format_ == "rich":
             if out:
                 Console(file=out.open("w"), width=200).print(shown)
@@ -373,33 +318,16 @@ def leaderboard(
         else:
             typer.echo(shown)
         if lengths:
-            table = Table(title="mean answer length (tokens; judges favour long answers)")
-            for col in ("cell", "benchmark", "tokens"):
-                table.add_column(col, justify="right" if col == "tokens" else "left")
-            for cell, bench, tokens in lb.length_rows(matrix):
-                table.add_row(cell, bench, f"{tokens:.0f}")
-            _console().print(table)
+            from fedbench.harness.results.render_rich import lengths_rich
+
+            _console().print(lengths_rich(read.matrix))
         if plot:
-            lb.plot(matrix, plot)
+            from fedbench.harness.results.render_png import plot as draw
+
+            draw(read.matrix, plot)
             _console().print(f"plot written to {plot}")
     except FedbenchError as err:
         _fail(err)
-
-
-def client_losses(runs_root: Path, subject: str) -> dict[str, float]:
-    """Each client's mean training loss over the rounds it trained in, from the cell's ``result.json``."""
-    from fedbench.harness.checkpoint import RunDir
-
-    found = list(runs_root.glob(f"*-{subject}/result.json"))
-    result = RunDir.at(found[0].parent).result() if found else None
-    if result is None:
-        return {}
-    losses: dict[str, list[float]] = {}
-    for record in result.history:
-        for client, loss in record.client_loss.items():
-            if loss is not None:
-                losses.setdefault(client, []).append(loss)
-    return {c: sum(v) / len(v) for c, v in losses.items()}
 
 
 @app.command("import")
@@ -439,7 +367,7 @@ def report(
 ) -> None:
     """One self-contained HTML page to share: the table with intervals, each cell's training, every answer and judge reply."""
     try:
-        from fedbench.harness.report import write_report
+        from fedbench.harness.results.report import write_report
 
         written = write_report(runs, out)
     except FedbenchError as err:

@@ -20,14 +20,14 @@ from fedbench.harness.errors import FedbenchError
 from fedbench.harness.generation import GenerationSettings, Generator, make_generator
 from fedbench.harness.hardware import DTYPES, resolve_dtype
 from fedbench.harness.holdout import HOLDOUT_FILE
-from fedbench.harness.interfaces import Benchmark, Judge, Judgment, Question
+from fedbench.harness.interfaces import Benchmark, Evaluator, Judge, Judgment, ModelUnderTest, Question, Request
 from fedbench.harness.likelihood import LikelihoodScorer, SequenceLogp
+from fedbench.harness.lm_eval_bridge import EVALUATOR, LmEvalEvaluator
 from fedbench.harness.registry import Registry
 from fedbench.harness.spec import RunSpec
 from fedbench.harness.stats import score_interval
 from fedbench.harness.store import ScoreRow, Store
-
-BASE = "base"
+from fedbench.harness.study_table import BASE, subject_label, variant_rank
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class EvalSpec:
     position bias spreads evenly) or 'fixed' (DPO, KTOO, KTOR on every question, as the study did; its scores are
     stored under '<judge>-together-fixed', apart from rotated ones)."""
     score_dtype: str = "float32"
-    """Precision of likelihood scoring (``answers_given`` benchmarks: ``preference``), whatever the cells trained in:
+    """Precision of likelihood scoring (``Request.LIKELIHOOD`` benchmarks: ``preference``), whatever the cells trained in:
     ``float32``, ``bfloat16`` or ``auto`` (this machine's fast path). A held-out pair is decided by a difference of
     differences of log-probabilities summed over tens of tokens, and its margin is often smaller than bfloat16's
     rounding of those sums (on the demo's DPO cell bfloat16 flipped 3 of 57 pairs). Scoring is forward-only, so float32
@@ -114,9 +114,7 @@ class Subject:
     @property
     def label(self) -> str:
         """``base`` or the cell, e.g. ``kto-redistributed-fedavg`` (with ``@seed`` when it is not 0)."""
-        if self.method == BASE:
-            return BASE
-        return f"{self.method}-{self.layout}-{self.aggregator}" + (f"@{self.seed}" if self.seed else "")
+        return subject_label(self.method, self.layout, self.aggregator, self.seed)
 
 
 BUDGET_KEYS = (
@@ -266,18 +264,16 @@ def evaluate(
     """Answer, judge and score every subject on every benchmark; returns the score rows written."""
     progress = progress or EvalProgress()
     benchmarks = [create_benchmark(registry, name, dict(spec.benchmark_params).get(name, {})) for name in spec.benchmarks]
-    judges = {b.name: pick_judge(registry, b, spec) for b in benchmarks if not b.answers_given and b.evaluator is None}
-    sources = dict(spec.sources)
+    judges = {b.name: pick_judge(registry, b, spec) for b in benchmarks if b.request is Request.GENERATE}
     rows: list[ScoreRow] = []
     deferred: list[Deferred] = []
     scorers = _Scorers(resolve_dtype(spec.score_dtype))
     for subject in subjects:
         if subject.method != BASE:
             store.put_subject(subject.key, subject.origin or "trained", dict(subject.budget))
-        settings = GenerationSettings(spec.max_new_tokens or Benchmark.answer_tokens, spec.batch_size, 0, subject.template)
         for bench in benchmarks:
             if subject.imported:
-                if bench.evaluator is not None or bench.answers_given or not store.answers(subject.key, bench.name):
+                if bench.request is not Request.GENERATE or not store.answers(subject.key, bench.name):
                     if progress.on_skip:
                         progress.on_skip(subject, bench.name, f"{subject.origin}: no answers to this benchmark, no model here")
                     continue
@@ -286,43 +282,55 @@ def evaluate(
                 recorded = {"backend": "imported", "origin": subject.origin}
                 rows += _judge_answers(subject, bench, questions, have, recorded, spec, judges, store, progress, deferred)
                 continue
-            if bench.evaluator is not None:
-                rows += _score_external(subject, bench, spec, store, progress)
-                continue
-            if bench.answers_given:
-                rows += _score_given(subject, bench, spec, store, progress, scorers)
-                continue
-            key = (subject.model, subject.template, subject.dtype)
-            if key not in progress.generators:
-                progress.generators[key] = make_generator(spec.backend, subject.model, settings, subject.dtype)
-            generator = progress.generators[key]
-            length = spec.max_new_tokens or bench.answer_tokens
-            questions = bench.questions(sources.get(bench.name), spec.limit)
-            have = store.answers(subject.key, bench.name)
-            todo = [q for q in questions if q.id not in have]
-            if progress.on_start:
-                progress.on_start(subject, bench.name, len(todo))
-            step = max(1, spec.batch_size)
-            for start in range(0, len(todo), step):  # store batch by batch: an interruption loses one batch at most
-                chunk = todo[start : start + step]
-                answers = generator.generate(
-                    [q.prompt for q in chunk],
-                    [bench.temperature(q) for q in chunk],
-                    subject.adapter,
-                    on_batch=progress.on_answers,
-                    max_new_tokens=length,
-                )
-                tokenizer = generator.tokenizer
-                tokens = (
-                    None if tokenizer is None else [len(tokenizer(a, add_special_tokens=False)["input_ids"]) for a in answers]
-                )
-                recorded = asdict(settings) | {"max_new_tokens": length, "top_p": 1.0, "backend": generator.name}
-                store.add_answers(subject.key, bench.name, chunk, answers, recorded, tokens)
-                have.update({q.id: a for q, a in zip(chunk, answers)})
-            made = asdict(settings) | {"backend": generator.name}
-            rows += _judge_answers(subject, bench, questions, have, made, spec, judges, store, progress, deferred)
+            match bench.request:  # what the benchmark needs from the model, dispatched once
+                case Request.EXTERNAL:
+                    rows += _score_external(subject, bench, spec, store, progress)
+                case Request.LIKELIHOOD:
+                    rows += _score_given(subject, bench, spec, store, progress, scorers)
+                case Request.GENERATE:
+                    rows += _score_generated(subject, bench, spec, judges, store, progress, deferred)
     rows += _judge_together(deferred, judges, store, progress, rotate=spec.judge_order == "rotate")
     return rows
+
+
+def _score_generated(
+    subject: Subject,
+    bench: Benchmark,
+    spec: EvalSpec,
+    judges: dict[str, tuple[str, Judge]],
+    store: Store,
+    progress: EvalProgress,
+    deferred: list[Deferred],
+) -> list[ScoreRow]:
+    """A :attr:`Request.GENERATE` benchmark: answer the questions not answered yet (stored batch by batch), then judge."""
+    settings = GenerationSettings(spec.max_new_tokens or Benchmark.answer_tokens, spec.batch_size, 0, subject.template)
+    key = (subject.model, subject.template, subject.dtype)
+    if key not in progress.generators:
+        progress.generators[key] = make_generator(spec.backend, subject.model, settings, subject.dtype)
+    generator = progress.generators[key]
+    length = spec.max_new_tokens or bench.answer_tokens
+    questions = bench.questions(dict(spec.sources).get(bench.name), spec.limit)
+    have = store.answers(subject.key, bench.name)
+    todo = [q for q in questions if q.id not in have]
+    if progress.on_start:
+        progress.on_start(subject, bench.name, len(todo))
+    step = max(1, spec.batch_size)
+    for start in range(0, len(todo), step):  # store batch by batch: an interruption loses one batch at most
+        chunk = todo[start : start + step]
+        answers = generator.generate(
+            [q.prompt for q in chunk],
+            [bench.temperature(q) for q in chunk],
+            subject.adapter,
+            on_batch=progress.on_answers,
+            max_new_tokens=length,
+        )
+        tokenizer = generator.tokenizer
+        tokens = None if tokenizer is None else [len(tokenizer(a, add_special_tokens=False)["input_ids"]) for a in answers]
+        recorded = asdict(settings) | {"max_new_tokens": length, "top_p": 1.0, "backend": generator.name}
+        store.add_answers(subject.key, bench.name, chunk, answers, recorded, tokens)
+        have.update({q.id: a for q, a in zip(chunk, answers)})
+    made = asdict(settings) | {"backend": generator.name}
+    return _judge_answers(subject, bench, questions, have, made, spec, judges, store, progress, deferred)
 
 
 def _judge_answers(
@@ -509,44 +517,55 @@ def _policy_scores(scorer: LikelihoodScorer, subject: Subject, questions: Sequen
     return [logp for i in range(len(questions)) for logp in scored[i]]
 
 
-def _score_external(subject: Subject, bench: Benchmark, spec: EvalSpec, store: Store, progress: EvalProgress) -> list[ScoreRow]:
-    """A benchmark another evaluation harness scores on the whole model (``Benchmark.evaluator``: lm-eval).
+EVALUATORS: dict[str, type[Evaluator]] = {EVALUATOR: LmEvalEvaluator}
+"""The built-in evaluators a benchmark can name (``Benchmark.evaluator = "lm_eval"``); a plugin's own is a class."""
 
-    Its row is stored like a judged benchmark's, under ``<plugin>:<task>`` with the judge ``lm_eval``: the
-    harness's metric on /100 with the interval from its standard error, and its per-document verdicts as
+
+def external_evaluator(bench: Benchmark) -> Evaluator:
+    """The evaluator a :attr:`Request.EXTERNAL` benchmark names, or sets as its own class."""
+    chosen = bench.evaluator
+    if isinstance(chosen, type) and issubclass(chosen, Evaluator):
+        return chosen()
+    if isinstance(chosen, str) and chosen in EVALUATORS:
+        return EVALUATORS[chosen]()
+    raise FedbenchError(
+        f"benchmark '{bench.name}' asks for the evaluator {chosen!r}, which is neither built in "
+        f"({', '.join(EVALUATORS)}) nor an Evaluator class",
+        "set the plugin's evaluator to a built-in name or to a subclass of fedbench.api.Evaluator",
+    )
+
+
+def _score_external(subject: Subject, bench: Benchmark, spec: EvalSpec, store: Store, progress: EvalProgress) -> list[ScoreRow]:
+    """A :attr:`Request.EXTERNAL` benchmark: another evaluation harness scores it on the whole model (lm-eval).
+
+    Its row is stored like a judged benchmark's, under ``<plugin>:<task>`` with the evaluator's judge name
+    (``lm_eval``): the harness's metric with the interval from its standard error, and its per-document verdicts as
     judgments (so seeds pool and variants compare as elsewhere). A subject that has a row from the same
-    request (task, shots, limit, ...) is not run again; its per-document outputs stay in ``<run dir>/lm_eval/``
-    (the base model's in ``<runs>/<base key>/lm_eval/``).
+    request (task, shots, limit, ...) is not run again; the evaluator's per-document outputs stay in
+    ``<run dir>/<judge>/`` (the base model's in ``<runs>/<base key>/<judge>/``).
     """
-    from fedbench.harness import lmeval
-    from fedbench.harness.hardware import resolve_dtype
     from fedbench.harness.models import resolve_model
 
-    if bench.evaluator != lmeval.EVALUATOR:
-        raise FedbenchError(
-            f"benchmark '{bench.name}' asks for the evaluator '{bench.evaluator}'; fedbench bridges to '{lmeval.EVALUATOR}' only",
-            f"set the plugin's evaluator to '{lmeval.EVALUATOR}', or leave it None to be answered and judged by fedbench",
-        )
-    run = lmeval.TaskRun.from_settings(bench.evaluator_settings(), spec.limit, spec.batch_size)
-    name = f"{bench.name}:{run.task}"
-    stored = [r for r in store.scores() if (r.subject, r.benchmark, r.judge) == (subject.key, name, lmeval.JUDGE)]
-    if stored and run.done(stored[0].judge_setting):
+    evaluator = external_evaluator(bench)
+    settings = bench.evaluator_settings()
+    request = evaluator.prepare(settings, spec.limit, spec.batch_size)
+    name, judge = f"{bench.name}:{request.task}", evaluator.judge
+    stored = [r for r in store.scores() if (r.subject, r.benchmark, r.judge) == (subject.key, name, judge)]
+    if stored and request.done(stored[0].judge_setting):
         return [_put(store, progress, subject, stored[0])]  # reported again, as resumed benchmarks are
     if progress.on_start:
         progress.on_start(subject, name, 1)
     home = store.path.parent / subject.key if subject.adapter is None else subject.adapter.parent
-    result = lmeval.run_task(
-        run, resolve_model(subject.model), subject.adapter, resolve_dtype(subject.dtype), home / "lm_eval", spec.backend
+    model = ModelUnderTest(
+        resolve_model(subject.model), subject.adapter, resolve_dtype(subject.dtype), spec.backend, home / judge
     )
+    result = evaluator.run(settings, spec.limit, spec.batch_size, model)
     if progress.on_answers:
         progress.on_answers(1)
-    store.add_judgments(subject.key, name, lmeval.JUDGE, result.verdicts)
-    row = _score_row(subject, name, bench, lmeval.JUDGE, result.setting, result.n, 0, result.score)
+    store.add_judgments(subject.key, name, judge, result.verdicts)
+    row = _score_row(subject, name, bench, judge, result.setting, result.n, 0, result.score)
     row |= {"ci_low": result.ci_low, "ci_high": result.ci_high, "ci_note": result.ci_note}
     return [_put(store, progress, subject, ScoreRow(**row))]
-
-
-VARIANT_ORDER = {("dpo", "original"): 0, ("kto", "original"): 1, ("kto", "redistributed"): 2}
 
 
 def _judge_together(
@@ -565,7 +584,7 @@ def _judge_together(
         groups.setdefault((item.bench.name, item.subject.model, item.subject.aggregator, item.subject.seed), []).append(item)
     rows = []
     for (bench_name, _, _, _), items in groups.items():
-        items.sort(key=lambda it: (VARIANT_ORDER.get((it.subject.method, it.subject.layout), 9), it.subject.layout))
+        items.sort(key=lambda it: (variant_rank(it.subject.method, it.subject.layout), it.subject.layout))
         base_name, judge = judges[bench_name]
         name = f"{base_name}-together" + ("" if rotate else "-fixed")
         questions = items[0].questions

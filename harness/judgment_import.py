@@ -34,11 +34,11 @@ from pathlib import Path
 from typing import Any
 
 from fedbench.harness.errors import FedbenchError, did_you_mean
-from fedbench.harness.evaluation import BASE, BUDGET_KEYS, EvalProgress, Subject, record_score
+from fedbench.harness.evaluation import BUDGET_KEYS, EvalProgress, Subject, record_score
 from fedbench.harness.interfaces import Benchmark, Judge, Judgment, Question
-from fedbench.harness.leaderboard import variant
 from fedbench.harness.registry import Registry
 from fedbench.harness.store import Store
+from fedbench.harness.study_table import BASE, variant
 
 BASE_ID = "alpaca-native"
 """The study's base model id in its judgment files (Alpaca-7B)."""

@@ -15,17 +15,28 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import pluggy
 
 from fedbench.harness import hookspecs
 from fedbench.harness.errors import FedbenchError, unknown_name
-from fedbench.harness.interfaces import describe
+from fedbench.harness.interfaces import Aggregator, Benchmark, Codec, Judge, Layout, Method, describe
 from fedbench.harness.spec import read_toml
 
 ENTRY_POINT_GROUP = "fedbench"
 BUILTIN = "built-in"
+BASES: dict[str, type] = {
+    "method": Method,
+    "layout": Layout,
+    "aggregator": Aggregator,
+    "benchmark": Benchmark,
+    "judge": Judge,
+    "codec": Codec,
+}
+"""Plugin kind -> the base class (``fedbench.api``) its plugins subclass. Checked when a plugin registers, so a
+plugin that is not one fails to load with a reason (in ``fedbench plugins``) instead of failing mid-run, and
+:meth:`Registry.create` returns that type (as lm-eval's ``Registry(Generic[T], base_cls=...)`` does)."""
 
 
 def registry_path() -> Path:
@@ -125,8 +136,21 @@ class Registry:
                 )
             raise err from None
 
+    @overload
+    def create(self, kind: Literal["method"], name: str, params: Mapping[str, Any] | None = None) -> Method: ...
+    @overload
+    def create(self, kind: Literal["layout"], name: str, params: Mapping[str, Any] | None = None) -> Layout: ...
+    @overload
+    def create(self, kind: Literal["aggregator"], name: str, params: Mapping[str, Any] | None = None) -> Aggregator: ...
+    @overload
+    def create(self, kind: Literal["benchmark"], name: str, params: Mapping[str, Any] | None = None) -> Benchmark: ...
+    @overload
+    def create(self, kind: Literal["judge"], name: str, params: Mapping[str, Any] | None = None) -> Judge: ...
+    @overload
+    def create(self, kind: Literal["codec"], name: str, params: Mapping[str, Any] | None = None) -> Codec: ...
+
     def create(self, kind: str, name: str, params: Mapping[str, Any] | None = None) -> Any:
-        """An instance configured by keyword, with unknown hyper-parameters named."""
+        """An instance of the kind's base class (:data:`BASES`), configured by keyword, with unknown hyper-parameters named."""
         plugin = self.get(kind, name)
         try:
             return plugin(**dict(params or {}))
@@ -193,6 +217,11 @@ def load_registry(entry_points: bool = True) -> Registry:
                 name = getattr(plugin, "name", None)
                 if not isinstance(name, str) or not name:
                     failures.append(LoadFailure(source, repr(plugin), f"{kind} plugin has no 'name'"))
+                elif not (isinstance(plugin, type) and issubclass(plugin, BASES[kind])):
+                    base = BASES[kind].__name__
+                    failures.append(
+                        LoadFailure(source, f"{kind}:{name}", f"{kind} plugin is not a subclass of fedbench.api.{base}")
+                    )
                 elif (kind, name) in taken:
                     failures.append(LoadFailure(source, f"{kind}:{name}", f"name already provided by {taken[kind, name]}"))
                 else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fedbench.harness.reference import builtin_rows
+from fedbench.harness.results.published import builtin_rows
 
 FOLDERS = {"mt_bench_1": "mtbench", "vicuna": "vicuna"}
 

@@ -16,8 +16,10 @@ from fedbench.harness.errors import FedbenchError
 from fedbench.harness.evaluation import EvalSpec
 from fedbench.harness.federation import build_cell, partition, run_federation
 from fedbench.harness.interfaces import Judgment
-from fedbench.harness.leaderboard import build_matrix, gap_rows, gap_text, gaps_json
 from fedbench.harness.registry import load_registry
+from fedbench.harness.results.model import build_matrix, gap_rows
+from fedbench.harness.results.render_json import gaps_json
+from fedbench.harness.results.text import gap_text
 from fedbench.harness.spec import resolve_settings
 from fedbench.harness.stats import gap_closed
 from fedbench.harness.store import ScoreRow, Store
@@ -254,7 +256,7 @@ def test_the_leaderboard_places_both_baselines_and_the_gap_each_federated_cell_c
 
 
 def test_the_report_shows_each_federated_cell_between_its_baselines(tmp_path: Path) -> None:
-    from fedbench.harness.report import gather, render
+    from fedbench.harness.results.report import gather, render
 
     _held_out_store(tmp_path).close()
     report = gather(tmp_path)

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from fedbench.harness.cli import app
 from fedbench.harness.evaluation import EvalSpec, base_subject, cell_subject, evaluate
-from fedbench.harness.registry import default_registry
+from fedbench.harness.interfaces import Benchmark, Judgment, Question
+from fedbench.harness.registry import PluginRecord, Registry, default_registry, load_registry
 from fedbench.harness.store import Store
 
 TRAIN = [
@@ -341,3 +344,49 @@ def test_vllm_backend_without_vllm_says_how_to_install() -> None:
     with pytest.raises(FedbenchError) as err:
         make_generator("vllm", "x/y", GenerationSettings())
     assert "pip install 'fedbench[vllm]'" in (err.value.fix or "")
+
+
+def test_a_third_party_evaluator_scores_the_whole_model_and_is_not_run_again(tmp_path: Path) -> None:
+    """An external benchmark brings its own Evaluator class: evaluate dispatches to it on the benchmark's request."""
+    from fedbench.harness.interfaces import Evaluator, ExternalRequest, ExternalScore, ModelUnderTest
+
+    calls: list[ModelUnderTest] = []
+
+    class Counting(Evaluator):
+        judge = "counting"
+
+        def prepare(self, settings: Mapping[str, Any], limit: int | None, batch_size: int) -> ExternalRequest:
+            return ExternalRequest(settings["task"], f"request limit={limit}")
+
+        def run(self, settings: Mapping[str, Any], limit: int | None, batch_size: int, model: ModelUnderTest) -> ExternalScore:
+            calls.append(model)
+            verdicts = [Judgment("d1", 100.0, ""), Judgment("d2", 0.0, "")]
+            return ExternalScore(50.0, 2, f"counting; request limit={limit}", None, None, "none", verdicts)
+
+    class Outside(Benchmark):
+        """Scored by a harness of its own."""
+
+        name = "outside"
+        scale = 100.0
+        evaluator = Counting
+
+        def evaluator_settings(self) -> dict[str, Any]:
+            return {"task": "count"}
+
+        def questions(self, source: str | None = None, limit: int | None = None) -> list[Question]:
+            raise AssertionError("an external benchmark has no fedbench questions")
+
+    builtins = load_registry(entry_points=False)
+    registry = Registry([*builtins.records, PluginRecord("benchmark", "outside", Outside, "test", "")], builtins.failures)
+    subject = base_subject("org/model", "chat", "float32")  # a hub id: the evaluator loads the model, fedbench does not
+    spec = EvalSpec(benchmarks=("outside",), limit=3)
+    store = Store.in_runs(tmp_path)
+    try:
+        first = evaluate([subject], spec, registry, store)
+        again = evaluate([subject], spec, registry, store)
+    finally:
+        store.close()
+    assert [(r.benchmark, r.judge, r.score) for r in first] == [("outside:count", "counting", 50.0)]
+    assert [(r.benchmark, r.score, r.judge_setting) for r in again] == [("outside:count", 50.0, "counting; request limit=3")]
+    assert len(calls) == 1, "a subject with a row from the same request is not run again"
+    assert calls[0].adapter is None and calls[0].out_dir == tmp_path / subject.key / "counting"

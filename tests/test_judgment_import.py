@@ -13,8 +13,8 @@ from typer.testing import CliRunner, Result
 from fedbench.harness.cli import app
 from fedbench.harness.errors import FedbenchError
 from fedbench.harness.judgment_import import ImportOptions, identify, import_judgments, parse_map
-from fedbench.harness.reference import builtin_rows, load_reference
 from fedbench.harness.registry import default_registry
+from fedbench.harness.results.published import builtin_rows, load_reference
 from fedbench.harness.store import SCHEMA_VERSION, Store
 
 FEDAVG_KTOR_MT = ("fedavg", "mt_bench_1", "KTOR")
@@ -260,7 +260,7 @@ def test_the_paper_profile_trains_as_the_studys_run_names_record() -> None:
 def test_the_report_shows_imported_answers_and_marks_replies_the_parse_rules_read_differently(imported: Path) -> None:
     import os
 
-    from fedbench.harness.report import gather, write_report
+    from fedbench.harness.results.report import gather, write_report
 
     report = gather(imported)
     assert not [n for n in report.notes if "answers" in n], report.notes  # every imported answer set is found

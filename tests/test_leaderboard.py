@@ -13,18 +13,15 @@ from pathlib import Path
 import pytest
 
 from fedbench.harness.interfaces import Judgment, Question
-from fedbench.harness.leaderboard import (
-    BASE_ROW,
-    build_matrix,
-    compare_json,
-    plot,
-    to_csv,
-    to_html,
-    to_json,
-    to_markdown,
-    to_rich,
-)
+from fedbench.harness.results.model import build_matrix
+from fedbench.harness.results.render_csv import to_csv
+from fedbench.harness.results.render_html import to_html
+from fedbench.harness.results.render_json import compare_json, to_json
+from fedbench.harness.results.render_markdown import to_markdown
+from fedbench.harness.results.render_png import plot
+from fedbench.harness.results.render_rich import to_rich
 from fedbench.harness.store import SCHEMA_VERSION, ScoreRow, Store
+from fedbench.harness.study_table import BASE_ROW
 
 
 def _row(agg: str, method: str, layout: str, bench: str, score: float | None, created: float = 1.0) -> ScoreRow:

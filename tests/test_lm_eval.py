@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from fedbench.harness import lmeval
+from fedbench.harness import lm_eval_bridge as lmeval
 from fedbench.harness.errors import FedbenchError
 from fedbench.harness.evaluation import EvalSpec, Subject, base_subject, create_benchmark, evaluate
-from fedbench.harness.leaderboard import build_matrix
 from fedbench.harness.registry import default_registry
+from fedbench.harness.results.model import build_matrix
 from fedbench.harness.store import Store
 
 TASK = "fedbench_tiny_mc"

@@ -8,12 +8,15 @@ venv's torch, transformers, ... stay the dependencies), and runs the installed c
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from fedbench.harness.spec import RunSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -108,3 +111,16 @@ def test_a_missing_registry_file_says_the_installation_is_incomplete(installed: 
     assert out.returncode == 2
     assert "registry" in out.stdout and "incomplete" in out.stdout and "reinstall" in out.stdout
     assert "--config" not in out.stdout
+
+
+def test_the_wheel_writes_a_report_with_its_script_and_style(installed: tuple[Path, dict[str, str]]) -> None:
+    work, env = installed
+    runs = work / "report-runs"
+    (runs / "unfinished").mkdir(parents=True)  # one cell that has not trained yet and no store: the training side only
+    (runs / "unfinished" / "spec.json").write_text(json.dumps(RunSpec().to_dict()))
+    out = _fedbench(work, env, "report", "--runs", str(runs), "--out", str(work / "report.html"))
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    page = (work / "report.html").read_text()
+    site = work / "site" / "fedbench" / "harness" / "results" / "static"
+    for name in ("report.js", "report.css", "error_trap.js"):
+        assert (site / name).read_text() in page, name

@@ -90,3 +90,33 @@ def test_name_clash_keeps_the_builtin(site: Path) -> None:
     assert registry.get("aggregator", "fedavg").__module__ == "fedbench.plugins.aggregators.fedavg"
     assert any("already provided" in f.error for f in registry.failures)
     sys.modules.pop("fb_clash", None)
+
+
+def test_a_plugin_that_is_not_its_kinds_base_class_fails_to_load(site: Path) -> None:
+    body = GOOD_PLUGIN.replace("class KeepGlobal(Aggregator):", "class KeepGlobal:").replace('"keepglobal"', '"duck"')
+    _install_fake_distribution(site, "fedbench-duck", "fb_duck", body)
+    registry = load_registry()
+    assert "duck" not in registry.names("aggregator")
+    assert any(f.target == "aggregator:duck" and "fedbench.api.Aggregator" in f.error for f in registry.failures)
+    sys.modules.pop("fb_duck", None)
+
+
+def test_a_benchmark_states_what_it_needs_from_the_model_and_api_2_flags_still_say_it() -> None:
+    from fedbench.harness.interfaces import Benchmark, Question, Request
+
+    class Given(Benchmark):  # written for API 2
+        name = "given"
+        answers_given = True
+
+        def questions(self, source: str | None = None, limit: int | None = None) -> list[Question]:
+            return []
+
+    class Bridged(Given):
+        name = "bridged"
+        evaluator = "lm_eval"
+
+    registry = load_registry(entry_points=False)
+    assert registry.create("benchmark", "vicuna").request is Request.GENERATE
+    assert registry.create("benchmark", "preference").request is Request.LIKELIHOOD
+    assert registry.get("benchmark", "lm_eval").request is Request.EXTERNAL
+    assert (Given.request, Bridged.request) == (Request.LIKELIHOOD, Request.EXTERNAL)

@@ -16,19 +16,15 @@ from typer.testing import CliRunner, Result
 
 from fedbench.harness.cli import app
 from fedbench.harness.errors import FedbenchError
-from fedbench.harness.leaderboard import (
-    BASE_ROW,
-    ReferenceView,
-    build_matrix,
-    reference_csv,
-    reference_json,
-    reference_markdown,
-    reference_rich,
-    reference_view,
-)
-from fedbench.harness.reference import builtin_path, load_reference
+from fedbench.harness.results.model import build_matrix
+from fedbench.harness.results.published import ReferenceView, builtin_path, load_reference, reference_view
+from fedbench.harness.results.render_csv import reference_csv
+from fedbench.harness.results.render_json import reference_json
+from fedbench.harness.results.render_markdown import reference_markdown
+from fedbench.harness.results.render_rich import reference_rich
 from fedbench.harness.spec import tomllib
 from fedbench.harness.store import ScoreRow, Store
+from fedbench.harness.study_table import BASE_ROW
 from tests.test_leaderboard import SCORES, _row
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,8 +16,9 @@ from fedbench.harness.checkpoint import RoundRecord, RunDir, RunResult
 from fedbench.harness.cli import app
 from fedbench.harness.evaluation import base_subject, export_answers
 from fedbench.harness.interfaces import Judgment, Question
-from fedbench.harness.leaderboard import to_html
-from fedbench.harness.report import gather, script_json
+from fedbench.harness.results.gather import gather
+from fedbench.harness.results.render_html import to_html
+from fedbench.harness.results.report import script_json
 from fedbench.harness.spec import RunSpec
 from fedbench.harness.store import Store
 
@@ -137,7 +138,7 @@ def test_gathered_records_name_failures_and_missing_answers(runs: Path) -> None:
 
 def test_leaderboard_html_is_still_the_table_alone(runs: Path) -> None:
     store = Store.in_runs(runs)
-    from fedbench.harness.leaderboard import build_matrix
+    from fedbench.harness.results.model import build_matrix
 
     page = to_html(build_matrix(store.scores()))
     store.close()

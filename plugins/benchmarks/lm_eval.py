@@ -4,7 +4,7 @@ MMLU, GSM8K, ARC, HellaSwag and the like compare with published numbers only whe
 exactly as lm-evaluation-harness scores them. So this plugin copies none of lm-eval's prompts or
 metrics: it names a task (any task or group lm-eval knows, or one of your own in ``include_path``)
 with the options of its run, and fedbench hands the base model and every cell's adapter to lm-eval's
-evaluator (``Benchmark.evaluator``, harness/lmeval.py), which stores lm-eval's score as a /100 column.
+evaluator (``Benchmark.evaluator``, harness/lm_eval_bridge.py), which stores lm-eval's score as a /100 column.
 
 Options go in the eval spec's ``benchmark_params`` under the full name, e.g.
 ``benchmark_params = { "lm_eval:mmlu" = { num_fewshot = 5 } }``. Needs ``pip install 'fedbench[lmeval]'``.
@@ -16,7 +16,7 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-from fedbench.api import Benchmark, FedbenchError, Question, hookimpl
+from fedbench.api import Benchmark, FedbenchError, Question, Request, hookimpl
 
 
 class LmEval(Benchmark):
@@ -26,6 +26,7 @@ class LmEval(Benchmark):
     scale = 100.0
     default_judge = "lm_eval"
     judge_fixed = True
+    request = Request.EXTERNAL
     evaluator = "lm_eval"
 
     def __init__(

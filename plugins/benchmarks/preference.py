@@ -19,6 +19,7 @@ from fedbench.api import (
     Judgment,
     PreferencePair,
     Question,
+    Request,
     SequenceLogp,
     hookimpl,
     judge_pairs,
@@ -34,7 +35,7 @@ class Preference(Benchmark):
     default_judge = "likelihood"
     judge_fixed = True
     rate = True
-    answers_given = True
+    request = Request.LIKELIHOOD
     metrics = ("reward", "likelihood")
     """``reward``: share of pairs whose chosen answer gets the higher beta * log(pi/pi_ref) (the base model is
     its own reference: 50% by definition). ``likelihood``: share whose chosen answer has the higher mean

@@ -19,15 +19,15 @@ import math
 import numbers
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fedbench.harness.errors import FedbenchError, did_you_mean
-from fedbench.harness.interfaces import Judgment
+from fedbench.harness.interfaces import Evaluator, ExternalRequest, ExternalScore, Judgment, ModelUnderTest
 
 EVALUATOR = "lm_eval"
-"""The ``Benchmark.evaluator`` this module runs."""
+"""The name a benchmark gives this module's evaluator (``Benchmark.evaluator = "lm_eval"``)."""
 JUDGE = "lm_eval"
 """The judge column of lm-eval's rows: the score is lm-eval's metric, no judge model is involved."""
 Z95 = 1.96
@@ -82,7 +82,7 @@ class TaskRun:
 
     def done(self, setting: str) -> bool:
         """Whether a stored row's setting comes from this same request (then the subject is not run again)."""
-        return setting.endswith(f"; {self.request}")
+        return ExternalRequest(self.task, self.request).done(setting)
 
     @property
     def samples_file(self) -> str:
@@ -90,21 +90,23 @@ class TaskRun:
         return self.task.replace("/", "_").replace(os.sep, "_") + ".jsonl"
 
 
-@dataclass(frozen=True)
-class TaskScore:
-    """What lm-eval measured for one subject on one task, on fedbench's /100 scale."""
+class LmEvalEvaluator(Evaluator):
+    """lm-evaluation-harness: a benchmark's :meth:`~Benchmark.evaluator_settings` name a task and its options."""
 
-    score: float
-    n: int
-    setting: str
-    ci_low: float | None
-    ci_high: float | None
-    ci_note: str
-    verdicts: list[Judgment] = field(default_factory=list)
-    """lm-eval's own per-document values of the metric (0/1 for accuracy), only when their mean is the score."""
+    judge = JUDGE
+
+    def prepare(self, settings: Mapping[str, Any], limit: int | None, batch_size: int) -> ExternalRequest:
+        run = TaskRun.from_settings(settings, limit, batch_size)
+        return ExternalRequest(run.task, run.request)  # from_settings refuses a missing task or unknown options
+
+    def run(self, settings: Mapping[str, Any], limit: int | None, batch_size: int, model: ModelUnderTest) -> ExternalScore:
+        run = TaskRun.from_settings(settings, limit, batch_size)
+        return run_task(run, model.model_dir, model.adapter, model.dtype, model.out_dir, model.backend)
 
 
-def run_task(run: TaskRun, model_dir: str, adapter: Path | None, dtype: str, samples_dir: Path, backend: str = "hf") -> TaskScore:
+def run_task(
+    run: TaskRun, model_dir: str, adapter: Path | None, dtype: str, samples_dir: Path, backend: str = "hf"
+) -> ExternalScore:
     """Score one subject on one task with lm-eval's evaluator; its per-document outputs go to ``samples_dir/<task>.jsonl``.
 
     The task is built once before any model loads, so an unknown name or a data set out of reach fails
@@ -319,7 +321,7 @@ def lm_model(backend: str, model_dir: str, adapter: Path | None, dtype: str, bat
     return _MODEL[key]
 
 
-def summarize(results: Mapping[str, Any], run: TaskRun) -> TaskScore:
+def summarize(results: Mapping[str, Any], run: TaskRun) -> ExternalScore:
     """The task's primary metric (lm-eval's first, or ``run.metric``) on /100, its interval from lm-eval's standard error.
 
     Only a share of documents in [0, 1] that is better when higher is stored: the leaderboard ranks
@@ -369,7 +371,7 @@ def summarize(results: Mapping[str, Any], run: TaskRun) -> TaskScore:
         f"{run.task} version {version}, {metric} ({filter_key}), {shots}-shot, "
         f"lm-eval {results.get('lm_eval_version', '?')}; {run.request}"
     )
-    return TaskScore(score, n, setting, ci_low, ci_high, note, verdicts)
+    return ExternalScore(score, n, setting, ci_low, ci_high, note, verdicts)
 
 
 def _number(value: Any) -> bool:

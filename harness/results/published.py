@@ -1,4 +1,6 @@
-"""Published results to set beside your own: the study's Table 1 ships with fedbench as reference data.
+"""Published results beside your own (``leaderboard --reference``): a published table, and your entries set beside it.
+
+The study's Table 1 ships with fedbench as reference data.
 
 A reference table is a CSV with the columns ``aggregator,benchmark,variant,score`` (extra columns are
 ignored), one row per published number, and ``#`` comments. A comment of the form ``# key: value``
@@ -16,19 +18,24 @@ benchmarks lower-cased with ``-`` and spaces as ``_`` (``MT-Bench-1`` is ``mt_be
 variants ``DPO``, ``KTOO`` and ``KTOR`` in any case.
 
 ``load_reference("study")`` loads the built-in table; a path to a CSV of the same form loads that,
-so a user can compare with another paper.
+so a user can compare with another paper. :func:`reference_view` sets your matrix beside a table, and
+:func:`paper_matrix` gives a table with per-question scores intervals and paired tests of its own.
 """
 
 from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from fedbench.harness.errors import FedbenchError, did_you_mean
-from fedbench.harness.leaderboard import BASE_ROW, VARIANTS
+from fedbench.harness.results.model import Entry, Matrix, budget_notes, build_matrix
+from fedbench.harness.stats import score_interval
+from fedbench.harness.store import ScoreRow
+from fedbench.harness.study_table import AGGREGATOR_ORDER, BASE, BASE_ROW, VARIANTS, benchmark_rank
 
 BUILTIN = {"study": "study_table1.csv", "study_scores": "study_scores.csv", "study_run_names": "study_run_names.csv"}
 """Built-in reference data by name: files in ``fedbench/plugins/reference/``, shipped as package data. ``study`` is
@@ -244,3 +251,185 @@ def study_questions() -> dict[QuestionKey, dict[str, float]]:
             if score:
                 out.setdefault(key, {})[row["question_id"]] = float(score)
     return out
+
+
+# --- your entries beside a published table (--reference) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReferenceEntry:
+    """One entry beside its published value; either side may be missing."""
+
+    row: str
+    benchmark: str
+    variant: str
+    """'' for the base model."""
+    yours: Entry | None
+    paper: float | None
+    """On ``scale`` (converted where the reference states another scale for the benchmark)."""
+    scale: float | None
+    paper_entry: Entry | None = None
+    """The paper's entry computed from its per-question scores (interval, comparisons), where the reference has them."""
+
+    @property
+    def score(self) -> float | None:
+        return None if self.yours is None else self.yours.score
+
+    @property
+    def difference(self) -> float | None:
+        return None if self.score is None or self.paper is None else self.score - self.paper
+
+    @property
+    def paper_in_interval(self) -> bool | None:
+        """Whether the published value lies inside your 95% interval (None without an interval or a paper value)."""
+        e = self.yours
+        if e is None or e.ci_low is None or e.ci_high is None or self.paper is None:
+            return None
+        return e.ci_low <= self.paper <= e.ci_high
+
+
+@dataclass(frozen=True)
+class ReferenceView:
+    """Your leaderboard entries beside a reference table's, with the model and judge each side used."""
+
+    reference: ReferenceTable
+    benchmarks: list[str]
+    entries: list[ReferenceEntry]
+    models: list[str]
+    """Your base models (of the entries shown)."""
+    judges: dict[str, list[str]]
+    """Benchmark -> your judges on it (name, and the judge model where it has one)."""
+    converted: list[str]
+    """Benchmarks whose published numbers were put on fedbench's scale."""
+    unequal: dict[str, str] = field(default_factory=dict)
+    """Row -> where your cells of that row were trained with different budgets."""
+    paper: Matrix | None = None
+    """The reference's own matrix from its per-question scores: its intervals and paired comparisons (Holm over its
+    table), None where the reference publishes numbers only."""
+
+    def caption(self) -> list[str]:
+        """Which model and judge each side used: 'yours: ...' and 'paper (...): ...'."""
+        by_judge: dict[str, list[str]] = {}
+        for bench, labels in self.judges.items():
+            for label in labels:
+                by_judge.setdefault(label, []).append(bench)
+        yours = (
+            f"yours: model {', '.join(self.models)}; judge "
+            + ", ".join(f"{label} ({', '.join(benches)})" for label, benches in by_judge.items())
+            if self.models
+            else "yours: no scores (run `fedbench run` or `fedbench eval`)"
+        )
+        paper_judges: dict[str, list[str]] = {}
+        for bench in self.benchmarks:
+            if any(e.benchmark == bench and e.paper is not None for e in self.entries):
+                paper_judges.setdefault(self.reference.judge_for(bench), []).append(bench)
+        ref = self.reference
+        about = ref.name if ref.source == ref.name else f"{ref.name}, {ref.source}"
+        paper = f"paper ({about}): model {ref.model}; judge " + ", ".join(
+            f"{label} ({', '.join(benches)})" for label, benches in paper_judges.items()
+        )
+        lines = [yours, paper]
+        lines += [f"yours, unequal budgets, {row}: {note}" for row, note in self.unequal.items()]
+        for bench in self.converted:
+            lines.append(f"the paper's {bench} (/{ref.scales[bench]:g}) is shown on fedbench's scale")
+        return lines
+
+    def rows(self, benchmark: str) -> list[ReferenceEntry]:
+        return [e for e in self.entries if e.benchmark == benchmark]
+
+
+def _judge_label(row: ScoreRow) -> str:
+    """``judgelm (BAAI/JudgeLM-13B-v1.0)``: the judge plugin and, where its setting names one, the judge model."""
+    model = next((part.split("=", 1)[1] for part in row.judge_setting.split(", ") if part.startswith("model=")), None)
+    return f"{row.judge} ({model})" if model else row.judge
+
+
+def _ordered(names: set[str], order: Sequence[str]) -> list[str]:
+    return [n for n in order if n in names] + sorted(names - set(order))
+
+
+def reference_view(m: Matrix, ref: ReferenceTable) -> ReferenceView:
+    """Every entry either side has, per benchmark: aggregators in the study's order, DPO/KTOO/KTOR, Base last."""
+    paper_keys = set(ref.scores)
+    benchmarks = sorted(
+        set(m.benchmarks) | {b for _, b, _ in paper_keys},
+        key=benchmark_rank,
+    )
+    variants = _ordered(set(m.variants) | {v for _, _, v in paper_keys if v}, list(VARIANTS.values()))
+    aggs = _ordered({r for r in m.rows if r != BASE_ROW} | {r for r, _, _ in paper_keys if r != BASE_ROW}, AGGREGATOR_ORDER)
+    entries: list[ReferenceEntry] = []
+    converted: list[str] = []
+    published = paper_matrix(ref)
+    for bench in benchmarks:
+        yours_scale = next((e.scale for (_, b, _), e in m.cells.items() if b == bench), None)
+        paper_scale = ref.scale(bench)
+        factor = 1.0
+        if yours_scale is not None and paper_scale is not None and paper_scale != yours_scale:
+            factor = yours_scale / paper_scale
+            converted.append(bench)
+        for row, var in [(a, v) for a in aggs for v in variants] + [(BASE_ROW, "")]:
+            yours, paper = m.entry(row, bench, var), ref.value(row, bench, var)
+            if yours is None and paper is None:
+                continue
+            scale = yours_scale if yours_scale is not None else paper_scale
+            behind = None if published is None else published.entry(row, bench, var)
+            entries.append(ReferenceEntry(row, bench, var, yours, None if paper is None else paper * factor, scale, behind))
+    shown = [r for e in entries if e.yours is not None for r in e.yours.runs]
+    judges: dict[str, list[str]] = {}
+    for r in shown:
+        labels = judges.setdefault(r.benchmark, [])
+        if _judge_label(r) not in labels:
+            labels.append(_judge_label(r))
+    models = sorted({r.model for r in shown})
+    return ReferenceView(ref, benchmarks, entries, models, judges, converted, budget_notes(m), published)
+
+
+def paper_matrix(ref: ReferenceTable) -> Matrix | None:
+    """A reference's per-question scores as a matrix of their own, so the paper's numbers get intervals and paired
+    comparisons computed exactly as yours are; None for a reference without per-question scores."""
+    if not ref.questions:
+        return None
+    methods = {name: key for key, name in VARIANTS.items()}
+    rows: list[ScoreRow] = []
+    lookup: dict[str, dict[str, float]] = {}
+    for (row, bench, var), values in ref.questions.items():
+        method, layout = (BASE, "") if row == BASE_ROW else methods.get(var, (var.lower(), ""))
+        subject = f"{ref.name}:{row}:{bench}:{var}"
+        lookup[subject] = dict(values)
+        interval = score_interval(list(values.values()), binary=False)
+        rows.append(
+            ScoreRow(
+                subject, bench, ref.judge_for(bench), method, layout, "" if row == BASE_ROW else row, ref.model,
+                sum(values.values()) / len(values), ref.scale(bench) or 10.0, len(values), 0, f"published by {ref.source}",
+                ci_low=None if interval is None else interval.low, ci_high=None if interval is None else interval.high,
+                ci_note="" if interval is None else interval.method,
+            )
+        )  # fmt: skip
+    return build_matrix(rows, questions=lambda r: lookup[r.subject])
+
+
+def reference_record(view: ReferenceView, e: ReferenceEntry) -> dict[str, Any]:
+    """One entry beside its published value as a record (the JSON's, and the CSV's source): both sides' numbers,
+    models and judges."""
+    y = e.yours
+    return {
+        "benchmark": e.benchmark,
+        "aggregator": e.row,
+        "variant": e.variant or None,
+        "scale": e.scale,
+        "yours": e.score,
+        "ci_low": None if y is None else y.ci_low,
+        "ci_high": None if y is None else y.ci_high,
+        "ci_note": None if y is None else y.ci_note,
+        "n": None if y is None else y.n,
+        "seeds": None if y is None else list(y.seeds),
+        "paper": e.paper,
+        "paper_ci_low": None if e.paper_entry is None else e.paper_entry.ci_low,
+        "paper_ci_high": None if e.paper_entry is None else e.paper_entry.ci_high,
+        "difference": e.difference,
+        "paper_in_interval": e.paper_in_interval,
+        "your_model": None if y is None else y.latest.model,
+        "your_judge": None if y is None else _judge_label(y.latest),
+        "paper_model": None if e.paper is None else view.reference.model,
+        "paper_judge": None if e.paper is None else view.reference.judge_for(e.benchmark),
+    }
