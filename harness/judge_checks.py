@@ -290,7 +290,8 @@ class JudgeChecks:
 
 def subject_label(row: ScoreRow) -> str:
     """``fedavg KTOO``, ``fedavg [int8] DPO`` or ``Base``: the row and variant the leaderboard shows a score under."""
-    from fedbench.harness.leaderboard import BASE_ROW, row_name, variant
+    from fedbench.harness.results.model import row_name
+    from fedbench.harness.study_table import BASE_ROW, variant
 
     return BASE_ROW if row.method == "base" else f"{row_name(row)} {variant(row.method, row.layout)}"
 

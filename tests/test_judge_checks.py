@@ -10,8 +10,8 @@ from study_files import write_study_files
 
 from fedbench.harness.judge_checks import context_shifts, judge_agreement, length_controlled, ranking_changes
 from fedbench.harness.judgment_import import ImportOptions, import_judgments
-from fedbench.harness.reference import builtin_rows
 from fedbench.harness.registry import default_registry
+from fedbench.harness.results.published import builtin_rows
 from fedbench.harness.store import ScoreRow, Store
 
 ROW = ScoreRow("s", "vicuna", "a", "dpo", "original", "fedavg", "m", 5.0, 10.0, 4, 0, "")
