@@ -289,6 +289,11 @@ def leaderboard(
         False, "--baselines", help="each federated cell between local-only and centralized training: the gap it closes"
     ),
     lengths: bool = typer.Option(False, "--lengths", help="also show mean answer length (tokens) per cell"),
+    judge_checks: bool = typer.Option(
+        False,
+        "--judge-checks",
+        help="the judge instead: position consistency, context shift, agreement of two judges, length-controlled scores",
+    ),
     reference: str | None = typer.Option(
         None,
         "--reference",
@@ -301,7 +306,13 @@ def leaderboard(
     try:
         from fedbench.harness.results.views import VIEWS, sources
 
-        asked = (("--compare", compare), ("--clients", clients), ("--baselines", baselines), ("--resources", resources))
+        asked = (
+            ("--compare", compare),
+            ("--clients", clients),
+            ("--baselines", baselines),
+            ("--resources", resources),
+            ("--judge-checks", judge_checks),
+        )
         chosen = [flag for flag, on in asked if on] + (["--reference"] if reference is not None else [])
         if len(chosen) > 1:
             raise FedbenchError(f"{' and '.join(chosen)} are different views", "ask for one at a time")

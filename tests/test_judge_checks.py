@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -98,3 +99,20 @@ def test_the_checks_view_names_what_it_found_and_says_so_when_nothing() -> None:
     assert '"consistent": 0.75' in checks_json(checks)
     empty = gather_checks([], lambda r: {}, lambda r: {})
     assert "No judge checks" in checks_markdown(empty)
+
+
+def test_leaderboard_judge_checks_shows_the_context_shift_of_imported_judgments(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from fedbench.harness.cli import app
+
+    files = [p for p in write_study_files(tmp_path / "data") if p.stem in ("fedavg", "base-triple")]
+    import_judgments(files, tmp_path / "runs", default_registry(), ImportOptions(parse="study"))
+    out = CliRunner().invoke(app, ["leaderboard", "--runs", str(tmp_path / "runs"), "--judge-checks", "--format", "json"])
+    assert out.exit_code == 0, out.output
+    shifts = json.loads(out.output)["context_shifts"]
+    assert {(s["benchmark"], s["label"], s["context"]) for s in shifts} == {
+        (bench, f"fedavg {v}", "base+DPO+KTOO") for bench in ("mt_bench_1", "vicuna") for v in ("DPO", "KTOO")
+    }
+    both = CliRunner().invoke(app, ["leaderboard", "--runs", str(tmp_path / "runs"), "--judge-checks", "--compare"])
+    assert both.exit_code == 2 and "are different views" in both.output

@@ -8,17 +8,18 @@ view and a format; a new view is one more entry in :data:`VIEWS`, a new format o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from fedbench.harness.errors import FedbenchError, unknown_name
+from fedbench.harness.judge_checks import AnswerTexts, checks_json, checks_markdown, checks_rich, gather_checks
 from fedbench.harness.results import render_csv, render_html, render_json, render_markdown, render_rich
 from fedbench.harness.results.model import Matrix, QuestionScores, client_views, gap_rows, store_matrix, store_questions
 from fedbench.harness.results.published import ReferenceTable, load_reference, reference_view
 from fedbench.harness.results.runs import client_losses, resource_rows
-from fedbench.harness.store import STORE_NAME, Store
+from fedbench.harness.store import STORE_NAME, ScoreRow, Store
 
 T = TypeVar("T")
 
@@ -31,6 +32,11 @@ class Sources:
     matrix: Matrix
     questions: QuestionScores
     reference: ReferenceTable | None = None
+    scores: Sequence[ScoreRow] = ()
+    """Every score row of the store (of ``--model`` when given), every judge and judging context: the judge checks
+    compare what the table, showing one score per entry, leaves out."""
+    answers: AnswerTexts = lambda _: {}
+    """A score row's answer texts by question."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +115,11 @@ VIEWS: dict[str, View[Any]] = {
             },
         ),
         View(
+            "judge-checks",
+            lambda s: gather_checks(s.scores, s.questions, s.answers),
+            {"rich": checks_rich, "markdown": checks_markdown, "json": checks_json},
+        ),
+        View(
             "resources",
             lambda s: resource_rows(s.runs),
             {
@@ -131,4 +142,6 @@ def sources(runs: Path, model: str | None = None, judge: str | None = None, refe
         raise FedbenchError(f"no results in {runs} (no {STORE_NAME})", "run `fedbench run` first, or pass --runs")
     published = load_reference(reference) if reference is not None else None
     store = Store(runs / STORE_NAME) if has_store else Store(Path(":memory:"))  # no store: the published table alone
-    return Sources(runs, store_matrix(store, model, judge), store_questions(store), published)
+    every = [r for r in store.scores() if model is None or r.model == model]
+    answers: AnswerTexts = lambda r: store.answers(r.subject, r.benchmark)  # noqa: E731 - read lazily, per row asked
+    return Sources(runs, store_matrix(store, model, judge), store_questions(store), published, every, answers)
