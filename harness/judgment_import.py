@@ -3,7 +3,7 @@
 The KTO-vs-DPO study published, per aggregator and benchmark, one JSONL file in which JudgeLM judged
 several answers to each question in one prompt (OpenFedLLM's multi-answer judging). Each line holds
 ``question_id``, ``question_body``, ``answer{i}_body`` and ``answer{i}_model_id`` for i = 1..k (k >= 2;
-``answer{i}_metadata`` optional), ``pred_text`` (the judge's reply) and ``pred_model_id``; ``tstamp``
+``answer{i}_metadata`` read past), ``pred_text`` (the judge's reply) and ``pred_model_id``; ``tstamp``
 optional. Importing such a file stores every answer set as an ordinary subject (its answers, one
 judgment per question under the judge's parse rule, its score row with the usual interval), so every
 view works on it unchanged: the leaderboard in all formats, ``--compare``, ``--reference``, the
@@ -117,7 +117,6 @@ class JudgedQuestion:
     question: str
     answers: tuple[str, ...]
     model_ids: tuple[str, ...]
-    metadata: tuple[Any, ...]
     reply: str
     judge_model: str
     tstamp: float
@@ -167,7 +166,6 @@ def read_judgments(path: Path) -> list[JudgedQuestion]:
                 str(row["question_body"]),
                 tuple(str(row[f"answer{i}_body"]) for i in range(1, k + 1)),
                 tuple(str(row[f"answer{i}_model_id"]) for i in range(1, k + 1)),
-                tuple(row.get(f"answer{i}_metadata") for i in range(1, k + 1)),
                 str(row["pred_text"] or ""),
                 str(row.get("pred_model_id") or ""),
                 float(row.get("tstamp") or 0.0),
