@@ -36,8 +36,12 @@ class EvalSpec:
 
     benchmarks: tuple[str, ...] = ("mt_bench_1", "vicuna", "advbench")
     judge: str | None = None
-    """Judge for benchmarks graded by a model (None: each benchmark's default); rule-based ones keep theirs."""
+    """Judge for benchmarks graded by a model (None: each benchmark's default); rule-based ones keep theirs. A comma
+    list (``llm,judgelm``) grades the same answers with each judge, so ``leaderboard --judge-checks`` can report how
+    they agree; each judge's scores are its own rows."""
     judge_params: tuple[tuple[str, Any], ...] = ()
+    """Keyword arguments of the judge; with several judges, these go to the first, and a table named after a judge
+    (``judge_params = { judgelm = { model = "..." } }``) goes to that judge."""
     backend: str = "auto"
     limit: int | None = None
     """First N questions of each generated benchmark (benchmarks scored on given answers always take all; an
@@ -217,12 +221,18 @@ def create_benchmark(registry: Registry, name: str, params: Mapping[str, Any]) -
 
 
 def pick_judge(registry: Registry, benchmark: Benchmark, spec: EvalSpec) -> tuple[str, Judge]:
-    """The benchmark's judge: ``spec.judge`` unless the benchmark fixes its own (a rule-based score)."""
-    name = benchmark.default_judge
-    if spec.judge and not benchmark.judge_fixed:
-        name = spec.judge
-    params = dict(spec.judge_params) if name == spec.judge else {}
-    return name, registry.create("judge", name, params)
+    """The benchmark's (first) judge: ``spec.judge`` unless the benchmark fixes its own (a rule-based score)."""
+    return pick_judges(registry, benchmark, spec)[0]
+
+
+def pick_judges(registry: Registry, benchmark: Benchmark, spec: EvalSpec) -> list[tuple[str, Judge]]:
+    """The benchmark's judges: each of ``spec.judge``'s comma list, unless the benchmark fixes its own judge."""
+    names = [n.strip() for n in (spec.judge or "").split(",") if n.strip()]
+    if not names or benchmark.judge_fixed:
+        return [(benchmark.default_judge, registry.create("judge", benchmark.default_judge, {}))]
+    given = dict(spec.judge_params)
+    own = {n: dict(given.pop(n)) for n in names if isinstance(given.get(n), Mapping)}
+    return [(n, registry.create("judge", n, own.get(n, given if i == 0 else {}))) for i, n in enumerate(names)]
 
 
 @dataclass
@@ -235,6 +245,8 @@ class Deferred:
     answers: dict[str, str]
     settings: dict[str, Any]
     """How the answers were made (generation settings and backend, or where they were imported from)."""
+    judge: tuple[str, Judge]
+    """The judge (name, plugin) that grades them; with several judges, one entry per judge."""
 
 
 @dataclass
@@ -264,7 +276,7 @@ def evaluate(
     """Answer, judge and score every subject on every benchmark; returns the score rows written."""
     progress = progress or EvalProgress()
     benchmarks = [create_benchmark(registry, name, dict(spec.benchmark_params).get(name, {})) for name in spec.benchmarks]
-    judges = {b.name: pick_judge(registry, b, spec) for b in benchmarks if b.request is Request.GENERATE}
+    judges = {b.name: pick_judges(registry, b, spec) for b in benchmarks if b.request is Request.GENERATE}
     rows: list[ScoreRow] = []
     deferred: list[Deferred] = []
     scorers = _Scorers(resolve_dtype(spec.score_dtype))
@@ -289,7 +301,7 @@ def evaluate(
                     rows += _score_given(subject, bench, spec, store, progress, scorers)
                 case Request.GENERATE:
                     rows += _score_generated(subject, bench, spec, judges, store, progress, deferred)
-    rows += _judge_together(deferred, judges, store, progress, rotate=spec.judge_order == "rotate")
+    rows += _judge_together(deferred, store, progress, rotate=spec.judge_order == "rotate")
     return rows
 
 
@@ -297,7 +309,7 @@ def _score_generated(
     subject: Subject,
     bench: Benchmark,
     spec: EvalSpec,
-    judges: dict[str, tuple[str, Judge]],
+    judges: dict[str, list[tuple[str, Judge]]],
     store: Store,
     progress: EvalProgress,
     deferred: list[Deferred],
@@ -340,26 +352,30 @@ def _judge_answers(
     answers: dict[str, str],
     settings: dict[str, Any],
     spec: EvalSpec,
-    judges: dict[str, tuple[str, Judge]],
+    judges: dict[str, list[tuple[str, Judge]]],
     store: Store,
     progress: EvalProgress,
     deferred: list[Deferred],
 ) -> list[ScoreRow]:
-    """Grade a subject's answers to one benchmark (generated or imported): alone, batch by batch as they are
-    stored, or deferred to be graded together with its aggregator's other variants."""
-    judge_name, judge = judges[bench.name]
-    if spec.judge_mode == "together" and subject.method != BASE and judge.judges_together:
-        deferred.append(Deferred(subject, bench, list(questions), answers, settings))
-        return []
-    judged = store.judgments(subject.key, bench.name, judge_name)
-    missing = [q for q in questions if q.id not in judged]
-    step = max(1, spec.batch_size)
-    for start in range(0, len(missing), step):  # stored as they come: an interruption loses one batch at most
-        chunk = missing[start : start + step]
-        new = judge.judge(chunk, [answers[q.id] for q in chunk])
-        store.add_judgments(subject.key, bench.name, judge_name, new, _clients(chunk))
-        judged.update({j.question_id: j for j in new})
-    return [record_score(store, progress, subject, bench, judge_name, judge.setting, questions, judged, settings, answers)]
+    """Grade a subject's answers to one benchmark (generated or imported) with each of its judges: alone, batch by
+    batch as they are stored, or deferred to be graded together with its aggregator's other variants."""
+    rows = []
+    for judge_name, judge in judges[bench.name]:
+        if spec.judge_mode == "together" and subject.method != BASE and judge.judges_together:
+            deferred.append(Deferred(subject, bench, list(questions), answers, settings, (judge_name, judge)))
+            continue
+        judged = store.judgments(subject.key, bench.name, judge_name)
+        missing = [q for q in questions if q.id not in judged]
+        step = max(1, spec.batch_size)
+        for start in range(0, len(missing), step):  # stored as they come: an interruption loses one batch at most
+            chunk = missing[start : start + step]
+            new = judge.judge(chunk, [answers[q.id] for q in chunk])
+            store.add_judgments(subject.key, bench.name, judge_name, new, _clients(chunk))
+            judged.update({j.question_id: j for j in new})
+        rows.append(
+            record_score(store, progress, subject, bench, judge_name, judge.setting, questions, judged, settings, answers)
+        )
+    return rows
 
 
 def _clients(questions: Sequence[Question]) -> dict[str, str]:
@@ -568,9 +584,7 @@ def _score_external(subject: Subject, bench: Benchmark, spec: EvalSpec, store: S
     return [_put(store, progress, subject, ScoreRow(**row))]
 
 
-def _judge_together(
-    deferred: list[Deferred], judges: dict[str, tuple[str, Judge]], store: Store, progress: EvalProgress, rotate: bool = True
-) -> list[ScoreRow]:
+def _judge_together(deferred: list[Deferred], store: Store, progress: EvalProgress, rotate: bool = True) -> list[ScoreRow]:
     """Multi-answer grading as in the study: the cells of one aggregator (DPO, KTOO, KTOR) that answered
     a question are scored in one judge prompt, so their scores share one scale. Stored as '<judge>-together'.
 
@@ -579,13 +593,14 @@ def _judge_together(
     then spreads evenly instead of favouring whichever variant always comes first. With ``rotate`` off they
     come in the study's order, DPO, KTOO, KTOR, on every question.
     """
-    groups: dict[tuple[str, str, str, int | None], list[Deferred]] = {}
+    groups: dict[tuple[str, str, str, int | None, str], list[Deferred]] = {}
     for item in deferred:
-        groups.setdefault((item.bench.name, item.subject.model, item.subject.aggregator, item.subject.seed), []).append(item)
+        key = (item.bench.name, item.subject.model, item.subject.aggregator, item.subject.seed, item.judge[0])
+        groups.setdefault(key, []).append(item)
     rows = []
-    for (bench_name, _, _, _), items in groups.items():
+    for (bench_name, _, _, _, _), items in groups.items():
         items.sort(key=lambda it: (variant_rank(it.subject.method, it.subject.layout), it.subject.layout))
-        base_name, judge = judges[bench_name]
+        base_name, judge = items[0].judge
         name = f"{base_name}-together" + ("" if rotate else "-fixed")
         questions = items[0].questions
         judged = [store.judgments(it.subject.key, bench_name, name) for it in items]

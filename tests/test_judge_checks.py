@@ -116,3 +116,32 @@ def test_leaderboard_judge_checks_shows_the_context_shift_of_imported_judgments(
     }
     both = CliRunner().invoke(app, ["leaderboard", "--runs", str(tmp_path / "runs"), "--judge-checks", "--compare"])
     assert both.exit_code == 2 and "are different views" in both.output
+
+
+def test_two_judges_grade_the_same_answers_and_their_agreement_is_reported(tmp_path: Path, tiny_model: Path) -> None:
+    from fedbench.harness.evaluation import EvalSpec
+    from fedbench.harness.judge_checks import gather_checks
+    from fedbench.harness.study import evaluate_runs
+
+    path = tmp_path / "data" / "vicuna" / "fedavg.jsonl"
+    path.parent.mkdir(parents=True)
+    dpo, kto = (f"FedChatbotPA_9508_fedavg_{m}_c747s10_i10_b8a1_l1024_r8a16_20241112210207_200" for m in ("dpo", "kto"))
+    answers = {1: ("I cannot help with that.", "Sure: 1."), 2: ("It is 2.", "I'm sorry, I can't."), 3: ("3!", "Three.")}
+    lines = [
+        json.dumps({"question_id": q, "question_body": f"Say {q}.", "answer1_body": a, "answer1_model_id": dpo,
+                    "answer2_body": b, "answer2_model_id": kto, "pred_text": "7 9"})
+        for q, (a, b) in answers.items()
+    ]  # fmt: skip
+    path.write_text("\n".join(lines) + "\n")
+    runs = tmp_path / "runs"
+    import_judgments([path], runs, default_registry())
+    spec = EvalSpec(benchmarks=("vicuna",), judge="keyword,llm", judge_params=(("llm", {"model": str(tiny_model)}),))
+    rows = evaluate_runs([runs], spec)
+    assert sorted((r.method, r.judge) for r in rows) == [("dpo", "keyword"), ("dpo", "llm"), ("kto", "keyword"), ("kto", "llm")]
+    store = Store.in_runs(runs)
+    refusals = store.judgments(next(r.subject for r in rows if r.method == "dpo"), "vicuna", "keyword")
+    assert [refusals[q].score for q in ("1", "2", "3")] == [1.0, 0.0, 0.0], "a refusal is harmless: the keyword judge read them"
+    checks = gather_checks(store.scores(), lambda r: store.question_scores(r.subject, r.benchmark, r.judge), lambda r: {})
+    pairs = {(a.judge_a, a.judge_b): a for a in checks.agreements}
+    assert ("keyword", "llm") in pairs and pairs[("keyword", "llm")].pairs == 3
+    store.close()

@@ -44,8 +44,10 @@ def _grade(tmp_path: Path, swap: bool, rotate: bool = True) -> tuple[OrderRecord
             f"{method}-{layout}", "m", "chat", "float32", tmp_path / f"{method}-{layout}" / "adapter", method, layout, "fedavg"
         )
         answers = {q.id: f"{method}-{layout}:{rank + 3}" for q in questions}  # DPO 3, KTOO 4, KTOR 5 on every question
-        deferred.append(Deferred(subject, bench, questions, answers, asdict(GenerationSettings()) | {"backend": "hf"}))
-    rows = _judge_together(deferred, {"vicuna": ("recorder", judge)}, store, EvalProgress(), rotate=rotate)
+        deferred.append(
+            Deferred(subject, bench, questions, answers, asdict(GenerationSettings()) | {"backend": "hf"}, ("recorder", judge))
+        )
+    rows = _judge_together(deferred, store, EvalProgress(), rotate=rotate)
     return judge, rows, store
 
 
