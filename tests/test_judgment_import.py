@@ -275,7 +275,6 @@ def test_the_report_shows_imported_answers_and_marks_replies_the_parse_rules_rea
     finally:
         os.umask(old)
     assert (imported / "report.html").stat().st_mode & 0o777 == 0o644, "a report is made to be shared"
-    assert (
-        "parse rules disagree" in (imported / "report.html").read_text()
-        and "Pooled over aggregators" in (imported / "report.html").read_text()
-    )
+    page = (imported / "report.html").read_text()
+    assert "parse rules disagree" in page and "Pooled over aggregators" in page
+    assert "Judge checks" in page and "context shift" in page, "FedAvg's answers judged beside the base model"

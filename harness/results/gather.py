@@ -20,6 +20,7 @@ from typing import Any
 
 from fedbench.harness.errors import FedbenchError
 from fedbench.harness.interfaces import Judgment, Question
+from fedbench.harness.judge_checks import JudgeChecks, gather_checks
 from fedbench.harness.results.model import GapRow, Matrix, build_matrix, gap_rows, judging_context, store_questions
 from fedbench.harness.results.runs import CellTraining, training_cells
 from fedbench.harness.store import STORE_NAME, ScoreRow, Store
@@ -92,6 +93,8 @@ class Report:
     """What the reader should know first: no scores yet, unreadable run directories, missing answers."""
     gaps: list[GapRow] = field(default_factory=list)
     """Each federated entry between its local-only and centralized baselines (empty without both baselines)."""
+    checks: JudgeChecks | None = None
+    """What the store says about its judges (``leaderboard --judge-checks``); None without scores."""
 
 
 def _order(row: ScoreRow) -> tuple[Any, ...]:
@@ -234,6 +237,7 @@ def gather(runs: Path) -> Report:
     matrix = None
     benchmarks: list[BenchmarkAnswers] = []
     gaps: list[GapRow] = []
+    checks = None
     labels = _labels(cells, scores)
     if has_store:
         try:
@@ -249,6 +253,7 @@ def gather(runs: Path) -> Report:
                 gaps = gap_rows(matrix, store_questions(store))
                 labels = _labels(cells, scores)
                 benchmarks = _answers(runs, store, scores, cells, labels)
+                checks = gather_checks(scores, store_questions(store), lambda r: store.answers(r.subject, r.benchmark))
         finally:
             store.close()
     if not scores:
@@ -262,4 +267,4 @@ def gather(runs: Path) -> Report:
     for b in benchmarks:
         for label, problem in b.missing:
             notes.append(f"{b.name}, {label}: {problem}")
-    return Report(runs, time.time(), scores, matrix, cells, benchmarks, labels, notes, gaps)
+    return Report(runs, time.time(), scores, matrix, cells, benchmarks, labels, notes, gaps, checks)

@@ -37,6 +37,7 @@ from typing import Any
 from urllib.parse import quote
 
 from fedbench.harness.checkpoint import atomic_write_text
+from fedbench.harness.judge_checks import CHECKS_NOTE, checks_tables
 from fedbench.harness.results import static_text
 from fedbench.harness.results.gather import AnswerSet, Report, gather
 from fedbench.harness.results.model import POOLED_TEST, TEST, Entry, budget_notes, comparison_rows, pooled_rows
@@ -160,6 +161,19 @@ def _table_section(r: Report) -> str:
         ]
     out.append("</section>")
     return "".join(out)
+
+
+def _judge_checks_section(r: Report) -> str:
+    """How far the judge can be trusted, where the store can tell (``leaderboard --judge-checks``): nothing when
+    no answers were judged in two contexts, by two judges, in both orders or beside a base model's answers."""
+    tables = [] if r.checks is None else checks_tables(r.checks)
+    if not tables:
+        return ""
+    parts = [f"<h3>{_e(title)}</h3>{_table(header, rows)}" for title, header, rows in tables]
+    reordered = r.checks.reordered if r.checks else []
+    if reordered:
+        parts.append(f'<p class="unequal">Length control reverses the ranking in: {_e("; ".join(reordered))}</p>')
+    return f'<section id="judge-checks"><h2>Judge checks</h2>{"".join(parts)}<p class="legend">{_e(CHECKS_NOTE)}</p></section>'
 
 
 def _baselines_section(r: Report) -> str:
@@ -367,6 +381,7 @@ def render(r: Report) -> str:
         + "<main>"
         + _table_section(r)
         + _baselines_section(r)
+        + _judge_checks_section(r)
         + _plots_section(r)
         + _training_section(r)
         + _answers_section(r)
