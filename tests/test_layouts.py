@@ -7,8 +7,10 @@ from collections import Counter
 import pytest
 
 from fedbench.harness.data import load_pairs, unpair
-from fedbench.harness.errors import FedbenchError
+from fedbench.harness.errors import FedbenchError, LayoutRefusal
+from fedbench.harness.federation import build_cell
 from fedbench.harness.registry import load_registry
+from fedbench.harness.spec import RunSpec
 from fedbench.plugins.layouts.original import Original
 from fedbench.plugins.layouts.redistributed import Redistributed
 from fedbench.plugins.methods.dpo import DPO
@@ -50,7 +52,7 @@ def test_redistributed_really_splits_pairs_across_clients(examples) -> None:
 def test_dpo_with_redistributed_is_refused_with_the_reason() -> None:
     with pytest.raises(FedbenchError) as err:
         Redistributed().check(DPO())
-    assert "DPO needs both responses of a pair" in err.value.problem
+    assert "a paired objective (DPO, IPO, SimPO, ...) needs both responses of a pair" in err.value.problem
     assert "--layout original" in (err.value.fix or "")
     Redistributed().check(KTO())
     Original().check(DPO())
@@ -68,3 +70,11 @@ def test_demo_data_is_non_iid_with_a_safety_slice() -> None:
     refusals = [p for p in pairs if any(w in p.chosen.lower() for w in ("can't", "cannot", "sorry", "won't"))]
     assert len(refusals) >= 15
     assert len({p.client_id for p in refusals}) >= 3
+
+
+def test_a_paired_objective_on_a_layout_without_pairs_names_the_layouts_it_can_use() -> None:
+    registry = load_registry(entry_points=False)
+    for layout, params in (("redistributed", ()),):
+        with pytest.raises(LayoutRefusal) as err:
+            build_cell(RunSpec(method="ipo", layout=layout, layout_params=params), registry)
+        assert "layouts that hold paired data: original" in (err.value.fix or "")
