@@ -28,7 +28,7 @@ from fedbench.harness.aggregation import (
     weighted_mean,
 )
 from fedbench.harness.codec import original_dtype, tensor_metadata
-from fedbench.harness.data import Example, LabeledExample, PreferencePair, unpair
+from fedbench.harness.data import Example, LabeledExample, PreferencePair, pair_of, unpair
 from fedbench.harness.errors import FedbenchError
 from fedbench.harness.generation import GenerationSettings, Generator, make_generator
 from fedbench.harness.holdout import read_heldout, trained_reward
@@ -86,6 +86,8 @@ __all__ = [
     "completion_for",
     "trainer_settings",
     "unpair",
+    # helpers for layouts: the pair an example came from
+    "pair_of",
     # helpers for aggregators: weighted means, server state shaped like the adapter (and its
     # checkpointing), a client hook's gradients
     "example_weights",
