@@ -88,7 +88,8 @@ class Preference(Benchmark):
                 Judgment(
                     v.pair_id,
                     float(bool(v.reward_correct)),
-                    f"implicit reward margin {v.reward_margin:+.4f} ({REWARDS[reward]}; beta {self.beta})",
+                    f"implicit reward margin {v.reward_margin:+.4f} ({REWARDS[reward]}"
+                    + (")" if reward == "log_odds" else f"; beta {self.beta})"),  # ORPO's odds have no beta
                 )
                 for v in verdicts
             ]
