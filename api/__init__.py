@@ -28,10 +28,10 @@ from fedbench.harness.aggregation import (
     weighted_mean,
 )
 from fedbench.harness.codec import original_dtype, tensor_metadata
-from fedbench.harness.data import Example, LabeledExample, PreferencePair, unpair
+from fedbench.harness.data import Example, LabeledExample, PreferencePair, pair_of, unpair
 from fedbench.harness.errors import FedbenchError
 from fedbench.harness.generation import GenerationSettings, Generator, make_generator
-from fedbench.harness.holdout import read_heldout
+from fedbench.harness.holdout import read_heldout, trained_reward
 from fedbench.harness.hookspecs import API_VERSION, hookimpl
 from fedbench.harness.interfaces import (
     Aggregator,
@@ -54,7 +54,7 @@ from fedbench.harness.interfaces import (
     Question,
     Request,
 )
-from fedbench.harness.likelihood import SequenceLogp, judge_pairs
+from fedbench.harness.likelihood import REWARDS, SequenceLogp, judge_pairs
 from fedbench.harness.models import DEFAULT_MODEL
 from fedbench.harness.questions import limited, read_advbench_csv, read_fastchat, read_hub, sample_path
 from fedbench.harness.templates import completion_for, prompt_for
@@ -96,6 +96,8 @@ __all__ = [
     "completion_for",
     "trainer_settings",
     "unpair",
+    # helpers for layouts: the pair an example came from
+    "pair_of",
     # helpers for aggregators: weighted means, server state shaped like the adapter (and its
     # checkpointing), a client hook's gradients
     "example_weights",
@@ -113,7 +115,9 @@ __all__ = [
     "read_hub",
     "sample_path",
     "read_heldout",
+    "trained_reward",
     "judge_pairs",
+    "REWARDS",
     # helpers for codecs: the shapes and dtypes an encoding restores
     "tensor_metadata",
     "original_dtype",

@@ -43,6 +43,11 @@ CLIENT_ADAPTERS = "client_adapters"
 """A local-only cell's per-client adapters, one PEFT directory per trained client, beside ``adapter/``."""
 
 
+def is_baseline(plugin: type) -> bool:
+    """A plugin only the baselines use (an aggregator whose regime is not federated, the pooled layout)."""
+    return getattr(plugin, "regime", "federated") != "federated" or bool(getattr(plugin, "baseline", False))
+
+
 def centralized_spec(spec: RunSpec) -> RunSpec:
     """The centralized twin of a federated spec: pooled data, one client per round, the same total steps (module docstring)."""
     steps = spec.local_steps if spec.local_steps == DYNAMIC else spec.clients_per_round * int(spec.local_steps)

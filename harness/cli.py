@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from fedbench.harness.errors import FedbenchError, unknown_name
+from fedbench.harness.interfaces import needs
 from fedbench.harness.registry import default_registry, load_registry, registry_toml
 from fedbench.harness.spec import RunSpec, parse_seeds, resolve_settings, tomllib
 
@@ -52,8 +53,12 @@ def _parse_sets(pairs: list[str]) -> dict[str, Any]:
 
 @app.command()
 def run(
-    method: str = typer.Option(None, "--method", help="dpo, kto, a comma list or 'all'"),
-    layout: str = typer.Option(None, "--layout", help="original, redistributed, a comma list or 'all'"),
+    method: str = typer.Option(
+        None, "--method", help="a method, a comma list, 'all' (the study's dpo and kto) or 'every' (every objective)"
+    ),
+    layout: str = typer.Option(
+        None, "--layout", help="original, redistributed, partial, a comma list, 'all' (original, redistributed) or 'every'"
+    ),
     agg: str = typer.Option(None, "--agg", help="aggregator name, a comma list or 'all' (baselines not included)"),
     baselines: bool = typer.Option(
         False, "--baselines", help="also train the centralized and local-only baselines beside the federated cells"
@@ -153,8 +158,8 @@ def _profile(name: str) -> dict[str, Any]:
 @app.command("partition")
 def partition_(
     out: Path = typer.Option(..., "--out", help="folder for one JSONL file per client"),
-    method: str | None = typer.Option(None, "--method", help="dpo or kto (decides pairs or labelled examples)"),
-    layout: str | None = typer.Option(None, "--layout", help="original or redistributed"),
+    method: str | None = typer.Option(None, "--method", help="a method (its data form decides pairs or labelled examples)"),
+    layout: str | None = typer.Option(None, "--layout", help="original, redistributed or partial"),
     data: str | None = typer.Option(None, help="'demo', a .jsonl/.json/.parquet file, fedchatbotpa:FILE or a hub id"),
     config: Path | None = typer.Option(None, "--config", help="TOML run config (any RunSpec field)"),
     profile: str = typer.Option("demo", help="a profile from registry.toml: demo or paper"),
@@ -197,10 +202,10 @@ def plugins() -> None:
     except FedbenchError as err:
         _fail(err)
     table = Table(title="fedbench plugins")
-    for col in ("kind", "name", "source", "description"):
+    for col in ("kind", "name", "source", "description", "needs"):
         table.add_column(col)
     for record in sorted(registry.records, key=lambda r: (r.kind, r.name)):
-        table.add_row(record.kind, record.name, record.source, record.description)
+        table.add_row(record.kind, record.name, record.source, record.description, needs(record.plugin))
     console.print(table)
     if registry.failures:
         bad = Table(title="plugins that failed to load", style="red")

@@ -186,6 +186,16 @@ def unpair(pairs: Iterable[PreferencePair]) -> list[LabeledExample]:
     return out
 
 
+def pair_of(example: Example) -> str:
+    """The id of the pair an example is or came from: a pair's own id, a labelled half's without :func:`unpair`'s mark.
+
+    A layout that treats the two halves of a pair together (``partial``) groups by it.
+    """
+    if isinstance(example, PreferencePair):
+        return example.id
+    return example.id[:-1] if example.id[-1:] in ("+", "-") else example.id
+
+
 def write_examples(path: Path, examples: Sequence[Example]) -> None:
     """One client's laid-out examples as JSONL, the file a deployment site trains from (``read_examples`` reads it)."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """One exception type for every problem a user can fix, so the CLI can print it without a traceback.
 
-Subclasses mark the few problems a caller handles by kind rather than printing them (``LayoutRefusal``,
-``CellBusy``).
+Subclasses mark the few problems a caller handles by kind rather than printing them (``Refusal``: a layout's
+or a method's, ``CellBusy``).
 """
 
 from __future__ import annotations
@@ -19,12 +19,21 @@ class FedbenchError(Exception):
         super().__init__(problem if fix is None else f"{problem}\n  fix: {fix}")
 
 
-class LayoutRefusal(FedbenchError):
-    """A layout cannot hold a method's data form (``Layout.check``): a combination to skip, not a broken input.
+class Refusal(FedbenchError):
+    """A combination of settings that cannot train (a paired objective on single responses, a KL-estimating loss
+    at batch 1): a cell to skip, not a broken input.
 
     Matrix expansion (:func:`fedbench.harness.study.expand_cells`) skips such a cell with a note when
-    the user asked for 'all' methods or layouts, and fails when both sides were named explicitly.
+    the user asked for 'all' (or 'every') methods or layouts, and fails when both sides were named explicitly.
     """
+
+
+class LayoutRefusal(Refusal):
+    """A layout cannot hold a method's data form (``Layout.check``)."""
+
+
+class MethodRefusal(Refusal):
+    """A method cannot train with the run's settings (``Method.check_batch``: its loss needs a batch above 1)."""
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:

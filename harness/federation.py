@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fedbench.harness.baselines import check_baseline, keep_local_adapters
+from fedbench.harness.baselines import check_baseline, is_baseline, keep_local_adapters
 from fedbench.harness.codec import travelling
 from fedbench.harness.data import Example
 from fedbench.harness.errors import FedbenchError, LayoutRefusal
@@ -61,20 +61,24 @@ class Cell:
 
 
 def build_cell(spec: RunSpec, registry: Registry) -> Cell:
-    """Instantiate the spec's plugins; refuses a layout that cannot hold the method's data.
+    """Instantiate the spec's plugins; refuses a layout that cannot hold the method's data, and a batch its loss
+    cannot train with (:meth:`Method.check_batch`).
 
-    The refusal is a :class:`LayoutRefusal` whatever the layout's ``check`` raised, so a caller
-    (matrix expansion) can skip the combination by the error's kind.
+    A layout's refusal is a :class:`LayoutRefusal` whatever its ``check`` raised, so a caller (matrix
+    expansion) can skip the combination by the error's kind; it names the installed layouts that hold the
+    method's data form.
     """
     check_template(spec.template)
     method = registry.create("method", spec.method, dict(spec.method_params))
     layout = registry.create("layout", spec.layout, dict(spec.layout_params))
     try:
         layout.check(method)
-    except LayoutRefusal:
-        raise
-    except FedbenchError as err:  # a layout (e.g. a third party's) that raises the general kind
-        raise LayoutRefusal(err.problem, err.fix) from err
+    except FedbenchError as err:  # LayoutRefusal, or the general kind from a layout (e.g. a third party's)
+        kinds = {n: registry.get("layout", n) for n in registry.names("layout")}
+        usable = [n for n, k in kinds.items() if method.data_form in getattr(k, "accepts", ()) and not is_baseline(k)]
+        fix = f"{err.fix}; layouts that hold {method.data_form} data: {', '.join(usable)}" if err.fix else err.fix
+        raise LayoutRefusal(err.problem, fix) from err
+    method.check_batch(spec.batch_size)
     aggregator = registry.create("aggregator", spec.aggregator, dict(spec.aggregator_params))
     check_baseline(spec, aggregator)
     check_server_side(spec, aggregator)

@@ -97,6 +97,24 @@ def read_heldout(path: Path) -> list[PreferencePair]:
     return validate_rows(read_json_rows(path), str(path))
 
 
+def trained_reward(path: Path) -> str:
+    """The implicit reward (``Method.reward``) of the objective trained by the run whose held-out file this is.
+
+    Read from the run's ``spec.json`` beside the file, so a benchmark given only the file can rank pairs by the
+    subject's own reward; ``log_ratio`` (DPO's) for a file outside a run directory or a method no longer installed.
+    """
+    import json
+
+    from fedbench.harness.registry import default_registry
+
+    spec_file = Path(path).parent / "spec.json"
+    if not spec_file.is_file():
+        return "log_ratio"
+    spec = json.loads(spec_file.read_text(encoding="utf-8"))
+    record = default_registry().find("method", spec.get("method", ""))
+    return getattr(record.plugin, "reward", "log_ratio") if record is not None else "log_ratio"
+
+
 def same_heldout(a: Path | None, b: Path | None) -> bool:
     """Whether two held-out files hold the same pairs (cells of one data set and split write identical files)."""
     if a is None or b is None:

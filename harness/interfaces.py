@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import torch
 
 from fedbench.harness.data import Example, PreferencePair
-from fedbench.harness.errors import FedbenchError, LayoutRefusal
+from fedbench.harness.errors import FedbenchError, LayoutRefusal, MethodRefusal
 
 if TYPE_CHECKING:
     import datasets
@@ -42,6 +42,31 @@ def describe(plugin: type) -> str:
     return doc.splitlines()[0] if doc else ""
 
 
+def needs(plugin: type) -> str:
+    """What a method plugin needs to train, as ``fedbench plugins`` shows it (pairs, a reference model, a batch above 1);
+    '' for the other kinds."""
+    if not (isinstance(plugin, type) and issubclass(plugin, Method)):
+        return ""
+    parts = ["pairs" if plugin.data_form == "paired" else "single responses"]
+    parts.append("reference model" if plugin.needs_reference else "no reference")
+    if plugin.min_batch > 1:
+        parts.append(f"batch >= {plugin.min_batch}")
+    return ", ".join(parts)
+
+
+def variant_label(method: type[Method], layout: type[Layout]) -> str:
+    """A method x layout's leaderboard column for objectives outside the study's three (DPO, KTOO, KTOR).
+
+    A paired objective trains on intact pairs, so where the pairs came from adds nothing to its name: ``IPO``,
+    ``SimPO``. An unpaired one carries the layout, as KTOO and KTOR do: ``APO0-U/O``, ``APO0-U/R``. A layout with
+    settings (``partial``'s ``paired_fraction``) is named without them: the caller adds them where it has the spec.
+    """
+    name = method.display or method.name.upper()
+    if method.data_form == "paired" and layout.name == "original":
+        return name
+    return f"{name}/{layout.suffix or layout.name}"
+
+
 @dataclass(frozen=True)
 class LocalTrainingArgs:
     """What one client's local training needs to know, fixed by the run spec and the round."""
@@ -59,13 +84,43 @@ class LocalTrainingArgs:
 
 
 class Method(ABC):
-    """Base class of preference-optimisation methods."""
+    """Base class of preference-optimisation methods (objectives).
+
+    What an objective needs is class-level data, so ``fedbench plugins`` shows it and a run refuses a
+    combination that cannot work before anything trains: ``data_form`` (``paired`` needs both answers of a
+    pair on one client), :attr:`needs_reference` and :attr:`min_batch`. An instance whose parameters change
+    a need (KTO's ``loss_type``) sets its own value of ``ref_columns`` / ``min_batch`` in ``__init__``.
+    """
 
     name: ClassVar[str]
     data_form: ClassVar[DataForm]
-    ref_columns: ClassVar[tuple[str, ...]] = ()
+    display: ClassVar[str] = ""
+    """The objective's short name in leaderboard columns (``IPO``, ``SimPO``, ``APO0-U``); empty: ``name`` upper-cased.
+    See :func:`variant_label`."""
+    study: ClassVar[bool] = False
+    """One of the study's two objectives (DPO, KTO): what ``--method all`` means; ``--method every`` adds the rest."""
+    needs_reference: ClassVar[bool] = True
+    """Whether the loss scores a frozen reference model (the base) beside the policy; SimPO and ORPO are reference-free."""
+    reward: ClassVar[str] = "log_ratio"
+    """The implicit reward the loss raises for preferred answers (harness/likelihood.py's ``REWARDS``): the
+    ``preference`` benchmark ranks held-out pairs by it. ``log_ratio``: beta x log(pi / pi_ref)."""
+    ref_columns: tuple[str, ...] = ()
     """Columns the method's TRL trainer reads precomputed reference log-probs from; empty = no reference
-    cache (the trainer then scores the reference model itself at every step). See harness/refcache.py."""
+    cache (the trainer then scores the reference model itself at every step, if it has one). See harness/refcache.py."""
+    min_batch: int = 1
+    """The smallest per-device batch the loss trains with: 2 for a loss that estimates a term from a batch's other
+    rows (KTO's KL reference point, AOT's sorted ratios). Gradient accumulation does not help: it adds batches."""
+    batch_reason: str = ""
+    """Why :attr:`min_batch` is above 1, shown when a run is refused."""
+
+    def check_batch(self, batch_size: int) -> None:
+        """Refuse a per-device batch the loss cannot train with, saying why, before any training starts."""
+        if batch_size < self.min_batch:
+            raise MethodRefusal(
+                f"method '{self.name}' needs a per-device batch of at least {self.min_batch}, got {batch_size}: "
+                f"{self.batch_reason}",
+                f"set batch_size to {self.min_batch} or more (grad_accum does not count: it adds batches, not rows to one)",
+            )
 
     def examples(self, pairs: Sequence[PreferencePair]) -> list[Example]:
         """Turn preference pairs into the examples this method trains on (default: the pairs)."""
@@ -99,6 +154,12 @@ class Layout(ABC):
     """Base class of data layouts: how examples are spread over clients."""
 
     name: ClassVar[str]
+    suffix: ClassVar[str] = ""
+    """Short mark of the layout after an unpaired objective's name in leaderboard columns (``O``, ``R``: ``APO0-U/R``);
+    empty: the layout's name. See :func:`variant_label`."""
+    in_all: ClassVar[bool] = True
+    """False for a layout that means little without its own setting (``partial``'s ``paired_fraction``): left out of
+    ``--layout all``, included by ``--layout every``."""
     accepts: ClassVar[frozenset[str]] = frozenset({"paired", "unpaired"})
     refusal: ClassVar[str] = ""
     """Why a data form outside ``accepts`` cannot be laid out; shown when a method is refused."""
@@ -320,6 +381,9 @@ class Question:
     choices: tuple[str, ...] = ()
     """Candidate answers given with the question (a held-out pair: chosen, rejected), for benchmarks that
     score the subject's likelihood of given answers instead of a generated one (``Request.LIKELIHOOD``)."""
+    reward: str = ""
+    """For a held-out pair: the implicit reward the subject's objective raises (``Method.reward``: ``log_ratio``,
+    ``mean_logp``, ``log_odds``), which the ``preference`` benchmark ranks the choices by; '' outside it."""
 
 
 @dataclass(frozen=True)

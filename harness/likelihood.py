@@ -2,7 +2,7 @@
 
 No text is generated: :class:`LikelihoodScorer` runs one forward pass over prompt + completion and
 sums the log-probabilities of the completion's tokens. :func:`judge_pairs` turns the scores of a
-pair's chosen and rejected answers into DPO's implicit reward margin and a likelihood margin.
+pair's chosen and rejected answers into an objective's implicit reward margin (:data:`REWARDS`) and a likelihood margin.
 
 Tokenization follows TRL 1.x's DPOTrainer/KTOTrainer data preparation, so a completion is scored on
 exactly the tokens training pushed up or down:
@@ -184,6 +184,27 @@ class LikelihoodScorer:
         return [r for r in results if r is not None]
 
 
+REWARDS: dict[str, str] = {
+    "log_ratio": "beta x log(pi / pi_ref) of the whole answer (DPO and its kin, KTO, APO)",
+    "mean_logp": "beta x mean per-token log pi, no reference (SimPO)",
+    "log_odds": "log odds of the answer's mean per-token probability, no reference (ORPO)",
+}
+"""The implicit rewards preference objectives raise, by name (``Method.reward``): the preference benchmark ranks a
+held-out pair's answers by the subject's own. The two reference-free ones are increasing functions of the mean
+per-token log-probability, so they rank a pair exactly as the likelihood metric does."""
+
+
+def reward_of(reward: str, beta: float, answer: SequenceLogp, reference: SequenceLogp | None) -> float | None:
+    """One answer's implicit reward of kind ``reward`` (:data:`REWARDS`); None for ``log_ratio`` without a reference."""
+    if reward == "log_ratio":
+        return None if reference is None else beta * (answer.total - reference.total)
+    if reward == "mean_logp":
+        return beta * answer.mean
+    if reward == "log_odds":  # log(p / (1 - p)) with log p the mean per-token log-probability (ORPO's odds)
+        return answer.mean - math.log1p(-math.exp(min(answer.mean, -1e-12)))
+    raise FedbenchError(f"unknown implicit reward '{reward}'", f"use one of: {', '.join(REWARDS)}")
+
+
 @dataclass(frozen=True)
 class PairVerdict:
     """How a model ranks one held-out pair's chosen answer against its rejected one."""
@@ -191,7 +212,8 @@ class PairVerdict:
     pair_id: str
     client_id: str
     reward_margin: float | None
-    """DPO's implicit reward margin beta*((pol_c - ref_c) - (pol_r - ref_r)); None for the base model."""
+    """The implicit reward margin (chosen - rejected) of the objective's reward: DPO's beta*((pol_c - ref_c) -
+    (pol_r - ref_r)) by default; None for the base model under a reward that needs a reference."""
     reward_correct: bool | None
     """reward_margin > 0; None for the base model (its margin is 0 by definition: 50%)."""
     likelihood_margin: float
@@ -205,10 +227,12 @@ def judge_pairs(
     policy: Sequence[tuple[SequenceLogp, SequenceLogp]],
     reference: Sequence[tuple[SequenceLogp, SequenceLogp]] | None,
     beta: float,
+    reward: str = "log_ratio",
 ) -> list[PairVerdict]:
     """A verdict per pair from (chosen, rejected) scores under the policy and the reference (base) model.
 
-    ``reference`` None means the policy is the base model itself: no reward margin. Policy and
+    ``reward`` is the implicit reward the margin is taken of (:data:`REWARDS`): the one the subject's objective
+    trained. ``reference`` None means the policy is the base model itself: no ``log_ratio`` margin. Policy and
     reference scores of an answer must come from the same tokenization (same template and max_length).
     """
     if len(policy) != len(pairs) or (reference is not None and len(reference) != len(pairs)):
@@ -223,7 +247,7 @@ def judge_pairs(
     for index, pair in enumerate(pairs):
         chosen, rejected = policy[index]
         likelihood_margin = chosen.mean - rejected.mean
-        margin: float | None = None
+        ref_chosen = ref_rejected = None
         if reference is not None:
             ref_chosen, ref_rejected = reference[index]
             if (ref_chosen.tokens, ref_rejected.tokens) != (chosen.tokens, rejected.tokens):
@@ -232,7 +256,8 @@ def judge_pairs(
                     f"({chosen.tokens}/{rejected.tokens} vs {ref_chosen.tokens}/{ref_rejected.tokens})",
                     "score both models with one LikelihoodScorer (same template and max_length)",
                 )
-            margin = beta * ((chosen.total - ref_chosen.total) - (rejected.total - ref_rejected.total))
+        good, bad = reward_of(reward, beta, chosen, ref_chosen), reward_of(reward, beta, rejected, ref_rejected)
+        margin = None if good is None or bad is None else good - bad
         verdicts.append(
             PairVerdict(
                 pair_id=pair.id,

@@ -203,7 +203,9 @@ def _coerce(key: str, value: Any, origin: str) -> Any:
             raise FedbenchError(
                 f"{origin}: '{key}' must be a table, got {type(value).__name__}", f"write [{key}] with name = value lines"
             )
-        return tuple(sorted(value.items()))
+        # a list value (DPO's loss_type = ["sigmoid", "sft"]) becomes a tuple, so the spec stays hashable; JSON and
+        # the spec's hash read it as the same list
+        return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in value.items()))
     if typing.get_origin(hint) is tuple:
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]

@@ -29,10 +29,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from fedbench.harness.baselines import baseline_spec
+from fedbench.harness.baselines import baseline_spec, is_baseline
 from fedbench.harness.checkpoint import RunDir
 from fedbench.harness.engines import Engine, LocalEngine, TrainingProgress
-from fedbench.harness.errors import CellBusy, FedbenchError, LayoutRefusal
+from fedbench.harness.errors import CellBusy, FedbenchError, Refusal
 from fedbench.harness.evaluation import (
     EvalProgress,
     EvalSpec,
@@ -44,6 +44,7 @@ from fedbench.harness.evaluation import (
 )
 from fedbench.harness.federation import Cell, build_cell
 from fedbench.harness.holdout import same_heldout
+from fedbench.harness.interfaces import Method
 from fedbench.harness.registry import Registry, default_registry
 from fedbench.harness.rounds import CellOutcome
 from fedbench.harness.spec import RunSpec
@@ -193,17 +194,21 @@ def run_study(study: Study, registry: Registry | None = None, progress: StudyPro
     return StudyResult(tuple(cells), tuple(outcomes), tuple(scores))
 
 
-def is_baseline(plugin: type) -> bool:
-    """A plugin only the baselines use (an aggregator whose regime is not federated, the pooled layout)."""
-    return getattr(plugin, "regime", "federated") != "federated" or bool(getattr(plugin, "baseline", False))
+def in_all(plugin: type) -> bool:
+    """Whether 'all' expands to this plugin: the study's matrix. A method joins when it is one of the study's two
+    objectives (``Method.study``); a layout unless it needs its own setting to mean much (``Layout.in_all``)."""
+    if isinstance(plugin, type) and issubclass(plugin, Method):
+        return plugin.study
+    return bool(getattr(plugin, "in_all", True))
 
 
 def _names(registry: Registry, kind: str, value: Names) -> tuple[list[str], bool]:
-    """Plugin names from 'all' (baselines left out), a comma list or a sequence, each checked; the flag says whether
-    'all' was used."""
+    """Plugin names from 'all' (the study's matrix: :func:`in_all`), 'every' (every plugin of the kind but the
+    baselines), a comma list or a sequence, each checked; the flag says whether 'all' or 'every' was used."""
     if isinstance(value, str):
-        if value.strip() == "all":
-            return [n for n in registry.names(kind) if not is_baseline(registry.get(kind, n))], True
+        if value.strip() in ("all", "every"):
+            every = [n for n in registry.names(kind) if not is_baseline(registry.get(kind, n))]
+            return [n for n in every if value.strip() == "every" or in_all(registry.get(kind, n))], True
         value = value.split(",")
     names = [v.strip() for v in value if v.strip()]
     for name in names:
@@ -214,8 +219,9 @@ def _names(registry: Registry, kind: str, value: Names) -> tuple[list[str], bool
 def expand_cells(study: Study, registry: Registry, progress: StudyProgress | None = None) -> list[Cell]:
     """Every cell of the seed x method x layout x aggregator product the study names, plugins instantiated.
 
-    A combination the layout refuses (:class:`LayoutRefusal`) is skipped with a note when it came
-    from 'all', and is an error when the user named both sides explicitly. Cells of one seed sample
+    A combination that cannot train (:class:`Refusal`: the layout cannot hold the method's data, the loss needs a
+    bigger batch) is skipped with a note when it came from 'all' or 'every', and is an error when the user named
+    both sides explicitly. Cells of one seed sample
     the same clients in every round (sampling is a function of seed and round), so variants compare paired.
     A centralized baseline becomes the pooled twin of the settings (:func:`baselines.centralized_spec`),
     one per method and seed whatever the layouts, since every layout pools to the same examples.
@@ -235,7 +241,7 @@ def expand_cells(study: Study, registry: Registry, progress: StudyProgress | Non
             continue
         try:
             cells.append(build_cell(spec, registry))
-        except LayoutRefusal as err:
+        except Refusal as err:
             if not (all_m or all_l):
                 raise
             progress.cell_skipped(spec, err.problem)

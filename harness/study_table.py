@@ -20,8 +20,19 @@ BASELINE_ROWS = {"centralized": "Centralized", "local": "Local only"}
 
 
 def variant(method: str, layout: str) -> str:
-    """The study's column name for a method x layout (other pairs get a descriptive name)."""
-    return VARIANTS.get((method, layout), f"{method.upper()}-{layout}")
+    """The study's column name for a method x layout; another objective by the name its plugins give it (``IPO``,
+    ``SimPO``, ``APO0-U/R``: ``interfaces.variant_label``), or ``METHOD-layout`` where no plugin of that name is
+    registered (an imported or older store's row)."""
+    if (method, layout) in VARIANTS:
+        return VARIANTS[(method, layout)]
+    from fedbench.harness.interfaces import variant_label  # here only: this module imports nothing at load time
+    from fedbench.harness.registry import default_registry
+
+    registry = default_registry()
+    found, where = registry.find("method", method), registry.find("layout", layout)
+    if found is None or where is None:
+        return f"{method.upper()}-{layout}"
+    return variant_label(found.plugin, where.plugin)
 
 
 def variant_rank(method: str, layout: str) -> int:

@@ -123,7 +123,10 @@ def test_cli_run_end_to_end(tiny_model, pairs_file, tmp_path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--method", "dpo", "--layout", "redistributed"], "DPO needs both responses of a pair"),
+        (
+            ["--method", "dpo", "--layout", "redistributed"],
+            "a paired objective (DPO, IPO, SimPO, ...) needs both responses of a pair",
+        ),
         (["--method", "ktoo"], "unknown method 'ktoo'. Did you mean 'kto'?"),
         (["--agg", "fedavgm2"], "unknown aggregator 'fedavgm2'"),
         (["--profile", "papr"], "unknown profile 'papr'. Did you mean 'paper'?"),

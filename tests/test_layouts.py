@@ -1,4 +1,4 @@
-"""Layouts follow the study's rules: original keeps data home, redistributed shuffles with seed 2023."""
+"""Layouts follow the study's rules: original keeps data home, redistributed shuffles with seed 2023, partial lies between."""
 
 from __future__ import annotations
 
@@ -7,9 +7,13 @@ from collections import Counter
 import pytest
 
 from fedbench.harness.data import load_pairs, unpair
-from fedbench.harness.errors import FedbenchError
+from fedbench.harness.errors import FedbenchError, LayoutRefusal
+from fedbench.harness.federation import build_cell
 from fedbench.harness.registry import load_registry
+from fedbench.harness.spec import RunSpec
+from fedbench.harness.study import Study, expand_cells
 from fedbench.plugins.layouts.original import Original
+from fedbench.plugins.layouts.partial import Partial
 from fedbench.plugins.layouts.redistributed import Redistributed
 from fedbench.plugins.methods.dpo import DPO
 from fedbench.plugins.methods.kto import KTO
@@ -50,7 +54,7 @@ def test_redistributed_really_splits_pairs_across_clients(examples) -> None:
 def test_dpo_with_redistributed_is_refused_with_the_reason() -> None:
     with pytest.raises(FedbenchError) as err:
         Redistributed().check(DPO())
-    assert "DPO needs both responses of a pair" in err.value.problem
+    assert "a paired objective (DPO, IPO, SimPO, ...) needs both responses of a pair" in err.value.problem
     assert "--layout original" in (err.value.fix or "")
     Redistributed().check(KTO())
     Original().check(DPO())
@@ -68,3 +72,57 @@ def test_demo_data_is_non_iid_with_a_safety_slice() -> None:
     refusals = [p for p in pairs if any(w in p.chosen.lower() for w in ("can't", "cannot", "sorry", "won't"))]
     assert len(refusals) >= 15
     assert len({p.client_id for p in refusals}) >= 3
+
+
+@pytest.mark.parametrize("unpaired", [False, True])
+def test_partial_at_one_is_the_original_layouts_data(unpaired: bool) -> None:
+    pairs = load_pairs("demo")
+    data = unpair(pairs) if unpaired else pairs
+    assert Partial(paired_fraction=1).partition(data, 2023) == Original().partition(data, 2023)
+
+
+def test_partial_at_zero_is_the_redistributed_layouts_data(examples) -> None:
+    assert Partial(paired_fraction=0).partition(examples, 2023) == Redistributed().partition(examples, 2023)
+
+
+def test_partial_keeps_a_share_of_each_clients_pairs_and_redistributes_the_rest(examples) -> None:
+    pairs = load_pairs("demo")
+    layout = Partial(paired_fraction=0.5)
+    kept = layout.kept(pairs, 2023)
+    per_client = Counter(p.client_id for p in pairs)
+    kept_per_client = Counter(p.client_id for p in pairs if p.id in kept)
+    assert all(abs(kept_per_client[c] - n / 2) <= 0.5 for c, n in per_client.items())
+    assert kept < Partial(paired_fraction=0.75).kept(pairs, 2023), "the pairs kept at a smaller share are kept at a larger"
+    # a paired objective sees the intact pairs only, on their own clients
+    paired = layout.partition(pairs, 2023)
+    assert sorted(p.id for items in paired.values() for p in items) == sorted(kept)
+    assert all(p.client_id == cid for cid, items in paired.items() for p in items)
+    # an unpaired one sees every half: an intact pair's both halves at home, each client keeping its count
+    unpaired = layout.partition(examples, 2023)
+    assert {cid: len(items) for cid, items in unpaired.items()} == Counter(ex.client_id for ex in examples)
+    where = {ex.id: cid for cid, items in unpaired.items() for ex in items}
+    assert all(where[f"{p.id}+"] == where[f"{p.id}-"] == p.client_id for p in pairs if p.id in kept)
+    assert sum(where[ex.id] != ex.client_id for ex in examples if ex.id[:-1] not in kept) > 0
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5, "half"])
+def test_partial_refuses_a_paired_fraction_outside_zero_to_one(value: object) -> None:
+    with pytest.raises(FedbenchError, match=f"paired_fraction {value!r} is not a share in \\[0, 1\\]"):
+        Partial(paired_fraction=value)  # type: ignore[arg-type]
+
+
+def test_a_paired_objective_on_a_layout_without_pairs_names_the_layouts_it_can_use() -> None:
+    registry = load_registry(entry_points=False)
+    for layout, params in (("redistributed", ()), ("partial", (("paired_fraction", 0.0),))):
+        with pytest.raises(LayoutRefusal) as err:
+            build_cell(RunSpec(method="ipo", layout=layout, layout_params=params), registry)
+        assert "layouts that hold paired data: original, partial" in (err.value.fix or "")
+    build_cell(RunSpec(method="kto", layout="partial", layout_params=(("paired_fraction", 0.0),)), registry)
+
+
+def test_partial_joins_every_layout_but_not_the_studys_all() -> None:
+    registry = load_registry(entry_points=False)
+    layouts = {
+        mode: {c.spec.layout for c in expand_cells(Study(method="kto", layout=mode), registry)} for mode in ("all", "every")
+    }
+    assert layouts == {"all": {"original", "redistributed"}, "every": {"original", "redistributed", "partial"}}

@@ -1,8 +1,12 @@
 """Held-out preference pairs: does the trained model rank a pair's chosen answer above its rejected one?
 
-Both DPO and KTO train an implicit reward r(x, y) = beta * log(pi(y|x) / pi_ref(y|x)), so whether a
-cell's adapter gives a held-out pair's chosen answer the higher reward is the direct measure of what
-preference training learnt (TRL logs it as reward accuracy on training batches). It costs a few
+Every preference objective trains an implicit reward, so whether a cell's adapter gives a held-out pair's
+chosen answer the higher reward is the direct measure of what preference training learnt (TRL logs it as
+reward accuracy on training batches). Each cell is ranked by its own objective's reward (``Method.reward``,
+read from the run's spec): beta * log(pi(y|x) / pi_ref(y|x)) for DPO and its kin, KTO and APO; beta times
+the mean per-token log-probability for SimPO; the log odds of the mean per-token probability for ORPO. The
+two reference-free rewards are increasing in the mean per-token log-probability, so for SimPO and ORPO cells
+reward accuracy equals likelihood accuracy. Likelihood accuracy is the same measure for every objective. It costs a few
 forward passes and no judge, so it gives a signal on any machine, and per client it shows whether
 the federation serves its small and unusual clients. The passes run in float32 whatever the cell
 trained in (the evaluation's ``score_dtype``), since the margins that decide a pair are small.
@@ -14,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fedbench.api import (
+    REWARDS,
     Benchmark,
     FedbenchError,
     Judgment,
@@ -24,6 +29,7 @@ from fedbench.api import (
     hookimpl,
     judge_pairs,
     read_heldout,
+    trained_reward,
 )
 
 
@@ -37,8 +43,9 @@ class Preference(Benchmark):
     rate = True
     request = Request.LIKELIHOOD
     metrics = ("reward", "likelihood")
-    """``reward``: share of pairs whose chosen answer gets the higher beta * log(pi/pi_ref) (the base model is
-    its own reference: 50% by definition). ``likelihood``: share whose chosen answer has the higher mean
+    """``reward``: share of pairs whose chosen answer gets the higher implicit reward of the cell's objective
+    (beta * log(pi/pi_ref) unless the objective is reference-free; the base model: 50% by definition).
+    ``likelihood``: share whose chosen answer has the higher mean
     per-token log-probability under the model itself (defined for the base model too)."""
     base_scores = {"reward": 50.0}
 
@@ -54,7 +61,8 @@ class Preference(Benchmark):
                 "train with holdout > 0 (the default 0.1); its run directory then holds heldout.jsonl",
             )
         pairs = read_heldout(Path(source))
-        questions = [Question(p.id, p.prompt, client=p.client_id, choices=(p.chosen, p.rejected)) for p in pairs]
+        reward = trained_reward(Path(source))
+        questions = [Question(p.id, p.prompt, client=p.client_id, choices=(p.chosen, p.rejected), reward=reward) for p in pairs]
         return questions if limit is None else questions[:limit]
 
     def score_choices(
@@ -64,8 +72,9 @@ class Preference(Benchmark):
         reference: Sequence[Sequence[SequenceLogp]] | None,
     ) -> dict[str, list[Judgment]]:
         pairs = [PreferencePair(q.id, q.client, q.prompt, q.choices[0], q.choices[1]) for q in questions]
+        reward = questions[0].reward if questions and questions[0].reward else "log_ratio"
         verdicts = judge_pairs(
-            pairs, [(c, r) for c, r in policy], None if reference is None else [(c, r) for c, r in reference], self.beta
+            pairs, [(c, r) for c, r in policy], None if reference is None else [(c, r) for c, r in reference], self.beta, reward
         )
         out = {
             "likelihood": [
@@ -78,7 +87,10 @@ class Preference(Benchmark):
         if reference is not None:
             out["reward"] = [
                 Judgment(
-                    v.pair_id, float(bool(v.reward_correct)), f"implicit reward margin {v.reward_margin:+.4f} (beta {self.beta})"
+                    v.pair_id,
+                    float(bool(v.reward_correct)),
+                    f"implicit reward margin {v.reward_margin:+.4f} ({REWARDS[reward]}"
+                    + (")" if reward == "log_odds" else f"; beta {self.beta})"),  # ORPO's odds have no beta
                 )
                 for v in verdicts
             ]

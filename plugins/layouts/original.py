@@ -11,6 +11,7 @@ class Original(Layout):
     """Each client keeps its own data (for KTO both halves of a pair stay on the pair's client: KTOO)."""
 
     name = "original"
+    suffix = "O"
 
     def partition(self, examples: Sequence[Example], seed: int) -> dict[str, list[Example]]:
         clients: dict[str, list[Example]] = {}

@@ -12,8 +12,12 @@ class Redistributed(Layout):
     """Unpaired examples shuffled across clients (seed 2023), each client keeping its example count (KTOR)."""
 
     name = "redistributed"
+    suffix = "R"
     accepts = frozenset({"unpaired"})
-    refusal = "redistribution shuffles single responses across clients, and DPO needs both responses of a pair on the same client"
+    refusal = (
+        "redistribution shuffles single responses across clients, "
+        "and a paired objective (DPO, IPO, SimPO, ...) needs both responses of a pair on the same client"
+    )
 
     def partition(self, examples: Sequence[Example], seed: int) -> dict[str, list[Example]]:
         counts: dict[str, int] = {}

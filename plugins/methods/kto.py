@@ -1,4 +1,8 @@
-"""KTO: Kahneman-Tversky Optimization on single responses labelled desirable or not, via TRL's KTOTrainer."""
+"""KTO: Kahneman-Tversky Optimization on single responses labelled desirable or not, via TRL's KTOTrainer.
+
+``method_params.loss_type`` picks any loss TRL's KTOTrainer implements; the unpaired APO-zero, which has a
+name of its own, is this class with the loss fixed (plugins/methods/apo_zero_unpaired.py).
+"""
 
 from __future__ import annotations
 
@@ -26,6 +30,12 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainerCallback
 
 
+LOSSES = ("kto", "apo_zero_unpaired")
+"""TRL 1.16's KTOTrainer loss types (``KTOConfig.loss_type``'s choices; tests/test_objectives.py compares them)."""
+
+KL_LOSSES = ("kto",)
+"""Losses that estimate the KL reference point from a batch's mismatched (prompt, other row's answer) pairs."""
+
 RECOMMENDED = (1.0, 4 / 3)
 """KTO paper (Ethayarajh et al. 2024, eq. 8): keep desirable_weight * n_desirable / (undesirable_weight * n_undesirable) here."""
 
@@ -42,11 +52,30 @@ class KTO(Method):
     """
 
     name = "kto"
+    display = "KTO"
+    study = True
     data_form = "unpaired"
-    ref_columns = ("ref_logps", "ref_KL_logps")
-    """Columns TRL's KTOTrainer reads precomputed reference log-probs from (see harness/refcache.py)."""
+    ref_columns: tuple[str, ...] = ("ref_logps", "ref_KL_logps")
+    """Columns TRL's KTOTrainer reads precomputed reference log-probs from (see harness/refcache.py); a loss without
+    the KL term reads only ``ref_logps``."""
+    min_batch = 2
+    batch_reason = "its KL reference point is estimated from the other rows of the batch (TRL refuses a batch of 1)"
 
-    def __init__(self, beta: float = 0.1, desirable_weight: float | str = 1.0, undesirable_weight: float = 1.0) -> None:
+    def __init__(
+        self,
+        beta: float = 0.1,
+        desirable_weight: float | str = 1.0,
+        undesirable_weight: float = 1.0,
+        loss_type: str = "kto",
+    ) -> None:
+        if loss_type not in LOSSES:
+            raise FedbenchError(
+                f"{self.name}: loss_type '{loss_type}' is not a loss of TRL's KTOTrainer",
+                f"use one of: {', '.join(LOSSES)}",
+            )
+        if loss_type not in KL_LOSSES:  # no KL term: no KL reference column, and any batch trains it
+            self.ref_columns = ("ref_logps",)
+            self.min_batch = 1
         if isinstance(desirable_weight, str) and desirable_weight != "balanced":
             raise FedbenchError(
                 f"kto: desirable_weight '{desirable_weight}' is not a number or 'balanced'",
@@ -58,6 +87,7 @@ class KTO(Method):
                 "leave undesirable_weight at 1 with 'balanced'",
             )
         self.beta = beta
+        self.loss_type = loss_type
         self.desirable_weight = desirable_weight
         self.undesirable_weight = undesirable_weight
 
@@ -111,6 +141,7 @@ class KTO(Method):
         config = KTOConfig(
             **trainer_settings(args),
             beta=self.beta,
+            loss_type=self.loss_type,
             desirable_weight=float(desirable),
             undesirable_weight=self.undesirable_weight,
         )
