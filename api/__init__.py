@@ -21,10 +21,13 @@ from fedbench.harness.aggregation import (
     example_weights,
     export_state,
     filled_like,
+    flat_deltas,
     gradients,
     import_state,
     mean_delta,
     placed_like,
+    scaled_sum,
+    stacked,
     weighted_mean,
 )
 from fedbench.harness.codec import original_dtype, tensor_metadata
@@ -91,6 +94,9 @@ __all__ = [
     "example_weights",
     "weighted_mean",
     "mean_delta",
+    "stacked",
+    "flat_deltas",
+    "scaled_sum",
     "filled_like",
     "export_state",
     "import_state",

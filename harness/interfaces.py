@@ -227,6 +227,8 @@ class Aggregator(KeepsClientStates, ABC):
     regime: ClassVar[Regime] = "federated"
     """``federated``, or a baseline (``centralized``, ``local``: see harness/baselines.py). The harness reads it to
     shape the baseline's cells; a baseline joins ``--agg all`` only when ``--baselines`` asks for it."""
+    opt_in: ClassVar[bool] = False
+    """True for a rule outside the study's seven (the robust ones): ``--agg all`` leaves it out; name it to run it."""
     needs_each_update: ClassVar[bool] = False
     """True when the server rule reads each client's update (SCAFFOLD's control variates), not only the round's
     mean: client-level DP and secure aggregation, which hand the aggregator nothing but the mean, refuse it."""
@@ -240,6 +242,12 @@ class Aggregator(KeepsClientStates, ABC):
     @abstractmethod
     def aggregate(self, global_params: Params, updates: Sequence[ClientUpdate]) -> Params:
         """The new global adapter from the current one and this round's client updates."""
+
+    def check(self, updates: int) -> None:  # noqa: B027 (a rule defined for any number of updates)
+        """Refuse, with a ``FedbenchError`` that gives the numbers, a round of ``updates`` updates that this rule's
+        guarantee cannot hold for (Krum needs n > 2f + 2). The harness calls it before training with the clients per
+        round (and the least reports a round may close with), and again in every round with the updates that
+        arrived: a round it refuses then is skipped, and its history entry says why."""
 
     def client_hook(self, client_id: str, global_params: Params) -> ClientHook | None:
         """The client half for this client's round, or None when the strategy has none."""

@@ -154,6 +154,7 @@ def close_round(
         train_seconds=sum(u.metrics.get("train_seconds", 0.0) for u in updates),
         round_seconds=time.perf_counter() - rnd.started,
         privacy=tally.privacy,
+        skipped=tally.skipped,
     )
     ctx.history.append(record)
     ctx.global_params = global_params

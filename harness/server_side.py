@@ -43,6 +43,8 @@ class Tally:
     """Each client whose update a link refused -> why."""
     privacy: dict[str, float] = field(default_factory=dict)
     """The round's privacy record (:class:`PrivateMean`); empty without client-level DP."""
+    skipped: str = ""
+    """Why the round left the global adapter as it was (too few updates for the rule); empty when it aggregated."""
 
 
 class ServerSide(ABC):
@@ -64,14 +66,22 @@ class ServerSide(ABC):
 
 
 class Aggregate(ServerSide):
-    """The innermost link: the aggregator plugin's rule (nothing to do in a round where no update is left)."""
+    """The innermost link: the aggregator plugin's rule. Nothing to do in a round where no update is left; a round
+    with fewer updates than the rule's guarantee needs (``Aggregator.check``) is skipped, saying why."""
 
     def __init__(self, aggregator: Aggregator) -> None:
         self.aggregator = aggregator
 
     def aggregate(self, round_index: int, global_params: Params, updates: Sequence[ClientUpdate], tally: Tally) -> Params:
         self.aggregator.client_states.at_round(round_index + 1)  # per-client state the round changes belongs to it
-        return self.aggregator.aggregate(global_params, updates) if updates else global_params
+        if not updates:
+            return global_params
+        try:
+            self.aggregator.check(len(updates))
+        except FedbenchError as err:  # fewer updates arrived than the rule's guarantee needs
+            tally.skipped = err.problem
+            return global_params
+        return self.aggregator.aggregate(global_params, updates)
 
 
 class Wrapper(ServerSide):
@@ -176,7 +186,8 @@ class NothingTravels(Wrapper):
 
 
 def check_server_side(spec: RunSpec, aggregator: Aggregator) -> None:
-    """Refuse an aggregator the chain cannot feed: under client-level DP it receives only the round's noised mean."""
+    """Refuse, before training, an aggregator the chain cannot feed: under client-level DP it receives only the round's
+    noised mean; a robust rule refuses a round of ``clients_per_round`` updates its guarantee cannot hold for."""
     if spec.privacy and aggregator.needs_each_update:
         raise FedbenchError(
             f"aggregator '{spec.aggregator}' reads each client's update, but client-level DP hands the aggregator only the "
@@ -184,6 +195,8 @@ def check_server_side(spec: RunSpec, aggregator: Aggregator) -> None:
             "use an aggregator that needs only the mean (fedavg, fedprox, fedavgm, fedadam, fedyogi, fedadagrad), "
             "or drop [privacy]",
         )
+    if aggregator.regime == "federated":
+        aggregator.check(spec.clients_per_round)
 
 
 def server_side(cell: Cell, num_clients: int) -> ServerSide:

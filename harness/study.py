@@ -198,12 +198,17 @@ def is_baseline(plugin: type) -> bool:
     return getattr(plugin, "regime", "federated") != "federated" or bool(getattr(plugin, "baseline", False))
 
 
+def in_all(plugin: type) -> bool:
+    """Whether 'all' names the plugin: not a baseline, nor a rule outside the study's seven (``Aggregator.opt_in``)."""
+    return not is_baseline(plugin) and not getattr(plugin, "opt_in", False)
+
+
 def _names(registry: Registry, kind: str, value: Names) -> tuple[list[str], bool]:
-    """Plugin names from 'all' (baselines left out), a comma list or a sequence, each checked; the flag says whether
-    'all' was used."""
+    """Plugin names from 'all' (baselines and opt-in rules left out), a comma list or a sequence, each checked; the flag
+    says whether 'all' was used."""
     if isinstance(value, str):
         if value.strip() == "all":
-            return [n for n in registry.names(kind) if not is_baseline(registry.get(kind, n))], True
+            return [n for n in registry.names(kind) if in_all(registry.get(kind, n))], True
         value = value.split(",")
     names = [v.strip() for v in value if v.strip()]
     for name in names:
