@@ -38,6 +38,7 @@ from fedbench.harness.holdout import read_heldout
 from fedbench.harness.hookspecs import API_VERSION, hookimpl
 from fedbench.harness.interfaces import (
     Aggregator,
+    Attack,
     Benchmark,
     ClientHook,
     ClientStates,
@@ -83,6 +84,7 @@ __all__ = [
     "Judgment",
     "Codec",
     "Encoded",
+    "Attack",
     "FedbenchError",
     # helpers for methods
     "prompt_for",

@@ -1,4 +1,4 @@
-"""The six plugin kinds as small base classes.
+"""The seven plugin kinds as small base classes.
 
 A plugin subclasses one of these, sets ``name`` (and the class docstring's first line,
 which ``fedbench plugins`` shows), and takes its hyper-parameters as keyword arguments
@@ -7,6 +7,7 @@ of ``__init__`` with defaults, so a run config can set them by name.
 
 from __future__ import annotations
 
+import random
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -311,6 +312,39 @@ class Codec(KeepsClientStates, ABC):
                 f"codec '{self.name}' was given an encoding made by codec '{encoded.codec}'",
                 "decode with the codec that encoded (the same --codec on server and clients)",
             )
+
+
+ATTACK_FRACTION = 0.25
+"""The share of a federation's clients an attack makes malicious unless ``attack_params`` sets ``fraction``."""
+
+
+class Attack(ABC):
+    """Base class of attacks: what a malicious client does to its data before training, or to its update after.
+
+    A run with ``attack = NAME`` makes a ``fraction`` of the federation's clients malicious (chosen by the run's seed,
+    written to the run directory's ``attack.json``). Each of them hands its training examples to
+    :meth:`poison_examples` once, and its trained adapter to :meth:`poison_update` in every round it is sampled; an
+    honest client does neither. Both default to leaving things as they are, so an attack overrides one or both.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, fraction: float = ATTACK_FRACTION) -> None:
+        if not 0 <= fraction <= 1:
+            raise FedbenchError(
+                f"attack '{self.name}': fraction {fraction} is not a share of the clients in [0, 1]",
+                "set attack_params.fraction to e.g. 0.25 (a quarter of the clients malicious)",
+            )
+        self.fraction = fraction
+
+    def poison_examples(self, examples: Sequence[Example], rng: random.Random) -> list[Example]:
+        """A malicious client's training examples as it trains on them (``rng`` seeded per run and client)."""
+        return list(examples)
+
+    def poison_update(self, global_params: Params, params: Params, generator: torch.Generator) -> Params:
+        """What a malicious client sends instead of its trained adapter ``params`` (``global_params``: where it started;
+        ``generator`` seeded per run, round and client)."""
+        return params
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from fedbench.harness.attacks import ATTACK_FILE, malicious_clients, record_attack
 from fedbench.harness.checkpoint import (
     CLIENT_STATE_DIR,
     CODEC_STATE_DIR,
@@ -90,6 +91,8 @@ class Learner:
     """Gradient checkpointing, as :func:`federation.checkpointing_for` decided for the run."""
     on_step: Callable[[float | None], None] | None = None
     """Hears every local optimizer step (progress)."""
+    malicious: frozenset[str] = frozenset()
+    """The clients the cell's attack makes malicious (harness/attacks.py); empty without one."""
 
 
 @dataclass
@@ -197,6 +200,9 @@ class CellDriver(ABC):
 
     engine: ClassVar[str]
     """What ``result.json`` records as the engine."""
+    plays_attacks: ClassVar[bool] = False
+    """Whether the cell's clients run in this process, so its malicious ones can poison their data and updates
+    (harness/attacks.py); an engine that cannot refuses a cell with an attack before training."""
 
     @abstractmethod
     def federation(self, cell: Cell, run_dir: RunDir, force: bool) -> dict[str, int]:
@@ -234,8 +240,10 @@ def run_cell(cell: Cell, runs_root: Path, driver: CellDriver, force: bool = Fals
     try:
         run_dir.prepare()
         clients = driver.federation(cell, run_dir, force)
+        malicious = choose_malicious(cell, driver, clients, run_dir)
         model, tokenizer = load_base(cell.spec.model, cell.spec.dtype)
         learner = driver.learner(cell, run_dir, attach_lora(model, cell.spec.lora), tokenizer, clients)
+        learner.malicious = malicious
         ctx = begin(run_dir, learner, clients, driver.server(cell, len(clients)), force)
         driver.rounds(ctx)
         fields = driver.ending(ctx)
@@ -243,6 +251,21 @@ def run_cell(cell: Cell, runs_root: Path, driver: CellDriver, force: bool = Fals
     except Exception as err:
         run_dir.mark_failed(err.problem if isinstance(err, FedbenchError) else f"{type(err).__name__}: {err}")
         raise
+
+
+def choose_malicious(cell: Cell, driver: CellDriver, clients: Mapping[str, int], run_dir: RunDir) -> frozenset[str]:
+    """The cell's malicious clients, written to ``attack.json``; none without an attack. Refuses, before training, an
+    engine that cannot play the attack and a share that leaves no honest client."""
+    if cell.attack is None:
+        return frozenset()
+    if not driver.plays_attacks:
+        raise FedbenchError(
+            f"the {driver.engine} engine's clients run in other processes, which cannot play attack '{cell.spec.attack}'",
+            "run attacks on the local engine (leave out --engine), or set attack = 'none'",
+        )
+    malicious = malicious_clients(cell.attack, list(clients), cell.spec.seed)
+    record_attack(run_dir.path / ATTACK_FILE, cell.spec, malicious, len(clients))
+    return frozenset(malicious)
 
 
 def begin(run_dir: RunDir, learner: Learner, clients: dict[str, int], server: ServerSide, force: bool) -> RoundContext:
