@@ -6,7 +6,7 @@ them, so honest and malicious clients' held-out scores (``fedbench leaderboard -
 malicious client poisons its training examples once (:meth:`Attack.poison_examples`: label-flip) and its update in
 every round it is sampled (:meth:`Attack.poison_update`: sign-flip, scale, noise), before its codec encodes it: the
 server cannot tell. Its held-out pairs are never poisoned. Only engines whose clients run in this process play the
-attack (``CellDriver.plays_attacks``); the others refuse it before training.
+attack (``CellDriver.plays_clients``); the others refuse it before training.
 """
 
 from __future__ import annotations

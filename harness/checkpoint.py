@@ -119,12 +119,15 @@ class RoundRecord:
     skipped: str = ""
     """Why the round left the global adapter unchanged (fewer reports than ``clients.min_reports``, or than the
     aggregator's guarantee needs); empty when it aggregated."""
+    absent: Mapping[str, str] = field(default_factory=dict)
+    """Each sampled client that did not report under the run's ``[clients]`` plan -> why (dropped out, offline,
+    missed the deadline); empty when all reported."""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (the keys of the untyped history entries of earlier versions, same order)."""
         out = dataclasses.asdict(self)
         out["clients"] = list(self.clients)
-        for optional in ("client_settings", "privacy", "skipped"):
+        for optional in ("client_settings", "privacy", "skipped", "absent"):
             if not out[optional]:
                 del out[optional]  # absent when unused: histories of earlier versions rewrite byte for byte
         return out
@@ -146,6 +149,7 @@ class RoundRecord:
             client_settings={k: dict(v) for k, v in values.get("client_settings", {}).items()},
             privacy=dict(values.get("privacy", {})),
             skipped=values.get("skipped", ""),
+            absent=dict(values.get("absent", {})),
         )
 
 

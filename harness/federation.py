@@ -136,11 +136,17 @@ class ClientData:
 
 
 def train_one(
-    learner: Learner, client: ClientData, round_index: int, global_params: Params, hook: ClientHook | None
+    learner: Learner,
+    client: ClientData,
+    round_index: int,
+    global_params: Params,
+    hook: ClientHook | None,
+    steps: int | None = None,
 ) -> ClientUpdate:
     """One client's local training from the global adapter: the client half of every engine.
 
-    What the client trained with where it varies per client (its steps when dynamic, the method's local settings)
+    ``steps``: fewer steps than planned (a straggler reporting what it completed by the deadline). What the client
+    trained with where it varies per client (its steps when dynamic or cut short, the method's local settings)
     goes into the update's metrics, and from there into the round's history. Under a codec the update carries its
     encoding (what travels) and, as its params, the decoded encoding: the server holds only that, so the client's
     own copy (which its aggregator's client half reads) is that too.
@@ -149,7 +155,8 @@ def train_one(
     spec = cell.spec
     start = cell.aggregator.start_params(client.client_id, global_params)
     load_adapter(learner.peft_model, start)
-    steps = spec.steps_for(client.num_examples, learner.num_clients)
+    cut_short = steps is not None
+    steps = spec.steps_for(client.num_examples, learner.num_clients) if steps is None else steps
     args = local_args(spec, round_index, client.client_id, learner.workdir, learner.checkpointing, steps)
     t0 = time.perf_counter()
     # A new trainer starts at row 0 (KTO's sampler is sequential): a per-(round, client) seeded
@@ -159,7 +166,7 @@ def train_one(
         cell.method, learner.peft_model, learner.tokenizer, data, args, hook, learner.on_step, learner.reference
     )
     metrics = {"loss": result.loss, "train_seconds": time.perf_counter() - t0} | cell.method.local_settings(client.dataset)
-    if spec.local_steps == DYNAMIC:
+    if spec.local_steps == DYNAMIC or cut_short:
         metrics["steps"] = float(steps)
     adapter = read_adapter(learner.peft_model)
     if cell.attack is not None and client.client_id in learner.malicious:  # poisoned before it is encoded: as it travels
@@ -203,7 +210,7 @@ class LocalDriver(CellDriver):
     examples: dict[str, list[Example]] = field(default_factory=dict)
     note: dict[str, Any] = field(default_factory=dict)
     engine = "local"
-    plays_attacks = True
+    plays_clients = True
 
     def federation(self, cell: Cell, run_dir: RunDir, force: bool) -> dict[str, int]:
         self.examples = partition(cell)
@@ -231,10 +238,9 @@ class LocalDriver(CellDriver):
         for r in range(ctx.start, cell.spec.rounds):
             rnd = ctx.open_round(r)
             updates = []
-            for cid in rnd.sampled:
-                update = train_one(
-                    ctx.learner, data[cid], r, ctx.global_params, cell.aggregator.client_hook(cid, ctx.global_params)
-                )
+            for cid in rnd.reporting:
+                hook = cell.aggregator.client_hook(cid, ctx.global_params)
+                update = train_one(ctx.learner, data[cid], r, ctx.global_params, hook, rnd.steps.get(cid))
                 updates.append(update)
                 if self.on_event:
                     self.on_event(RoundEvent(r + 1, cid, update.metrics["loss"]))

@@ -4,7 +4,7 @@ Flower adds client-level DP to any strategy by wrapping it (``DifferentialPrivac
 clip the replies, call the wrapped strategy, add noise). fedbench builds every server-side feature the same
 way, so :func:`~fedbench.harness.rounds.close_round` is one call into the chain whatever the cell runs with::
 
-    Decode (codec) -> Validate -> PrivateMean (client-level DP) -> Aggregate (the aggregator plugin)
+    Decode (codec) -> Validate -> Quorum ([clients]) -> PrivateMean (client-level DP) -> Aggregate (the aggregator plugin)
     SecureMean (flower/secure.py) -> Validate -> Aggregate
 
 Each link does one thing to the round's updates and hands the rest to the link it wraps; what the round's
@@ -120,6 +120,21 @@ class Decode(Wrapper):
         return self.inner.aggregate(round_index, global_params, decoded, tally)
 
 
+class Quorum(Wrapper):
+    """A round with fewer valid reports than ``clients.min_reports`` (harness/availability.py, at least 1) keeps the
+    global adapter, and its record says why."""
+
+    def __init__(self, inner: ServerSide, min_reports: int) -> None:
+        super().__init__(inner)
+        self.min_reports = min_reports
+
+    def aggregate(self, round_index: int, global_params: Params, updates: Sequence[ClientUpdate], tally: Tally) -> Params:
+        if len(updates) < self.min_reports:
+            tally.skipped = f"{len(updates)} reports, fewer than clients.min_reports = {self.min_reports}"
+            return global_params
+        return self.inner.aggregate(round_index, global_params, updates, tally)
+
+
 class Validate(Wrapper):
     """Refuses an update with wrong keys, shapes or dtypes, or NaN/Inf (harness/aggregation.py), naming why."""
 
@@ -200,10 +215,13 @@ def check_server_side(spec: RunSpec, aggregator: Aggregator) -> None:
 
 
 def server_side(cell: Cell, num_clients: int) -> ServerSide:
-    """The cell's chain, innermost first: the aggregator, DP's private mean, validation, the codec's decoding."""
+    """The cell's chain, innermost first: the aggregator, DP's private mean, the quorum of ``[clients]``, validation,
+    the codec's decoding."""
     chain: ServerSide = Aggregate(cell.aggregator)
     if cell.spec.privacy:
         chain = PrivateMean(chain, cell.spec, num_clients)
+    if cell.spec.clients:
+        chain = Quorum(chain, dict(cell.spec.clients).get("min_reports", 1))
     chain = Validate(chain)
     if cell.codec is not None:
         chain = Decode(chain, cell.codec)

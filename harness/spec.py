@@ -88,6 +88,9 @@ class RunSpec:
     attack_params: Items = ()
     """The attack's settings: ``fraction`` of the clients malicious (default 0.25), and its own (label-flip's
     ``examples``, scale's ``factor``, noise's ``std``)."""
+    clients: Items = ()
+    """How clients behave (harness/availability.py): ``dropout``, ``availability``, ``deadline`` with ``speed`` and
+    ``partial``, ``min_reports``. Empty: every sampled client reports every step, as in FedLLM-Bench."""
 
     def __post_init__(self) -> None:
         if isinstance(self.local_steps, str) and self.local_steps != DYNAMIC:
@@ -115,9 +118,11 @@ class RunSpec:
             )
         if not 0 <= self.lora_dropout < 1:
             raise FedbenchError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}", "set lora_dropout to e.g. 0.05")
+        from fedbench.harness.availability import clients_table
         from fedbench.harness.privacy import privacy_table
 
         privacy_table(dict(self.privacy))  # checked here, so a bad value stops the command before any cell starts
+        clients_table(dict(self.clients))
 
     @property
     def lora(self) -> LoraSettings:
@@ -203,8 +208,24 @@ class RunSpec:
 
 
 SPEC_FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in fields(RunSpec)}
-_TABLES = ("method_params", "layout_params", "aggregator_params", "data_columns", "privacy", "codec_params", "attack_params")
-_ADDED_LATER: dict[str, Any] = {"privacy": {}, "codec": "none", "codec_params": {}, "attack": "none", "attack_params": {}}
+_TABLES = (
+    "method_params",
+    "layout_params",
+    "aggregator_params",
+    "data_columns",
+    "privacy",
+    "codec_params",
+    "attack_params",
+    "clients",
+)
+_ADDED_LATER: dict[str, Any] = {
+    "privacy": {},
+    "codec": "none",
+    "codec_params": {},
+    "attack": "none",
+    "attack_params": {},
+    "clients": {},
+}
 
 
 def _coerce(key: str, value: Any, origin: str) -> Any:

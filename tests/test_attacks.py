@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_aggregators import tiny_spec
 
 from fedbench.harness.attacks import ATTACK_FILE, malicious_clients
 from fedbench.harness.cli import _parse_sets
@@ -16,7 +17,7 @@ from fedbench.harness.errors import FedbenchError
 from fedbench.harness.federation import LocalDriver, build_cell, run_federation
 from fedbench.harness.flower.server import FlowerDriver
 from fedbench.harness.registry import load_registry
-from fedbench.harness.rounds import choose_malicious
+from fedbench.harness.rounds import client_behaviour
 from fedbench.harness.spec import RunSpec
 from fedbench.plugins.attacks.labelflip import LabelFlip
 from fedbench.plugins.attacks.poison import Noise, Scale, SignFlip
@@ -98,7 +99,7 @@ def test_an_engine_whose_clients_run_elsewhere_refuses_an_attack(tmp_path: Path)
     cell = build_cell(RunSpec(attack="label-flip"), load_registry(entry_points=False))
     run_dir = RunDir(tmp_path, cell.spec)
     with pytest.raises(FedbenchError, match="flower engine's clients run in other processes"):
-        choose_malicious(cell, FlowerDriver.__new__(FlowerDriver), {"a": 1, "b": 1}, run_dir)
+        client_behaviour(cell, FlowerDriver.__new__(FlowerDriver), {"a": 1, "b": 1}, run_dir)
 
 
 def test_a_planted_client_trains_on_flipped_pairs_and_the_run_records_it(tiny_model, pairs_file, tmp_path, monkeypatch) -> None:
@@ -110,22 +111,7 @@ def test_a_planted_client_trains_on_flipped_pairs_and_the_run_records_it(tiny_mo
         return trained[client_id]
 
     monkeypatch.setattr(LocalDriver, "training", spy)
-    spec = RunSpec(
-        model=str(tiny_model),
-        data=str(pairs_file),
-        method="dpo",
-        layout="original",
-        rounds=1,
-        clients_per_round=2,
-        local_steps=1,
-        batch_size=2,
-        max_length=48,
-        lora_r=4,
-        lora_alpha=8,
-        lora_targets=("q_proj",),
-        attack="label-flip",
-        attack_params=(("fraction", 0.25),),
-    )
+    spec = tiny_spec(tiny_model, pairs_file, method="dpo", layout="original", attack="label-flip")
     outcome = run_federation(build_cell(spec, load_registry(entry_points=False)), tmp_path)
     record = json.loads((outcome.run_dir / ATTACK_FILE).read_text())
     assert record["attack"] == "label-flip" and record["clients"] == 4 and len(record["malicious"]) == 1
