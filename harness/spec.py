@@ -163,8 +163,8 @@ class RunSpec:
 
     @property
     def tag(self) -> str:
-        """This cell's settings on the privacy, communication and attack axes, '' at their defaults: its leaderboard row
-        says them (``fedavg [label-flip 25%]``)."""
+        """This cell's settings on the privacy, communication, attack and client-behaviour axes, '' at their defaults: its
+        leaderboard row says them (``fedavg [label-flip 25%]``, ``fedavg [dropout 20%]``)."""
         parts = []
         if self.privacy:
             p = dict(self.privacy)
@@ -176,6 +176,17 @@ class RunSpec:
             attack = dict(self.attack_params)
             share = f"{attack.pop('fraction', ATTACK_FRACTION):.0%}"
             parts.append(" ".join([self.attack, share] + [f"{k}={v}" for k, v in attack.items()]))
+        clients = dict(self.clients)
+        if clients.get("dropout"):
+            parts.append(f"dropout {clients['dropout']:.0%}")
+        if "availability" in clients:
+            parts.append(f"trace {Path(clients['availability']).stem}")
+        if "deadline" in clients:
+            parts.append(
+                f"deadline {clients['deadline']:g} {clients['speed']}" + ("" if clients.get("partial", True) else " whole")
+            )
+        if "min_reports" in clients:
+            parts.append(f"min_reports {clients['min_reports']}")
         return ", ".join(parts)
 
     @property

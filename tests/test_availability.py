@@ -44,6 +44,18 @@ def test_new_settings_keep_the_hash_at_their_defaults() -> None:
     assert RunSpec(clients=()).hash == RunSpec().hash != RunSpec(clients=(("dropout", 0.2),)).hash
 
 
+def test_the_leaderboard_tag_says_how_clients_behave() -> None:
+    assert RunSpec(clients=(("dropout", 0.2),)).tag == "dropout 20%"
+    table = (
+        ("availability", "/x/week1.csv"),
+        ("deadline", 3.0),
+        ("speed", "lognormal:0.5"),
+        ("partial", False),
+        ("min_reports", 2),
+    )
+    assert RunSpec(clients=table).tag == "trace week1, deadline 3 lognormal:0.5 whole, min_reports 2"
+
+
 def test_dropout_is_a_seeded_coin_per_round_and_client() -> None:
     plan = ClientPlan(seed=0, dropout=0.5)
     fates = [[plan.fate(r, c, 4) for c in CLIENTS] for r in range(20)]
