@@ -21,10 +21,13 @@ from fedbench.harness.aggregation import (
     example_weights,
     export_state,
     filled_like,
+    flat_deltas,
     gradients,
     import_state,
     mean_delta,
     placed_like,
+    scaled_sum,
+    stacked,
     weighted_mean,
 )
 from fedbench.harness.codec import original_dtype, tensor_metadata
@@ -35,6 +38,7 @@ from fedbench.harness.holdout import read_heldout, trained_reward
 from fedbench.harness.hookspecs import API_VERSION, hookimpl
 from fedbench.harness.interfaces import (
     Aggregator,
+    Attack,
     Benchmark,
     ClientHook,
     ClientStates,
@@ -90,6 +94,7 @@ __all__ = [
     "Judgment",
     "Codec",
     "Encoded",
+    "Attack",
     "FedbenchError",
     # helpers for methods
     "prompt_for",
@@ -103,6 +108,9 @@ __all__ = [
     "example_weights",
     "weighted_mean",
     "mean_delta",
+    "stacked",
+    "flat_deltas",
+    "scaled_sum",
     "filled_like",
     "export_state",
     "import_state",

@@ -42,6 +42,32 @@ def mean_delta(global_params: Params, updates: Sequence[ClientUpdate]) -> Params
     return dict(zip(keys, torch._foreach_sub(placed_like([mean[k] for k in keys], x), x)))
 
 
+def stacked(global_params: Params, updates: Sequence[ClientUpdate]) -> Params:
+    """Each parameter name -> the clients' tensors stacked on a new first dimension (client order), placed like
+    the global adapter's: what a coordinate-wise rule (median, trimmed mean) sorts along."""
+    return {k: torch.stack(placed_like([u.params[k] for u in updates], [ref] * len(updates))) for k, ref in global_params.items()}
+
+
+def flat_deltas(global_params: Params, updates: Sequence[ClientUpdate]) -> torch.Tensor:
+    """The clients' updates x_i - x as the rows of one float64 matrix (clients x adapter size): what a rule that
+    measures whole updates (Krum's distances, a norm bound) reads; float64 so sums of squares stay exact enough."""
+    rows = [
+        torch.cat([(u.params[k].to(ref.device, torch.float64) - ref.double()).flatten() for k, ref in global_params.items()])
+        for u in updates
+    ]
+    return torch.stack(rows)
+
+
+def scaled_sum(global_params: Params, updates: Sequence[ClientUpdate], weights: Sequence[float]) -> Params:
+    """x + sum_i w_i (x_i - x): the global adapter moved by a weighted sum of the updates (weights need not sum to 1)."""
+    keys = list(global_params)
+    x = [global_params[k] for k in keys]
+    acc = [t.clone() for t in x]
+    for update, w in zip(updates, weights):
+        torch._foreach_add_(acc, torch._foreach_sub(placed_like([update.params[k] for k in keys], x), x), alpha=w)
+    return dict(zip(keys, acc))
+
+
 @dataclass(frozen=True)
 class Rejection:
     client_id: str

@@ -116,12 +116,18 @@ class RoundRecord:
     privacy: Mapping[str, float] = field(default_factory=dict)
     """Under client-level DP (harness/privacy.py): ``epsilon`` spent after this round (at the run's delta),
     ``noise_multiplier``, ``clipped`` (updates whose norm exceeded the clip) and ``median_norm``. Empty without DP."""
+    skipped: str = ""
+    """Why the round left the global adapter unchanged (fewer reports than ``clients.min_reports``, or than the
+    aggregator's guarantee needs); empty when it aggregated."""
+    absent: Mapping[str, str] = field(default_factory=dict)
+    """Each sampled client that did not report under the run's ``[clients]`` plan -> why (dropped out, offline,
+    missed the deadline); empty when all reported."""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (the keys of the untyped history entries of earlier versions, same order)."""
         out = dataclasses.asdict(self)
         out["clients"] = list(self.clients)
-        for optional in ("client_settings", "privacy"):
+        for optional in ("client_settings", "privacy", "skipped", "absent"):
             if not out[optional]:
                 del out[optional]  # absent when unused: histories of earlier versions rewrite byte for byte
         return out
@@ -142,6 +148,8 @@ class RoundRecord:
             round_seconds=values["round_seconds"],
             client_settings={k: dict(v) for k, v in values.get("client_settings", {}).items()},
             privacy=dict(values.get("privacy", {})),
+            skipped=values.get("skipped", ""),
+            absent=dict(values.get("absent", {})),
         )
 
 

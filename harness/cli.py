@@ -39,15 +39,23 @@ def _fail(err: FedbenchError) -> None:
 
 
 def _parse_sets(pairs: list[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` flags as settings; ``TABLE.KEY=VALUE`` sets one entry of a table (``attack_params.fraction=0.25``)."""
     out: dict[str, Any] = {}
     for item in pairs:
         if "=" not in item:
             raise FedbenchError(f"--set '{item}' is not KEY=VALUE", "write e.g. --set lora_r=16")
-        key, raw = item.split("=", 1)
+        key, raw = (part.strip() for part in item.split("=", 1))
         try:
-            out[key.strip()] = tomllib.loads(f"v = {raw}")["v"]
+            value = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
-            out[key.strip()] = raw
+            value = raw
+        table, dot, entry = key.partition(".")
+        if not dot:
+            out[key] = value
+        elif isinstance(out.setdefault(table, {}), dict):
+            out[table][entry] = value
+        else:
+            raise FedbenchError(f"--set '{item}': '{table}' was set to a value, not a table", f"set {table}.NAME=VALUE only")
     return out
 
 
@@ -220,7 +228,7 @@ def plugins() -> None:
 
 @app.command("new-plugin")
 def new_plugin(
-    kind: str = typer.Argument(..., help="method, layout, aggregator, benchmark or judge"),
+    kind: str = typer.Argument(..., help="method, layout, aggregator, benchmark, judge, codec or attack"),
     name: str = typer.Argument(..., help="plugin name, a Python identifier; the package is fedbench-NAME"),
     out: Path = typer.Option(Path("."), "--out", help="folder to create fedbench-NAME/ in"),
 ) -> None:

@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
+
+from fedbench.harness.attacks import poisoned_examples
 from fedbench.harness.baselines import check_baseline, is_baseline, keep_local_adapters
 from fedbench.harness.codec import travelling
 from fedbench.harness.data import Example
@@ -30,7 +33,17 @@ from fedbench.harness.hardware import (
     start_memory_watch,
 )
 from fedbench.harness.holdout import split_data
-from fedbench.harness.interfaces import Aggregator, ClientHook, ClientUpdate, Codec, Layout, LocalTrainingArgs, Method, Params
+from fedbench.harness.interfaces import (
+    Aggregator,
+    Attack,
+    ClientHook,
+    ClientUpdate,
+    Codec,
+    Layout,
+    LocalTrainingArgs,
+    Method,
+    Params,
+)
 from fedbench.harness.models import load_adapter, read_adapter
 from fedbench.harness.refcache import ReferenceCache
 from fedbench.harness.registry import Registry
@@ -58,6 +71,8 @@ class Cell:
     aggregator: Aggregator
     codec: Codec | None = None
     """How client updates travel; None (``--codec none``): as they are, bit for bit, their float32 bytes counted."""
+    attack: Attack | None = None
+    """What the malicious clients do (harness/attacks.py); None (``attack = 'none'``): every client is honest."""
 
 
 def build_cell(spec: RunSpec, registry: Registry) -> Cell:
@@ -83,7 +98,8 @@ def build_cell(spec: RunSpec, registry: Registry) -> Cell:
     check_baseline(spec, aggregator)
     check_server_side(spec, aggregator)
     codec = registry.create("codec", spec.codec, dict(spec.codec_params))  # checks the name and settings
-    return Cell(spec, method, layout, aggregator, None if spec.codec == "none" else codec)
+    attack = None if spec.attack == "none" else registry.create("attack", spec.attack, dict(spec.attack_params))
+    return Cell(spec, method, layout, aggregator, None if spec.codec == "none" else codec, attack)
 
 
 def client_seed(seed: int, round_index: int, client_id: str) -> int:
@@ -124,11 +140,17 @@ class ClientData:
 
 
 def train_one(
-    learner: Learner, client: ClientData, round_index: int, global_params: Params, hook: ClientHook | None
+    learner: Learner,
+    client: ClientData,
+    round_index: int,
+    global_params: Params,
+    hook: ClientHook | None,
+    steps: int | None = None,
 ) -> ClientUpdate:
     """One client's local training from the global adapter: the client half of every engine.
 
-    What the client trained with where it varies per client (its steps when dynamic, the method's local settings)
+    ``steps``: fewer steps than planned (a straggler reporting what it completed by the deadline). What the client
+    trained with where it varies per client (its steps when dynamic or cut short, the method's local settings)
     goes into the update's metrics, and from there into the round's history. Under a codec the update carries its
     encoding (what travels) and, as its params, the decoded encoding: the server holds only that, so the client's
     own copy (which its aggregator's client half reads) is that too.
@@ -137,7 +159,8 @@ def train_one(
     spec = cell.spec
     start = cell.aggregator.start_params(client.client_id, global_params)
     load_adapter(learner.peft_model, start)
-    steps = spec.steps_for(client.num_examples, learner.num_clients)
+    cut_short = steps is not None
+    steps = spec.steps_for(client.num_examples, learner.num_clients) if steps is None else steps
     args = local_args(spec, round_index, client.client_id, learner.workdir, learner.checkpointing, steps)
     t0 = time.perf_counter()
     # A new trainer starts at row 0 (KTO's sampler is sequential): a per-(round, client) seeded
@@ -147,9 +170,12 @@ def train_one(
         cell.method, learner.peft_model, learner.tokenizer, data, args, hook, learner.on_step, learner.reference
     )
     metrics = {"loss": result.loss, "train_seconds": time.perf_counter() - t0} | cell.method.local_settings(client.dataset)
-    if spec.local_steps == DYNAMIC:
+    if spec.local_steps == DYNAMIC or cut_short:
         metrics["steps"] = float(steps)
-    params, encoded = travelling(cell.codec, round_index, start, read_adapter(learner.peft_model), client.client_id)
+    adapter = read_adapter(learner.peft_model)
+    if cell.attack is not None and client.client_id in learner.malicious:  # poisoned before it is encoded: as it travels
+        adapter = cell.attack.poison_update(start, adapter, torch.Generator().manual_seed(args.seed))
+    params, encoded = travelling(cell.codec, round_index, start, adapter, client.client_id)
     update = ClientUpdate(client.client_id, params, client.num_examples, encoded=encoded, metrics=metrics)
     return hook.finish(update, result.steps, args.learning_rate) if hook is not None else update
 
@@ -188,6 +214,7 @@ class LocalDriver(CellDriver):
     examples: dict[str, list[Example]] = field(default_factory=dict)
     note: dict[str, Any] = field(default_factory=dict)
     engine = "local"
+    plays_clients = True
 
     def federation(self, cell: Cell, run_dir: RunDir, force: bool) -> dict[str, int]:
         self.examples = partition(cell)
@@ -209,22 +236,28 @@ class LocalDriver(CellDriver):
     def rounds(self, ctx: RoundContext) -> None:
         cell = ctx.cell
         data = {
-            cid: ClientData(cid, to_dataset(cell.method.records(examples, cell.spec.template)), len(examples))
+            cid: ClientData(cid, to_dataset(cell.method.records(self.training(ctx, cid), cell.spec.template)), len(examples))
             for cid, examples in self.examples.items()
         }
         for r in range(ctx.start, cell.spec.rounds):
             rnd = ctx.open_round(r)
             updates = []
-            for cid in rnd.sampled:
-                update = train_one(
-                    ctx.learner, data[cid], r, ctx.global_params, cell.aggregator.client_hook(cid, ctx.global_params)
-                )
+            for cid in rnd.reporting:
+                hook = cell.aggregator.client_hook(cid, ctx.global_params)
+                update = train_one(ctx.learner, data[cid], r, ctx.global_params, hook, rnd.steps.get(cid))
                 updates.append(update)
                 if self.on_event:
                     self.on_event(RoundEvent(r + 1, cid, update.metrics["loss"]))
             record = close_round(ctx, rnd, updates)
             if self.on_event:
                 self.on_event(RoundEvent(r + 1, None, record.loss, list(record.rejected)))
+
+    def training(self, ctx: RoundContext, client_id: str) -> list[Example]:
+        """What a client trains on: its examples, poisoned by the cell's attack when the client is malicious."""
+        examples, attack = self.examples[client_id], ctx.cell.attack
+        if attack is None or client_id not in ctx.learner.malicious:
+            return examples
+        return poisoned_examples(attack, client_id, examples, ctx.cell.spec.seed)
 
     def ending(self, ctx: RoundContext) -> dict[str, Any]:
         fields: dict[str, Any] = {"execution": self.note, "memory": peak_memory()}

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from fedbench.harness.interfaces import Aggregator, Benchmark, Codec, Judge, Layout, Method
+    from fedbench.harness.interfaces import Aggregator, Attack, Benchmark, Codec, Judge, Layout, Method
 
 PROJECT = "fedbench"
 API_VERSION = 2
@@ -85,6 +85,15 @@ def fedbench_codecs() -> Sequence[type[Codec]]:
     """
 
 
+@hookspec
+def fedbench_attacks() -> Sequence[type[Attack]]:
+    """Attacks that malicious clients run (label flipping, update poisoning): ``--set attack=NAME``.
+
+    Each class subclasses :class:`fedbench.harness.interfaces.Attack` and overrides ``poison_examples``,
+    ``poison_update`` or both.
+    """
+
+
 KIND_HOOKS: dict[str, str] = {
     "method": "fedbench_methods",
     "layout": "fedbench_layouts",
@@ -92,5 +101,6 @@ KIND_HOOKS: dict[str, str] = {
     "benchmark": "fedbench_benchmarks",
     "judge": "fedbench_judges",
     "codec": "fedbench_codecs",
+    "attack": "fedbench_attacks",
 }
 """Plugin kind -> the hook that yields plugins of that kind."""

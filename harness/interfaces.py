@@ -1,4 +1,4 @@
-"""The six plugin kinds as small base classes.
+"""The seven plugin kinds as small base classes.
 
 A plugin subclasses one of these, sets ``name`` (and the class docstring's first line,
 which ``fedbench plugins`` shows), and takes its hyper-parameters as keyword arguments
@@ -7,6 +7,7 @@ of ``__init__`` with defaults, so a run config can set them by name.
 
 from __future__ import annotations
 
+import random
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -290,6 +291,8 @@ class Aggregator(KeepsClientStates, ABC):
     regime: ClassVar[Regime] = "federated"
     """``federated``, or a baseline (``centralized``, ``local``: see harness/baselines.py). The harness reads it to
     shape the baseline's cells; a baseline joins ``--agg all`` only when ``--baselines`` asks for it."""
+    opt_in: ClassVar[bool] = False
+    """True for a rule outside the study's seven (the robust ones): ``--agg all`` leaves it out; name it to run it."""
     needs_each_update: ClassVar[bool] = False
     """True when the server rule reads each client's update (SCAFFOLD's control variates), not only the round's
     mean: client-level DP and secure aggregation, which hand the aggregator nothing but the mean, refuse it."""
@@ -303,6 +306,12 @@ class Aggregator(KeepsClientStates, ABC):
     @abstractmethod
     def aggregate(self, global_params: Params, updates: Sequence[ClientUpdate]) -> Params:
         """The new global adapter from the current one and this round's client updates."""
+
+    def check(self, updates: int) -> None:  # noqa: B027 (a rule defined for any number of updates)
+        """Refuse, with a ``FedbenchError`` that gives the numbers, a round of ``updates`` updates that this rule's
+        guarantee cannot hold for (Krum needs n > 2f + 2). The harness calls it before training with the clients per
+        round (and the least reports a round may close with), and again in every round with the updates that
+        arrived: a round it refuses then is skipped, and its history entry says why."""
 
     def client_hook(self, client_id: str, global_params: Params) -> ClientHook | None:
         """The client half for this client's round, or None when the strategy has none."""
@@ -366,6 +375,39 @@ class Codec(KeepsClientStates, ABC):
                 f"codec '{self.name}' was given an encoding made by codec '{encoded.codec}'",
                 "decode with the codec that encoded (the same --codec on server and clients)",
             )
+
+
+ATTACK_FRACTION = 0.25
+"""The share of a federation's clients an attack makes malicious unless ``attack_params`` sets ``fraction``."""
+
+
+class Attack(ABC):
+    """Base class of attacks: what a malicious client does to its data before training, or to its update after.
+
+    A run with ``attack = NAME`` makes a ``fraction`` of the federation's clients malicious (chosen by the run's seed,
+    written to the run directory's ``attack.json``). Each of them hands its training examples to
+    :meth:`poison_examples` once, and its trained adapter to :meth:`poison_update` in every round it is sampled; an
+    honest client does neither. Both default to leaving things as they are, so an attack overrides one or both.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, fraction: float = ATTACK_FRACTION) -> None:
+        if not 0 <= fraction <= 1:
+            raise FedbenchError(
+                f"attack '{self.name}': fraction {fraction} is not a share of the clients in [0, 1]",
+                "set attack_params.fraction to e.g. 0.25 (a quarter of the clients malicious)",
+            )
+        self.fraction = fraction
+
+    def poison_examples(self, examples: Sequence[Example], rng: random.Random) -> list[Example]:
+        """A malicious client's training examples as it trains on them (``rng`` seeded per run and client)."""
+        return list(examples)
+
+    def poison_update(self, global_params: Params, params: Params, generator: torch.Generator) -> Params:
+        """What a malicious client sends instead of its trained adapter ``params`` (``global_params``: where it started;
+        ``generator`` seeded per run, round and client)."""
+        return params
 
 
 @dataclass(frozen=True)

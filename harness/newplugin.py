@@ -1,4 +1,4 @@
-"""``fedbench new-plugin``: a ready-to-install plugin package for any of the six kinds.
+"""``fedbench new-plugin``: a ready-to-install plugin package for any of the seven kinds.
 
 Templates are strings here rather than files so they ship with the code that fills them and
 cannot go missing from an installation. Each generated package is complete on its own: a
@@ -17,14 +17,15 @@ from fedbench.harness.errors import FedbenchError, unknown_name
 from fedbench.harness.hookspecs import API_VERSION, KIND_HOOKS
 
 RUN_FLAGS = {
-    "method": "--method",
-    "layout": "--layout",
-    "aggregator": "--agg",
-    "benchmark": "--benchmarks",
-    "judge": "--judge",
-    "codec": "--codec",
+    "method": "--method ",
+    "layout": "--layout ",
+    "aggregator": "--agg ",
+    "benchmark": "--benchmarks ",
+    "judge": "--judge ",
+    "codec": "--codec ",
+    "attack": "--set attack=",
 }
-"""The ``fedbench run`` option that selects a plugin of each kind (the README's usage line)."""
+"""The ``fedbench run`` option that selects a plugin of each kind, up to its name (the README's usage line)."""
 
 PYPROJECT = Template("""\
 [build-system]
@@ -60,7 +61,7 @@ The plugin lives in `fedbench_${name}/__init__.py`; its test in `tests/test_${na
 pip install -e .               # registers `${name}` in the `fedbench` entry-point group
 fedbench plugins               # lists it, with source fedbench-${name} 0.1.0
 python -m pytest               # its tests (they use fedbench.api only)
-fedbench run ${flag} ${name} ...
+fedbench run ${flag}${name} ...
 ```
 
 The module declares `FEDBENCH_API = ${api}`, the plugin API it is written against; `fedbench plugins`
@@ -81,6 +82,26 @@ FEDBENCH_API = ${api}
 '''
 
 MODULES = {
+    "attack": """\
+import torch
+
+from fedbench.api import Attack, Params, hookimpl
+"""
+    + API_LINE
+    + '''
+class ${cls}(Attack):
+    """A malicious client sends its update halved: x + (x_i - x) / 2."""
+
+    name = "${name}"
+
+    def poison_update(self, global_params: Params, params: Params, generator: torch.Generator) -> Params:
+        return {k: x + (params[k] - x) / 2 for k, x in global_params.items()}
+
+
+@hookimpl
+def fedbench_attacks() -> list[type[Attack]]:
+    return [${cls}]
+''',
     "codec": """\
 import torch
 
@@ -250,6 +271,23 @@ def fedbench_methods() -> list[type[Method]]:
 }
 
 TESTS = {
+    "attack": """\
+import torch
+
+from fedbench.api import fake_params
+from fedbench_${name} import ${cls}, fedbench_attacks
+
+
+def test_registered_through_the_hook() -> None:
+    assert ${cls} in fedbench_attacks()
+
+
+def test_poisoned_update_keeps_names_shapes_and_dtypes() -> None:
+    x, trained = fake_params(seed=0), fake_params(seed=1)
+    sent = ${cls}().poison_update(x, trained, torch.Generator().manual_seed(0))
+    assert list(sent) == list(x)
+    assert all(sent[k].shape == v.shape and sent[k].dtype == v.dtype for k, v in x.items())
+""",
     "codec": """\
 import torch
 

@@ -21,7 +21,7 @@ import pluggy
 
 from fedbench.harness import hookspecs
 from fedbench.harness.errors import FedbenchError, unknown_name
-from fedbench.harness.interfaces import Aggregator, Benchmark, Codec, Judge, Layout, Method, describe
+from fedbench.harness.interfaces import Aggregator, Attack, Benchmark, Codec, Judge, Layout, Method, describe
 from fedbench.harness.spec import read_toml
 
 ENTRY_POINT_GROUP = "fedbench"
@@ -33,6 +33,7 @@ BASES: dict[str, type] = {
     "benchmark": Benchmark,
     "judge": Judge,
     "codec": Codec,
+    "attack": Attack,
 }
 """Plugin kind -> the base class (``fedbench.api``) its plugins subclass. Checked when a plugin registers, so a
 plugin that is not one fails to load with a reason (in ``fedbench plugins``) instead of failing mid-run, and
@@ -148,6 +149,8 @@ class Registry:
     def create(self, kind: Literal["judge"], name: str, params: Mapping[str, Any] | None = None) -> Judge: ...
     @overload
     def create(self, kind: Literal["codec"], name: str, params: Mapping[str, Any] | None = None) -> Codec: ...
+    @overload
+    def create(self, kind: Literal["attack"], name: str, params: Mapping[str, Any] | None = None) -> Attack: ...
 
     def create(self, kind: str, name: str, params: Mapping[str, Any] | None = None) -> Any:
         """An instance of the kind's base class (:data:`BASES`), configured by keyword, with unknown hyper-parameters named."""

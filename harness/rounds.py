@@ -25,10 +25,12 @@ import random
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from fedbench.harness.attacks import ATTACK_FILE, malicious_clients, record_attack
+from fedbench.harness.availability import ClientPlan
 from fedbench.harness.checkpoint import (
     CLIENT_STATE_DIR,
     CODEC_STATE_DIR,
@@ -67,6 +69,15 @@ class Round:
     """The round's clients in sampling order, those that will fail included."""
     started: float
     """``time.perf_counter()`` at the start, for the round's wall time."""
+    absent: Mapping[str, str] = field(default_factory=dict)
+    """Sampled clients that will not report (harness/availability.py) -> why."""
+    steps: Mapping[str, int] = field(default_factory=dict)
+    """Sampled clients that report fewer steps than planned (past the deadline) -> the steps they report."""
+
+    @property
+    def reporting(self) -> tuple[str, ...]:
+        """The sampled clients that train and report, in sampling order."""
+        return tuple(c for c in self.sampled if c not in self.absent)
 
 
 @dataclass
@@ -90,6 +101,8 @@ class Learner:
     """Gradient checkpointing, as :func:`federation.checkpointing_for` decided for the run."""
     on_step: Callable[[float | None], None] | None = None
     """Hears every local optimizer step (progress)."""
+    malicious: frozenset[str] = frozenset()
+    """The clients the cell's attack makes malicious (harness/attacks.py); empty without one."""
 
 
 @dataclass
@@ -107,17 +120,27 @@ class RoundContext:
     history: list[RoundRecord]
     start: int
     """The first round (0-based) this process runs: 0, or the newest checkpoint's round on resume."""
+    plan: ClientPlan = field(default_factory=ClientPlan)
+    """How the sampled clients behave (harness/availability.py): who reports, and how many steps."""
 
     @property
     def cell(self) -> Cell:
         return self.learner.cell
 
     def open_round(self, index: int) -> Round:
-        """Round ``index`` begins: its clients, sampled as on every engine (a function of seed and round)."""
-        spec = self.cell.spec
-        return Round(
-            index, tuple(sample_clients(list(self.clients), spec.clients_per_round, spec.seed, index)), time.perf_counter()
-        )
+        """Round ``index`` begins: its clients, sampled as on every engine (a function of seed and round), and what each
+        of them will report (the run's client plan: a function of seed, round and client)."""
+        spec, started = self.cell.spec, time.perf_counter()
+        sampled = tuple(sample_clients(list(self.clients), spec.clients_per_round, spec.seed, index))
+        absent, steps = {}, {}
+        for cid in sampled:
+            planned = spec.steps_for(self.clients[cid], len(self.clients))
+            done, why = self.plan.fate(index, cid, planned)
+            if why:
+                absent[cid] = why
+            elif done < planned:
+                steps[cid] = done
+        return Round(index, sampled, started, absent, steps)
 
 
 MEASURED = ("loss", "train_seconds")
@@ -154,6 +177,8 @@ def close_round(
         train_seconds=sum(u.metrics.get("train_seconds", 0.0) for u in updates),
         round_seconds=time.perf_counter() - rnd.started,
         privacy=tally.privacy,
+        skipped=tally.skipped,
+        absent=dict(rnd.absent),
     )
     ctx.history.append(record)
     ctx.global_params = global_params
@@ -196,6 +221,10 @@ class CellDriver(ABC):
 
     engine: ClassVar[str]
     """What ``result.json`` records as the engine."""
+    plays_clients: ClassVar[bool] = False
+    """Whether the cell's clients run in this process, so the harness can play how they behave: malicious ones
+    poisoning their data and updates (harness/attacks.py), dropouts and stragglers (harness/availability.py). An
+    engine that cannot refuses a cell with an attack or a ``[clients]`` table before training."""
 
     @abstractmethod
     def federation(self, cell: Cell, run_dir: RunDir, force: bool) -> dict[str, int]:
@@ -233,15 +262,43 @@ def run_cell(cell: Cell, runs_root: Path, driver: CellDriver, force: bool = Fals
     try:
         run_dir.prepare()
         clients = driver.federation(cell, run_dir, force)
+        malicious, plan = client_behaviour(cell, driver, clients, run_dir)
         model, tokenizer = load_base(cell.spec.model, cell.spec.dtype)
         learner = driver.learner(cell, run_dir, attach_lora(model, cell.spec.lora), tokenizer, clients)
+        learner.malicious = malicious
         ctx = begin(run_dir, learner, clients, driver.server(cell, len(clients)), force)
+        ctx.plan = plan
         driver.rounds(ctx)
         fields = driver.ending(ctx)
         return conclude(ctx, RunResult(cell.spec, driver.engine, ctx.history, **fields))
     except Exception as err:
         run_dir.mark_failed(err.problem if isinstance(err, FedbenchError) else f"{type(err).__name__}: {err}")
         raise
+
+
+def client_behaviour(
+    cell: Cell, driver: CellDriver, clients: Mapping[str, int], run_dir: RunDir
+) -> tuple[frozenset[str], ClientPlan]:
+    """How the federation's clients behave: the malicious ones (written to ``attack.json``) and the client plan.
+
+    Refuses, before training: an engine that cannot play clients, an attack share that leaves no honest client, a
+    trace naming clients or rounds the run does not have, and a ``min_reports`` the aggregator's guarantee cannot
+    hold for when reports can be lost."""
+    spec = cell.spec
+    if (cell.attack is not None or spec.clients) and not driver.plays_clients:
+        raise FedbenchError(
+            f"the {driver.engine} engine's clients run in other processes, where fedbench cannot play an attack or "
+            "a [clients] table",
+            "run them on the local engine (leave out --engine), or set attack = 'none' and drop [clients]",
+        )
+    plan = ClientPlan.for_run(dict(spec.clients), list(clients), spec.rounds, spec.seed) if spec.clients else ClientPlan()
+    if plan.loses_reports and cell.aggregator.regime == "federated":
+        cell.aggregator.check(plan.min_reports)
+    if cell.attack is None:
+        return frozenset(), plan
+    malicious = malicious_clients(cell.attack, list(clients), spec.seed)
+    record_attack(run_dir.path / ATTACK_FILE, spec, malicious, len(clients))
+    return frozenset(malicious), plan
 
 
 def begin(run_dir: RunDir, learner: Learner, clients: dict[str, int], server: ServerSide, force: bool) -> RoundContext:

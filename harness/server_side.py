@@ -4,7 +4,7 @@ Flower adds client-level DP to any strategy by wrapping it (``DifferentialPrivac
 clip the replies, call the wrapped strategy, add noise). fedbench builds every server-side feature the same
 way, so :func:`~fedbench.harness.rounds.close_round` is one call into the chain whatever the cell runs with::
 
-    Decode (codec) -> Validate -> PrivateMean (client-level DP) -> Aggregate (the aggregator plugin)
+    Decode (codec) -> Validate -> Quorum ([clients]) -> PrivateMean (client-level DP) -> Aggregate (the aggregator plugin)
     SecureMean (flower/secure.py) -> Validate -> Aggregate
 
 Each link does one thing to the round's updates and hands the rest to the link it wraps; what the round's
@@ -43,6 +43,8 @@ class Tally:
     """Each client whose update a link refused -> why."""
     privacy: dict[str, float] = field(default_factory=dict)
     """The round's privacy record (:class:`PrivateMean`); empty without client-level DP."""
+    skipped: str = ""
+    """Why the round left the global adapter as it was (too few updates for the rule); empty when it aggregated."""
 
 
 class ServerSide(ABC):
@@ -64,14 +66,22 @@ class ServerSide(ABC):
 
 
 class Aggregate(ServerSide):
-    """The innermost link: the aggregator plugin's rule (nothing to do in a round where no update is left)."""
+    """The innermost link: the aggregator plugin's rule. Nothing to do in a round where no update is left; a round
+    with fewer updates than the rule's guarantee needs (``Aggregator.check``) is skipped, saying why."""
 
     def __init__(self, aggregator: Aggregator) -> None:
         self.aggregator = aggregator
 
     def aggregate(self, round_index: int, global_params: Params, updates: Sequence[ClientUpdate], tally: Tally) -> Params:
         self.aggregator.client_states.at_round(round_index + 1)  # per-client state the round changes belongs to it
-        return self.aggregator.aggregate(global_params, updates) if updates else global_params
+        if not updates:
+            return global_params
+        try:
+            self.aggregator.check(len(updates))
+        except FedbenchError as err:  # fewer updates arrived than the rule's guarantee needs
+            tally.skipped = err.problem
+            return global_params
+        return self.aggregator.aggregate(global_params, updates)
 
 
 class Wrapper(ServerSide):
@@ -108,6 +118,21 @@ class Decode(Wrapper):
             for u in updates
         ]
         return self.inner.aggregate(round_index, global_params, decoded, tally)
+
+
+class Quorum(Wrapper):
+    """A round with fewer valid reports than ``clients.min_reports`` (harness/availability.py, at least 1) keeps the
+    global adapter, and its record says why."""
+
+    def __init__(self, inner: ServerSide, min_reports: int) -> None:
+        super().__init__(inner)
+        self.min_reports = min_reports
+
+    def aggregate(self, round_index: int, global_params: Params, updates: Sequence[ClientUpdate], tally: Tally) -> Params:
+        if len(updates) < self.min_reports:
+            tally.skipped = f"{len(updates)} reports, fewer than clients.min_reports = {self.min_reports}"
+            return global_params
+        return self.inner.aggregate(round_index, global_params, updates, tally)
 
 
 class Validate(Wrapper):
@@ -176,7 +201,8 @@ class NothingTravels(Wrapper):
 
 
 def check_server_side(spec: RunSpec, aggregator: Aggregator) -> None:
-    """Refuse an aggregator the chain cannot feed: under client-level DP it receives only the round's noised mean."""
+    """Refuse, before training, an aggregator the chain cannot feed: under client-level DP it receives only the round's
+    noised mean; a robust rule refuses a round of ``clients_per_round`` updates its guarantee cannot hold for."""
     if spec.privacy and aggregator.needs_each_update:
         raise FedbenchError(
             f"aggregator '{spec.aggregator}' reads each client's update, but client-level DP hands the aggregator only the "
@@ -184,13 +210,18 @@ def check_server_side(spec: RunSpec, aggregator: Aggregator) -> None:
             "use an aggregator that needs only the mean (fedavg, fedprox, fedavgm, fedadam, fedyogi, fedadagrad), "
             "or drop [privacy]",
         )
+    if aggregator.regime == "federated":
+        aggregator.check(spec.clients_per_round)
 
 
 def server_side(cell: Cell, num_clients: int) -> ServerSide:
-    """The cell's chain, innermost first: the aggregator, DP's private mean, validation, the codec's decoding."""
+    """The cell's chain, innermost first: the aggregator, DP's private mean, the quorum of ``[clients]``, validation,
+    the codec's decoding."""
     chain: ServerSide = Aggregate(cell.aggregator)
     if cell.spec.privacy:
         chain = PrivateMean(chain, cell.spec, num_clients)
+    if cell.spec.clients:
+        chain = Quorum(chain, dict(cell.spec.clients).get("min_reports", 1))
     chain = Validate(chain)
     if cell.codec is not None:
         chain = Decode(chain, cell.codec)

@@ -20,6 +20,7 @@ from typing import Any
 
 from fedbench.harness.errors import FedbenchError, did_you_mean
 from fedbench.harness.hardware import DTYPES, SWITCHES, resolve_dtype
+from fedbench.harness.interfaces import ATTACK_FRACTION
 from fedbench.harness.models import DEFAULT_MODEL, LoraSettings
 
 if sys.version_info >= (3, 11):
@@ -81,6 +82,15 @@ class RunSpec:
     counted encoded (harness/codec.py)."""
     codec_params: Items = ()
     """The codec's settings, e.g. {block_size = 64} for int8, {fraction = 0.01} for topk."""
+    attack: str = "none"
+    """What malicious clients do (harness/attacks.py): an attack plugin (label-flip, sign-flip, scale, noise, or a third
+    party's), or ``none``: every client honest."""
+    attack_params: Items = ()
+    """The attack's settings: ``fraction`` of the clients malicious (default 0.25), and its own (label-flip's
+    ``examples``, scale's ``factor``, noise's ``std``)."""
+    clients: Items = ()
+    """How clients behave (harness/availability.py): ``dropout``, ``availability``, ``deadline`` with ``speed`` and
+    ``partial``, ``min_reports``. Empty: every sampled client reports every step, as in FedLLM-Bench."""
 
     def __post_init__(self) -> None:
         if isinstance(self.local_steps, str) and self.local_steps != DYNAMIC:
@@ -108,9 +118,11 @@ class RunSpec:
             )
         if not 0 <= self.lora_dropout < 1:
             raise FedbenchError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}", "set lora_dropout to e.g. 0.05")
+        from fedbench.harness.availability import clients_table
         from fedbench.harness.privacy import privacy_table
 
         privacy_table(dict(self.privacy))  # checked here, so a bad value stops the command before any cell starts
+        clients_table(dict(self.clients))
 
     @property
     def lora(self) -> LoraSettings:
@@ -151,7 +163,8 @@ class RunSpec:
 
     @property
     def tag(self) -> str:
-        """This cell's settings on the privacy and communication axes, '' at their defaults: its leaderboard row says them."""
+        """This cell's settings on the privacy, communication, attack and client-behaviour axes, '' at their defaults: its
+        leaderboard row says them (``fedavg [label-flip 25%]``, ``fedavg [dropout 20%]``)."""
         parts = []
         if self.privacy:
             p = dict(self.privacy)
@@ -159,6 +172,21 @@ class RunSpec:
             parts.append(f"DP {noise} C={p.get('clip_norm', 0):g}")
         if self.codec != "none":
             parts.append(" ".join([self.codec] + [f"{k}={v}" for k, v in self.codec_params]))
+        if self.attack != "none":
+            attack = dict(self.attack_params)
+            share = f"{attack.pop('fraction', ATTACK_FRACTION):.0%}"
+            parts.append(" ".join([self.attack, share] + [f"{k}={v}" for k, v in attack.items()]))
+        clients = dict(self.clients)
+        if clients.get("dropout"):
+            parts.append(f"dropout {clients['dropout']:.0%}")
+        if "availability" in clients:
+            parts.append(f"trace {Path(clients['availability']).stem}")
+        if "deadline" in clients:
+            parts.append(
+                f"deadline {clients['deadline']:g} {clients['speed']}" + ("" if clients.get("partial", True) else " whole")
+            )
+        if "min_reports" in clients:
+            parts.append(f"min_reports {clients['min_reports']}")
         return ", ".join(parts)
 
     @property
@@ -191,8 +219,24 @@ class RunSpec:
 
 
 SPEC_FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in fields(RunSpec)}
-_TABLES = ("method_params", "layout_params", "aggregator_params", "data_columns", "privacy", "codec_params")
-_ADDED_LATER: dict[str, Any] = {"privacy": {}, "codec": "none", "codec_params": {}}
+_TABLES = (
+    "method_params",
+    "layout_params",
+    "aggregator_params",
+    "data_columns",
+    "privacy",
+    "codec_params",
+    "attack_params",
+    "clients",
+)
+_ADDED_LATER: dict[str, Any] = {
+    "privacy": {},
+    "codec": "none",
+    "codec_params": {},
+    "attack": "none",
+    "attack_params": {},
+    "clients": {},
+}
 
 
 def _coerce(key: str, value: Any, origin: str) -> Any:

@@ -196,10 +196,11 @@ def run_study(study: Study, registry: Registry | None = None, progress: StudyPro
 
 def in_all(plugin: type) -> bool:
     """Whether 'all' expands to this plugin: the study's matrix. A method joins when it is one of the study's two
-    objectives (``Method.study``); a layout unless it needs its own setting to mean much (``Layout.in_all``)."""
+    objectives (``Method.study``); a layout unless it needs its own setting to mean much (``Layout.in_all``); an
+    aggregator unless it is a rule outside the study's seven (``Aggregator.opt_in``: the robust ones)."""
     if isinstance(plugin, type) and issubclass(plugin, Method):
         return plugin.study
-    return bool(getattr(plugin, "in_all", True))
+    return bool(getattr(plugin, "in_all", True)) and not getattr(plugin, "opt_in", False)
 
 
 def _names(registry: Registry, kind: str, value: Names) -> tuple[list[str], bool]:

@@ -189,6 +189,10 @@ def test_the_docs_have_a_working_example_of_every_kind(tmp_path: Path) -> None:
     assert all(decoded[k].shape == v.shape and decoded[k].dtype == v.dtype for k, v in global_params.items())
     assert encoded.nbytes < sum(t.numel() * t.element_size() for t in global_params.values())
 
+    [attack] = plugins["attack"]
+    sent = attack().poison_update(global_params, api.fake_params(seed=1), torch.Generator().manual_seed(0))
+    assert all(torch.equal(sent[k], v) for k, v in global_params.items())
+
 
 # -- fedbench new-plugin ----------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from fedbench.harness.cli import app
 from fedbench.harness.registry import load_registry
 
 EXAMPLE = "fedbench-plugin-example"
-PLUGINS = {("aggregator", "median"), ("layout", "dirichlet"), ("benchmark", "arith"), ("judge", "exact")}
+PLUGINS = {("aggregator", "lower-median"), ("layout", "dirichlet"), ("benchmark", "arith"), ("judge", "exact")}
 BIN = Path(sys.executable).parent
 
 
@@ -64,7 +64,7 @@ def test_run_with_the_example_aggregator_and_layout(example_source: str, tiny_mo
         "--layout",
         "dirichlet",
         "--agg",
-        "median",
+        "lower-median",
         "--model",
         str(tiny_model),
         "--data",
@@ -87,7 +87,7 @@ def test_run_with_the_example_aggregator_and_layout(example_source: str, tiny_mo
     ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    [run_dir] = tmp_path.glob("kto-dirichlet-median-*")
+    [run_dir] = tmp_path.glob("kto-dirichlet-lower-median-*")
     assert (run_dir / "result.json").is_file() and (run_dir / "adapter").is_dir()
 
 

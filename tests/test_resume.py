@@ -53,11 +53,22 @@ def _crash_after_round(n: int):
     return on_event
 
 
-@pytest.mark.parametrize("agg", ["fedavg", "scaffold", "fedadam"])
-def test_resume_after_a_crash_ends_where_an_uninterrupted_run_ends(tiny_model, pairs_file, tmp_path, agg) -> None:
+CLIENTS_AS_THEY_ARE = dict(
+    aggregator="median",
+    clients_per_round=4,
+    attack="sign-flip",
+    clients=(("dropout", 0.2), ("deadline", 1.0), ("speed", "lognormal:0.5")),
+)
+"""A robust rule, a malicious client and clients that drop out or run late: all of it seeded, so resume stays exact."""
+
+
+@pytest.mark.parametrize(
+    "settings", [{"aggregator": "fedavg"}, {"aggregator": "scaffold"}, {"aggregator": "fedadam"}, CLIENTS_AS_THEY_ARE]
+)
+def test_resume_after_a_crash_ends_where_an_uninterrupted_run_ends(tiny_model, pairs_file, tmp_path, settings) -> None:
     """Bit-for-bit: each client's training is seeded by (seed, round, client), checkpoints are exact float32."""
     registry = load_registry(entry_points=False)
-    spec = _spec(tiny_model, pairs_file, aggregator=agg)
+    spec = _spec(tiny_model, pairs_file, **settings)
     straight = run_federation(build_cell(spec, registry), tmp_path / "a")
     with pytest.raises(RuntimeError, match="simulated crash"):
         run_federation(build_cell(spec, registry), tmp_path / "b", on_event=_crash_after_round(1))
@@ -68,6 +79,9 @@ def test_resume_after_a_crash_ends_where_an_uninterrupted_run_ends(tiny_model, p
     a, b = _final(straight.run_dir), _final(resumed.run_dir)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert checkpoint.scan_runs(tmp_path / "b")[0].status == "done"
+    assert [h.to_dict() | {"round_seconds": 0, "train_seconds": 0} for h in straight.history] == [
+        h.to_dict() | {"round_seconds": 0, "train_seconds": 0} for h in resumed.history
+    ]
 
 
 def test_disk_full_keeps_earlier_rounds_and_says_so(tiny_model, pairs_file, tmp_path, monkeypatch) -> None:

@@ -1,6 +1,6 @@
 """Example third-party fedbench plugins, each module registered through its own ``fedbench`` entry point.
 
-- :mod:`.median`: ``median`` aggregator (coordinate-wise median, robust to outlying clients)
+- :mod:`.median`: ``lower-median`` aggregator (coordinate-wise lower median, robust to outlying clients)
 - :mod:`.dirichlet`: ``dirichlet`` layout (label skew with Dirichlet(alpha) proportions)
 - :mod:`.arith`: ``arith`` benchmark (12 arithmetic questions, % correct)
 - :mod:`.exact`: ``exact`` judge (the expected answer appears in the reply)

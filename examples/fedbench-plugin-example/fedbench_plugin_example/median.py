@@ -1,4 +1,4 @@
-"""The ``median`` aggregator: the coordinate-wise median of the client adapters."""
+"""The ``lower-median`` aggregator: the coordinate-wise lower median of the client adapters."""
 
 from __future__ import annotations
 
@@ -11,10 +11,14 @@ from fedbench.api import Aggregator, ClientUpdate, Params, hookimpl
 FEDBENCH_API = 2
 
 
-class Median(Aggregator):
-    """Coordinate-wise median of client adapters (Yin et al. 2018): robust to a minority of outlying clients."""
+class LowerMedian(Aggregator):
+    """Coordinate-wise lower median of client adapters: every coordinate is a value some client sent.
 
-    name = "median"
+    fedbench's built-in ``median`` is Yin et al.'s (2018), the mean of the two middle values for an even count;
+    this one keeps the lower of them, for a rule whose output never leaves the clients' values.
+    """
+
+    name = "lower-median"
 
     def aggregate(self, global_params: Params, updates: Sequence[ClientUpdate]) -> Params:
         """Every coordinate takes the median of the clients' values; example counts are ignored on purpose.
@@ -30,4 +34,4 @@ class Median(Aggregator):
 
 @hookimpl
 def fedbench_aggregators() -> list[type[Aggregator]]:
-    return [Median]
+    return [LowerMedian]

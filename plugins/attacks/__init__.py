@@ -1,0 +1,1 @@
+"""Built-in attacks: what malicious clients do to their data or their updates (harness/attacks.py)."""
