@@ -290,3 +290,16 @@ def test_a_rate_of_zero_over_seeds_keeps_a_nonzero_interval(tmp_path: Path) -> N
     entry = _board(store).entry("fedavg", "advbench", "KTOO")
     assert entry.seeds == (0, 1) and entry.ci_low == 0.0 and 20 < entry.ci_high < 39  # Wilson over the 12 pooled answers
     store.close()
+
+
+def test_the_terminal_table_keeps_a_tagged_rows_brackets() -> None:
+    """'[label-flip 25%]' or '[int8]' would read as rich markup and vanish, leaving two rows both named 'fedavg'."""
+    from rich.console import Console
+
+    from fedbench.harness.results.render_rich import to_rich
+
+    tagged = [replace(s, subject=f"{s.subject}-{tag}", tag=tag) for s in SCORES[:1] for tag in ("label-flip 25%", "int8")]
+    console = Console(width=200, record=True)
+    console.print(to_rich(build_matrix(SCORES + tagged)))
+    text = console.export_text()
+    assert "fedavg [label-flip 25%]" in text and "fedavg [int8]" in text

@@ -1,10 +1,13 @@
 """The views for the terminal (rich renderables): one table per benchmark where the study's 15 columns would not fit
-in 80, bold for what is significant, the legend once below. rich is imported when a view is drawn."""
+in 80, bold for what is significant, the legend once below. Row names are escaped: a tagged row's brackets
+(``fedavg [label-flip 25%]``, ``fedavg [int8]``) would otherwise read as rich markup and vanish."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+
+from rich.markup import escape
 
 from fedbench.harness.results.model import (
     POOLED_TEST,
@@ -44,7 +47,6 @@ def to_rich(m: Matrix) -> Any:
     """For the terminal: one table per benchmark (aggregators x DPO/KTOO/KTOR, Base last), so the study's
     15 columns stay readable in 80; best (separated) in bold green, ties in yellow, the legend once below."""
     from rich.console import Group
-    from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
 
@@ -60,7 +62,7 @@ def to_rich(m: Matrix) -> Any:
                 mark = m.mark(row, b, v)
                 text = escape(entry_text(m.entry(row, b, v)) + MARKS[mark])
                 cells.append({"best": f"[bold green]{text}[/]", "tie": f"[yellow]{text}[/]"}.get(mark, text))
-            table.add_row(row, *cells, end_section=row != BASE_ROW and m.rows[-1] == BASE_ROW and row == m.rows[-2])
+            table.add_row(escape(row), *cells, end_section=row != BASE_ROW and m.rows[-1] == BASE_ROW and row == m.rows[-2])
         tables.append(table)
     unequal = [Text(f"unequal budgets, {row}: {note}", style="yellow") for row, note in budget_notes(m).items()]
     return Group(
@@ -73,7 +75,6 @@ def to_rich(m: Matrix) -> Any:
 
 def compare_rich(m: Matrix) -> Any:
     from rich.console import Group
-    from rich.markup import escape
     from rich.table import Table
 
     def shown(c: dict[str, Any]) -> list[str]:
@@ -85,7 +86,7 @@ def compare_rich(m: Matrix) -> Any:
     for col in ("aggregator", "benchmark", "comparison", *numbers, "unequal budget"):
         table.add_column(col, justify="right" if col in numbers else "left")
     for c in comparison_rows(m):
-        table.add_row(c["aggregator"], c["benchmark"], c["comparison"], *shown(c), escape(c["budget"]))
+        table.add_row(escape(c["aggregator"]), c["benchmark"], c["comparison"], *shown(c), escape(c["budget"]))
     pooled = pooled_rows(m)
     if not pooled:
         return table
@@ -117,7 +118,7 @@ def gaps_rich(found: Sequence[GapRow]) -> Any:
     for g in found:
         spread = g.local_clients
         table.add_row(
-            g.aggregator,
+            escape(g.aggregator),
             g.benchmark,
             g.variant,
             str(g.gap.n),
@@ -142,7 +143,7 @@ def clients_rich(views: Sequence[ClientView]) -> Any:
         if s is None:
             continue
         table.add_row(
-            v.cell,
+            escape(v.cell),
             v.benchmark,
             str(s.clients),
             f"{s.mean:.1f}",
@@ -156,7 +157,6 @@ def clients_rich(views: Sequence[ClientView]) -> Any:
 
 def reference_rich(view: ReferenceView) -> Any:
     from rich.console import Group
-    from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
 
@@ -166,7 +166,7 @@ def reference_rich(view: ReferenceView) -> Any:
         for col in REFERENCE_HEADER:
             table.add_column(col, justify="left" if col in ("aggregator", "variant") else "right")
         for e in view.rows(bench):
-            table.add_row(e.row, e.variant or "base", *(escape(t) for t in reference_texts(e)))
+            table.add_row(escape(e.row), e.variant or "base", *(escape(t) for t in reference_texts(e)))
         tables.append(table)
         columns, rows = paper_comparisons(view, bench)
         if rows:
@@ -174,7 +174,7 @@ def reference_rich(view: ReferenceView) -> Any:
             for col in ["aggregator", *columns]:
                 tests.add_column(col, justify="left" if col == "aggregator" else "right")
             for row, cells in rows:
-                tests.add_row(row, *(f"[bold]{escape(t)}[/]" if sig else escape(t) for t, sig in cells))
+                tests.add_row(escape(row), *(f"[bold]{escape(t)}[/]" if sig else escape(t) for t, sig in cells))
             tables.append(tests)
     return Group(
         Text(f"fedbench leaderboard beside {view.reference.name}: yours [95% interval] | paper | difference", style="bold"),
@@ -191,7 +191,7 @@ def resources_rich(rows: Sequence[ResourceRow]) -> Any:
     for col in RESOURCE_COLUMNS:
         table.add_column(col, justify="left" if col in ("cell", "codec") else "right")
     for r in rows:
-        table.add_row(*resource_cells(r))
+        table.add_row(*(escape(c) for c in resource_cells(r)))
     return table
 
 
@@ -203,5 +203,5 @@ def lengths_rich(m: Matrix) -> Any:
     for col in ("cell", "benchmark", "tokens"):
         table.add_column(col, justify="right" if col == "tokens" else "left")
     for cell, bench, tokens in length_rows(m):
-        table.add_row(cell, bench, f"{tokens:.0f}")
+        table.add_row(escape(cell), bench, f"{tokens:.0f}")
     return table
