@@ -270,6 +270,19 @@ class _Scorers:
         return self.scorers[key]
 
 
+@dataclass
+class _Evaluation:
+    """What every benchmark path of one :func:`evaluate` call shares: its settings, store, progress callbacks,
+    judges per benchmark, the answers waiting to be graded together, and the likelihood scorers."""
+
+    spec: EvalSpec
+    store: Store
+    progress: EvalProgress
+    judges: dict[str, list[tuple[str, Judge]]]
+    scorers: _Scorers
+    deferred: list[Deferred] = field(default_factory=list)
+
+
 def evaluate(
     subjects: Sequence[Subject], spec: EvalSpec, registry: Registry, store: Store, progress: EvalProgress | None = None
 ) -> list[ScoreRow]:
@@ -277,9 +290,8 @@ def evaluate(
     progress = progress or EvalProgress()
     benchmarks = [create_benchmark(registry, name, dict(spec.benchmark_params).get(name, {})) for name in spec.benchmarks]
     judges = {b.name: pick_judges(registry, b, spec) for b in benchmarks if b.request is Request.GENERATE}
+    run = _Evaluation(spec, store, progress, judges, _Scorers(resolve_dtype(spec.score_dtype)))
     rows: list[ScoreRow] = []
-    deferred: list[Deferred] = []
-    scorers = _Scorers(resolve_dtype(spec.score_dtype))
     for subject in subjects:
         if subject.method != BASE:
             store.put_subject(subject.key, subject.origin or "trained", dict(subject.budget))
@@ -292,29 +304,22 @@ def evaluate(
                 questions = store.questions(subject.key, bench.name)[: spec.limit]
                 have = store.answers(subject.key, bench.name)
                 recorded = {"backend": "imported", "origin": subject.origin}
-                rows += _judge_answers(subject, bench, questions, have, recorded, spec, judges, store, progress, deferred)
+                rows += _judge_answers(run, subject, bench, questions, have, recorded)
                 continue
             match bench.request:  # what the benchmark needs from the model, dispatched once
                 case Request.EXTERNAL:
-                    rows += _score_external(subject, bench, spec, store, progress)
+                    rows += _score_external(run, subject, bench)
                 case Request.LIKELIHOOD:
-                    rows += _score_given(subject, bench, spec, store, progress, scorers)
+                    rows += _score_given(run, subject, bench)
                 case Request.GENERATE:
-                    rows += _score_generated(subject, bench, spec, judges, store, progress, deferred)
-    rows += _judge_together(deferred, store, progress, rotate=spec.judge_order == "rotate")
+                    rows += _score_generated(run, subject, bench)
+    rows += _judge_together(run.deferred, store, progress, rotate=spec.judge_order == "rotate")
     return rows
 
 
-def _score_generated(
-    subject: Subject,
-    bench: Benchmark,
-    spec: EvalSpec,
-    judges: dict[str, list[tuple[str, Judge]]],
-    store: Store,
-    progress: EvalProgress,
-    deferred: list[Deferred],
-) -> list[ScoreRow]:
+def _score_generated(run: _Evaluation, subject: Subject, bench: Benchmark) -> list[ScoreRow]:
     """A :attr:`Request.GENERATE` benchmark: answer the questions not answered yet (stored batch by batch), then judge."""
+    spec, store, progress = run.spec, run.store, run.progress
     settings = GenerationSettings(spec.max_new_tokens or Benchmark.answer_tokens, spec.batch_size, 0, subject.template)
     key = (subject.model, subject.template, subject.dtype)
     if key not in progress.generators:
@@ -342,27 +347,24 @@ def _score_generated(
         store.add_answers(subject.key, bench.name, chunk, answers, recorded, tokens)
         have.update({q.id: a for q, a in zip(chunk, answers)})
     made = asdict(settings) | {"backend": generator.name}
-    return _judge_answers(subject, bench, questions, have, made, spec, judges, store, progress, deferred)
+    return _judge_answers(run, subject, bench, questions, have, made)
 
 
 def _judge_answers(
+    run: _Evaluation,
     subject: Subject,
     bench: Benchmark,
     questions: Sequence[Question],
     answers: dict[str, str],
     settings: dict[str, Any],
-    spec: EvalSpec,
-    judges: dict[str, list[tuple[str, Judge]]],
-    store: Store,
-    progress: EvalProgress,
-    deferred: list[Deferred],
 ) -> list[ScoreRow]:
     """Grade a subject's answers to one benchmark (generated or imported) with each of its judges: alone, batch by
     batch as they are stored, or deferred to be graded together with its aggregator's other variants."""
+    spec, store, progress = run.spec, run.store, run.progress
     rows = []
-    for judge_name, judge in judges[bench.name]:
+    for judge_name, judge in run.judges[bench.name]:
         if spec.judge_mode == "together" and subject.method != BASE and judge.judges_together:
-            deferred.append(Deferred(subject, bench, list(questions), answers, settings, (judge_name, judge)))
+            run.deferred.append(Deferred(subject, bench, list(questions), answers, settings, (judge_name, judge)))
             continue
         judged = store.judgments(subject.key, bench.name, judge_name)
         missing = [q for q in questions if q.id not in judged]
@@ -403,15 +405,14 @@ def _scored_in(subject: Subject, dtype: str) -> Subject:
     return subject if subject.settings_key is None else replace(subject, settings_key=f"{subject.settings_key}+{dtype}")
 
 
-def _score_given(
-    subject: Subject, bench: Benchmark, spec: EvalSpec, store: Store, progress: EvalProgress, scorers: _Scorers
-) -> list[ScoreRow]:
+def _score_given(run: _Evaluation, subject: Subject, bench: Benchmark) -> list[ScoreRow]:
     """A benchmark whose questions carry their answers (held-out pairs): forward passes only, one row per metric.
 
     A subject without held-out pairs (trained with ``holdout = 0``, or on labelled single responses)
     is skipped with the reason; the other benchmarks still run. Stored judgments are reused only when
     they were scored in this evaluation's precision (:func:`_precision`, :func:`_scored_in`).
     """
+    store, progress, scorers = run.store, run.progress, run.scorers
     if subject.heldout is None:
         if progress.on_skip:
             progress.on_skip(
@@ -551,7 +552,7 @@ def external_evaluator(bench: Benchmark) -> Evaluator:
     )
 
 
-def _score_external(subject: Subject, bench: Benchmark, spec: EvalSpec, store: Store, progress: EvalProgress) -> list[ScoreRow]:
+def _score_external(run: _Evaluation, subject: Subject, bench: Benchmark) -> list[ScoreRow]:
     """A :attr:`Request.EXTERNAL` benchmark: another evaluation harness scores it on the whole model (lm-eval).
 
     Its row is stored like a judged benchmark's, under ``<plugin>:<task>`` with the evaluator's judge name
@@ -560,6 +561,7 @@ def _score_external(subject: Subject, bench: Benchmark, spec: EvalSpec, store: S
     request (task, shots, limit, ...) is not run again; the evaluator's per-document outputs stay in
     ``<run dir>/<judge>/`` (the base model's in ``<runs>/<base key>/<judge>/``).
     """
+    spec, store, progress = run.spec, run.store, run.progress
     from fedbench.harness.models import resolve_model
 
     evaluator = external_evaluator(bench)
