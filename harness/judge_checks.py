@@ -93,19 +93,20 @@ class Agreement:
 
 
 def _preferences(
-    a: Mapping[tuple[str, str], float], b: Mapping[tuple[str, str], float], qids: Sequence[str]
-) -> tuple[list[int], list[int]]:
-    """For every question and every two subjects both judges scored on it: each judge's preference (-1, 0 tie, 1)."""
+    a: Mapping[tuple[str, str], float], b: Mapping[tuple[str, str], float]
+) -> dict[str, tuple[list[int], list[int]]]:
+    """Per question, for every two subjects both judges scored on it: each judge's preference (-1, 0 tie, 1)."""
     by_question: dict[str, list[str]] = {}
     for subject, q in a.keys() & b.keys():
         by_question.setdefault(q, []).append(subject)
-    first: list[int] = []
-    second: list[int] = []
-    for q in qids:
-        for s1, s2 in itertools.combinations(sorted(by_question.get(q, [])), 2):
-            first.append(int(np.sign(a[(s1, q)] - a[(s2, q)])))
-            second.append(int(np.sign(b[(s1, q)] - b[(s2, q)])))
-    return first, second
+    out: dict[str, tuple[list[int], list[int]]] = {}
+    for q, subjects in by_question.items():
+        pairs = list(itertools.combinations(sorted(subjects), 2))
+        out[q] = (
+            [int(np.sign(a[(s1, q)] - a[(s2, q)])) for s1, s2 in pairs],
+            [int(np.sign(b[(s1, q)] - b[(s2, q)])) for s1, s2 in pairs],
+        )
+    return out
 
 
 def _kappa(first: Sequence[int], second: Sequence[int]) -> float:
@@ -114,6 +115,26 @@ def _kappa(first: Sequence[int], second: Sequence[int]) -> float:
     if len(set(first) | set(second)) < 2:
         return 1.0 if list(first) == list(second) else 0.0  # one category on both sides: kappa is undefined, agreement is total
     return float(cohen_kappa_score(first, second))
+
+
+def _confusion(first: Sequence[int], second: Sequence[int]) -> np.ndarray:
+    """3 x 3 counts of (preference of judge a, preference of judge b) over -1, 0, 1."""
+    out = np.zeros((3, 3))
+    np.add.at(out, (np.asarray(first, dtype=int) + 1, np.asarray(second, dtype=int) + 1), 1)
+    return out
+
+
+def _kappa_of_counts(counts: np.ndarray) -> float:
+    """Cohen's kappa from a confusion matrix: what the bootstrap resamples, since a question's pairs move together
+    (the reported estimate is scikit-learn's; a test holds the two equal)."""
+    n = counts.sum()
+    if n == 0:
+        return float("nan")
+    observed = np.trace(counts) / n
+    expected = float(counts.sum(axis=1) @ counts.sum(axis=0)) / n**2
+    if expected == 1.0:
+        return 1.0 if observed == 1.0 else 0.0
+    return float((observed - expected) / (1 - expected))
 
 
 def _rho(a: Mapping[tuple[str, str], float], b: Mapping[tuple[str, str], float], keys: Sequence[tuple[str, str]]) -> float:
@@ -159,19 +180,26 @@ def judge_agreement(scores: Sequence[ScoreRow], questions: QuestionScores) -> li
             if len(keys) < 3:
                 continue
             qids = sorted({q for _, q in keys})
+            by_question: dict[str, list[tuple[str, str]]] = {}
+            for k in keys:
+                by_question.setdefault(k[1], []).append(k)
+            preferences = _preferences(a, b)
 
-            def rho_of(drawn: Sequence[str], a: Mapping = a, b: Mapping = b, keys: Sequence = keys) -> float:
-                index = {q: [k for k in keys if k[1] == q] for q in set(drawn)}
-                return _rho(a, b, [k for q in drawn for k in index[q]])
+            def rho_of(drawn: Sequence[str], a: Mapping = a, b: Mapping = b, by_question: Mapping = by_question) -> float:
+                return _rho(a, b, [k for q in drawn for k in by_question[q]])
 
-            def kappa_of(drawn: Sequence[str], a: Mapping = a, b: Mapping = b) -> float:
-                return _kappa(*_preferences(a, b, drawn))
+            counts = {q: _confusion(f, s) for q, (f, s) in preferences.items()}
 
-            first, second = _preferences(a, b, qids)
+            def kappa_of(drawn: Sequence[str], counts: Mapping = counts) -> float:
+                return _kappa_of_counts(sum((counts[q] for q in drawn if q in counts), np.zeros((3, 3))))
+
+            pairs = sum(len(f) for f, _ in preferences.values())
+            first = [p for q in qids if q in preferences for p in preferences[q][0]]
+            second = [p for q in qids if q in preferences for p in preferences[q][1]]
             out.append(
                 Agreement(
                     bench, ja, jb, _rho(a, b, keys), _question_bootstrap(qids, rho_of), _kappa(first, second),
-                    _question_bootstrap(qids, kappa_of) if first else None, len(keys), len(first),
+                    _question_bootstrap(qids, kappa_of) if pairs else None, len(keys), pairs,
                 )
             )  # fmt: skip
     return out

@@ -145,3 +145,12 @@ def test_two_judges_grade_the_same_answers_and_their_agreement_is_reported(tmp_p
     pairs = {(a.judge_a, a.judge_b): a for a in checks.agreements}
     assert ("keyword", "llm") in pairs and pairs[("keyword", "llm")].pairs == 3
     store.close()
+
+
+def test_the_bootstraps_kappa_equals_scikit_learns() -> None:
+    from sklearn.metrics import cohen_kappa_score
+
+    from fedbench.harness.judge_checks import _confusion, _kappa_of_counts
+
+    first, second = [1, 0, -1, 1, 1, -1, 0, 1, -1, -1], [1, 1, -1, 0, 1, -1, 0, -1, -1, 1]
+    assert _kappa_of_counts(_confusion(first, second)) == pytest.approx(cohen_kappa_score(first, second))
