@@ -389,6 +389,7 @@ def checks_tables(c: JudgeChecks) -> list[tuple[str, list[str], list[list[str]]]
     return tables
 
 
+NO_CHECKS = "No judge checks: no answers judged in two contexts, by two judges, in both orders, or beside a base model."
 CHECKS_NOTE = (
     "Read from the store, nothing judged again. Context shift: paired sign-flip test over the questions both contexts "
     "scored. Agreement: question-bootstrap intervals. Length control: score = subject effect + slope x (words - the base "
@@ -405,7 +406,7 @@ def checks_markdown(c: JudgeChecks) -> str:
     if c.reordered:
         out.append("Length control reverses the ranking in: " + "; ".join(c.reordered))
     if not out:
-        out.append("No judge checks: no answers judged in two contexts, by two judges, in both orders, or beside a base model.")
+        out.append(NO_CHECKS)
     return "\n".join(out + ["", CHECKS_NOTE]) + "\n"
 
 
@@ -426,9 +427,7 @@ def checks_rich(c: JudgeChecks):  # noqa: ANN201 - rich is imported lazily
     if c.reordered:
         parts.append(Text("length control reverses the ranking in: " + "; ".join(c.reordered), style="yellow"))
     if not parts:
-        parts.append(
-            Text("no judge checks: no answers judged in two contexts, by two judges, in both orders, or beside a base model")
-        )
+        parts.append(Text(NO_CHECKS))
     return Group(*parts, Text(CHECKS_NOTE, style="dim"))
 
 
