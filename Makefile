@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: setup demo demo-baselines study lint test
+.PHONY: setup demo demo-baselines demo-judges study lint test
 
 $(BIN)/fedbench: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,15 @@ demo: setup
 demo-baselines: setup
 	$(BIN)/fedbench run --profile demo --method all --layout original,redistributed --agg fedavg --baselines --benchmarks preference
 	$(BIN)/fedbench leaderboard --baselines
+
+# The demo's judges checked (after `make demo`): its FedAvg answers judged again by two judges (SmolLM2 through
+# FastChat's prompt and through JudgeLM's), graded together, alone and beside the base model, and head to head in both
+# orders; then every check: position bias, context shift, agreement, length control. The numbers exercise the
+# machinery (a 135M judge), they do not measure the judge you would use.
+demo-judges: setup
+	$(BIN)/fedbench eval $(wildcard runs/*-fedavg-*) --judge llm,judgelm --benchmarks mt_bench_1,vicuna \
+		--set eval.judge_mode='"together"' --set eval.judge_contexts='["alone", "base"]' --set eval.pairwise=true
+	$(BIN)/fedbench leaderboard --judge-checks
 
 # The study's judgment files (STUDY: its repository's evaluation/open_ended/data folder), read by the study's own
 # parse rule: its table with intervals and unequal budgets, the paired comparisons, the printed table beside it.

@@ -82,7 +82,9 @@ def run(
     config: Path | None = typer.Option(None, "--config", help="TOML run config (any RunSpec field)"),
     profile: str = typer.Option("demo", help="a profile from registry.toml: demo or paper"),
     out: Path = typer.Option(Path("runs"), "--out", help="runs folder: one directory per cell"),
-    set_: list[str] = typer.Option([], "--set", help="override any setting: --set lora_r=16 (repeatable)"),
+    set_: list[str] = typer.Option(
+        [], "--set", help="override any setting: --set lora_r=16, --set eval.pairwise=true (repeatable)"
+    ),
     force: bool = typer.Option(False, "--force", help="redo finished cells instead of skipping them"),
     benchmarks: str | None = typer.Option(None, "--benchmarks", help="comma list (default: mt_bench_1,vicuna,advbench)"),
     judge: str | None = typer.Option(None, "--judge", help="judge for model-graded benchmarks (llm, judgelm, ...)"),
@@ -134,10 +136,12 @@ def run(
             "seed": seed,
             "codec": codec,
         } | _parse_sets(set_)
+        eval_sets = flags.pop("eval", {})
         settings = resolve_settings({k: v for k, v in profile_settings.items() if k != "eval"}, config, flags)
         evaluation = eval_spec(
             profile_settings.get("eval"),
-            {"benchmarks": benchmarks, "judge": judge, "backend": backend, "limit": limit, "score_dtype": score_dtype},
+            {"benchmarks": benchmarks, "judge": judge, "backend": backend, "limit": limit, "score_dtype": score_dtype}
+            | eval_sets,
         )
         if seeds is not None and seed is not None:
             raise FedbenchError("--seed and --seeds both given", "use --seeds 0,1,2 for several seeds, or --seed N for one")
@@ -262,6 +266,9 @@ def eval_(
     score_dtype: str | None = typer.Option(None, "--score-dtype", help=SCORE_DTYPE_HELP),
     profile: str = typer.Option("demo", help="profile whose [eval] settings apply"),
     no_base: bool = typer.Option(False, "--no-base", help="skip the untrained base model"),
+    set_: list[str] = typer.Option(
+        [], "--set", help='an eval setting, eval.KEY=VALUE (e.g. eval.pairwise=true, eval.judge_contexts=["alone"])'
+    ),
 ) -> None:
     """Evaluate trained cells (and their base model) into the store of the runs folder they are in; or judge again
     the answers imported into a runs folder, with another judge, without generating anything."""
@@ -270,9 +277,16 @@ def eval_(
         from fedbench.harness.progress import RichProgress
         from fedbench.harness.study import evaluate_runs, runs_folder
 
+        sets = _parse_sets(set_)
+        if set(sets) - {"eval"}:
+            raise FedbenchError(
+                f"--set {', '.join(sorted(set(sets) - {'eval'}))}: `fedbench eval` takes eval settings only",
+                "write --set eval.KEY=VALUE (training settings belong to `fedbench run`)",
+            )
         evaluation = eval_spec(
             _profile(profile).get("eval"),
-            {"benchmarks": benchmarks, "judge": judge, "backend": backend, "limit": limit, "score_dtype": score_dtype},
+            {"benchmarks": benchmarks, "judge": judge, "backend": backend, "limit": limit, "score_dtype": score_dtype}
+            | sets.get("eval", {}),
         )
         runs_root = runs_folder(run_dirs)
         evaluate_runs(

@@ -23,11 +23,15 @@ from fedbench.harness.holdout import HOLDOUT_FILE
 from fedbench.harness.interfaces import Benchmark, Evaluator, Judge, Judgment, ModelUnderTest, Question, Request
 from fedbench.harness.likelihood import LikelihoodScorer, SequenceLogp
 from fedbench.harness.lm_eval_bridge import EVALUATOR, LmEvalEvaluator
+from fedbench.harness.pairwise import judge_pairs
 from fedbench.harness.registry import Registry
 from fedbench.harness.spec import RunSpec
 from fedbench.harness.stats import score_interval
 from fedbench.harness.store import ScoreRow, Store
 from fedbench.harness.study_table import BASE, subject_label, variant_rank
+
+JUDGE_CONTEXTS = ("alone", "base")
+"""Together-grading's further contexts (``EvalSpec.judge_contexts``)."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,14 @@ class EvalSpec:
     """Together-grading's answer order: 'rotate' (each variant in each position equally often, so the judge's
     position bias spreads evenly) or 'fixed' (DPO, KTOO, KTOR on every question, as the study did; its scores are
     stored under '<judge>-together-fixed', apart from rotated ones)."""
+    judge_contexts: tuple[str, ...] = ()
+    """Together-grading's further contexts, each grading the same answers again: ``alone`` (each answer by itself)
+    and ``base`` (the base model's answer beside the aggregator's variants). ``leaderboard --judge-checks`` reports
+    how much a score shifts between contexts; the study's answers moved by up to 0.4 points on MT-Bench-1."""
+    pairwise: bool = False
+    """Also judge every two variants of an aggregator (and the base model) head to head, each question in both
+    orders, with a judge that can (``Judge.judge_pair``): win rates, position consistency and first-position bias in
+    ``leaderboard --judge-checks``."""
     score_dtype: str = "float32"
     """Precision of likelihood scoring (``Request.LIKELIHOOD`` benchmarks: ``preference``), whatever the cells trained in:
     ``float32``, ``bfloat16`` or ``auto`` (this machine's fast path). A held-out pair is decided by a difference of
@@ -74,6 +86,17 @@ class EvalSpec:
             raise FedbenchError(
                 f"score_dtype '{self.score_dtype}' is not one of {', '.join(DTYPES)}",
                 "set score_dtype = 'float32' (the default), or 'bfloat16' where a float32 copy of the model does not fit",
+            )
+        unknown = sorted(set(self.judge_contexts) - set(JUDGE_CONTEXTS))
+        if unknown:
+            raise FedbenchError(
+                f"judge_contexts: unknown context {', '.join(map(repr, unknown))}",
+                f'use any of {", ".join(JUDGE_CONTEXTS)} (e.g. judge_contexts = ["alone", "base"])',
+            )
+        if self.judge_contexts and self.judge_mode != "together":
+            raise FedbenchError(
+                "judge_contexts are further contexts of together-grading, and judge_mode is not 'together'",
+                "set judge_mode = 'together' as well, or leave judge_contexts out",
             )
         if self.judge_order not in ("rotate", "fixed"):
             raise FedbenchError(
@@ -281,6 +304,11 @@ class _Evaluation:
     judges: dict[str, list[tuple[str, Judge]]]
     scorers: _Scorers
     deferred: list[Deferred] = field(default_factory=list)
+    """Answers waiting to be graded together with their aggregator's other variants."""
+    pairs: list[Deferred] = field(default_factory=list)
+    """Answers waiting to meet the other variants' (and the base model's) head to head (``pairwise``)."""
+    base_answers: dict[tuple[str, str, str], Deferred] = field(default_factory=dict)
+    """(benchmark, model, judge) -> the base model's answers: a judging context and a head-to-head opponent."""
 
 
 def evaluate(
@@ -313,7 +341,8 @@ def evaluate(
                     rows += _score_given(run, subject, bench)
                 case Request.GENERATE:
                     rows += _score_generated(run, subject, bench)
-    rows += _judge_together(run.deferred, store, progress, rotate=spec.judge_order == "rotate")
+    rows += _judge_together(run)
+    _judge_pairs(run)
     return rows
 
 
@@ -363,8 +392,13 @@ def _judge_answers(
     spec, store, progress = run.spec, run.store, run.progress
     rows = []
     for judge_name, judge in run.judges[bench.name]:
+        waiting = Deferred(subject, bench, list(questions), answers, settings, (judge_name, judge))
+        if subject.method == BASE:
+            run.base_answers[(bench.name, subject.model, judge_name)] = waiting
+        if spec.pairwise and judge.judges_pairs:
+            run.pairs.append(waiting)
         if spec.judge_mode == "together" and subject.method != BASE and judge.judges_together:
-            run.deferred.append(Deferred(subject, bench, list(questions), answers, settings, (judge_name, judge)))
+            run.deferred.append(waiting)
             continue
         judged = store.judgments(subject.key, bench.name, judge_name)
         missing = [q for q in questions if q.id not in judged]
@@ -586,54 +620,100 @@ def _score_external(run: _Evaluation, subject: Subject, bench: Benchmark) -> lis
     return [_put(store, progress, subject, ScoreRow(**row))]
 
 
-def _judge_together(deferred: list[Deferred], store: Store, progress: EvalProgress, rotate: bool = True) -> list[ScoreRow]:
+def _judge_together(run: _Evaluation) -> list[ScoreRow]:
     """Multi-answer grading as in the study: the cells of one aggregator (DPO, KTOO, KTOR) that answered
     a question are scored in one judge prompt, so their scores share one scale. Stored as '<judge>-together'.
 
     The answers' order rotates from question to question (question i starts with the variant at
     position i mod k), so each variant sits in each position equally often: a judge's position bias
-    then spreads evenly instead of favouring whichever variant always comes first. With ``rotate`` off they
-    come in the study's order, DPO, KTOO, KTOR, on every question.
+    then spreads evenly instead of favouring whichever variant always comes first. With ``judge_order = "fixed"``
+    they come in the study's order, DPO, KTOO, KTOR, on every question.
+
+    Each of ``judge_contexts`` grades the same answers again in another context, stored as
+    '<judge>-together@<context>' with a tagged row: ``alone`` (each answer by the judge's one-answer grading) and
+    ``base`` (the base model's answer added to the group; only the variants' scores are recorded).
+    ``leaderboard --judge-checks`` reports each context's shift against the group's own.
     """
-    groups: dict[tuple[str, str, str, int | None, str], list[Deferred]] = {}
-    for item in deferred:
-        key = (item.bench.name, item.subject.model, item.subject.aggregator, item.subject.seed, item.judge[0])
-        groups.setdefault(key, []).append(item)
+    rotate = run.spec.judge_order == "rotate"
+    groups: dict[tuple[str, str, str, int | None, str, str], list[Deferred]] = {}
+    for item in run.deferred:
+        s = item.subject
+        groups.setdefault((item.bench.name, s.model, s.aggregator, s.seed, s.tag, item.judge[0]), []).append(item)
     rows = []
-    for (bench_name, _, _, _, _), items in groups.items():
+    for (bench_name, model, _, _, _, judge_name), items in groups.items():
         items.sort(key=lambda it: (variant_rank(it.subject.method, it.subject.layout), it.subject.layout))
-        base_name, judge = items[0].judge
-        name = f"{base_name}-together" + ("" if rotate else "-fixed")
-        questions = items[0].questions
-        judged = [store.judgments(it.subject.key, bench_name, name) for it in items]
-        agreed: list[bool] = []
-        for index, q in enumerate(questions):
-            if all(q.id in j for j in judged):
+        name = f"{judge_name}-together" + ("" if rotate else "-fixed")
+        rows += _grade_group(run, items, items, name, "", rotate)
+        for context in run.spec.judge_contexts:
+            if context == "alone":
+                for item in items:
+                    rows += _grade_group(run, [item], [item], f"{name}@alone", "judged alone", rotate)
                 continue
-            if len(items) == 1:
-                verdicts = judge.judge([q], [items[0].answers[q.id]])
-            else:
-                shift = index % len(items) if rotate else 0
-                order = list(range(len(items)))[shift:] + list(range(len(items)))[:shift]
-                by_item, reply = _grade_in_order(judge, q, items, order)
-                if judge.swap:
-                    backward, second = _grade_in_order(judge, q, items, order[::-1])
-                    if by_item and backward:
-                        agreed.append(max(by_item, key=by_item.__getitem__) == max(backward, key=backward.__getitem__))
-                    by_item = {i: (by_item[i] + backward[i]) / 2 for i in by_item} if by_item and backward else {}
-                    reply += "\n--- reversed order ---\n" + second
-                verdicts = [Judgment(q.id, by_item.get(i), reply) for i in range(len(items))]
-            for it, j, v in zip(items, judged, verdicts):
-                store.add_judgments(it.subject.key, bench_name, name, [v], _clients([q]))
-                j[q.id] = v
-        setting = judge.setting + ("" if rotate else ", answer order fixed: " + ", ".join(it.subject.label for it in items))
-        if agreed:
-            setting += f", position-consistency {sum(agreed) / len(agreed):.2f} over {len(agreed)} questions (swap)"
-        for it, j in zip(items, judged):
-            rows.append(
-                record_score(store, progress, it.subject, it.bench, name, setting, it.questions, j, it.settings, it.answers)
-            )
+            base = run.base_answers.get((bench_name, model, judge_name))
+            if base is None:
+                if run.progress.on_skip:
+                    run.progress.on_skip(items[0].subject, bench_name, "judge context 'base': the base model has no answers here")
+                continue
+            rows += _grade_group(run, [*items, base], items, f"{name}@with-base", "judged beside the base model", rotate)
     return rows
+
+
+def _grade_group(
+    run: _Evaluation, items: Sequence[Deferred], record: Sequence[Deferred], name: str, context: str, rotate: bool
+) -> list[ScoreRow]:
+    """Grade ``items``' answers together question by question (one item: the judge's one-answer grading), store every
+    item's judgments under ``name`` and record the scores of ``record``'s subjects (tagged with ``context`` if any)."""
+    store, progress = run.store, run.progress
+    bench_name, judge = items[0].bench.name, items[0].judge[1]
+    questions = items[0].questions
+    judged = [store.judgments(it.subject.key, bench_name, name) for it in items]
+    agreed: list[bool] = []
+    for index, q in enumerate(questions):
+        if all(q.id in j for j in judged) or not all(q.id in it.answers for it in items):
+            continue
+        if len(items) == 1:
+            verdicts = judge.judge([q], [items[0].answers[q.id]])
+        else:
+            shift = index % len(items) if rotate else 0
+            order = list(range(len(items)))[shift:] + list(range(len(items)))[:shift]
+            by_item, reply = _grade_in_order(judge, q, items, order)
+            if judge.swap:
+                backward, second = _grade_in_order(judge, q, items, order[::-1])
+                if by_item and backward:
+                    agreed.append(max(by_item, key=by_item.__getitem__) == max(backward, key=backward.__getitem__))
+                by_item = {i: (by_item[i] + backward[i]) / 2 for i in by_item} if by_item and backward else {}
+                reply += "\n--- reversed order ---\n" + second
+            verdicts = [Judgment(q.id, by_item.get(i), reply) for i in range(len(items))]
+        for it, j, v in zip(items, judged, verdicts):
+            store.add_judgments(it.subject.key, bench_name, name, [v], _clients([q]))
+            j[q.id] = v
+    setting = judge.setting + ("" if rotate else ", answer order fixed: " + ", ".join(it.subject.label for it in items))
+    if agreed:
+        setting += f", position-consistency {sum(agreed) / len(agreed):.2f} over {len(agreed)} questions (swap)"
+    rows = []
+    for it, j in zip(items, judged):
+        if not any(it is r for r in record):
+            continue
+        subject = replace(it.subject, tag=", ".join(t for t in (it.subject.tag, context) if t)) if context else it.subject
+        answered = [q for q in it.questions if q.id in j]
+        rows.append(record_score(store, progress, subject, it.bench, name, setting, answered, j, it.settings, it.answers))
+    return rows
+
+
+def _judge_pairs(run: _Evaluation) -> None:
+    """Head-to-head judging (``pairwise``): per benchmark, judge and aggregator, every two of its variants and the
+    base model, each question in both orders (:mod:`fedbench.harness.pairwise`)."""
+    groups: dict[tuple[str, str, str, int | None, str, str], list[Deferred]] = {}
+    for item in run.pairs:
+        s = item.subject
+        if s.method != BASE:
+            groups.setdefault((item.bench.name, s.model, s.aggregator, s.seed, s.tag, item.judge[0]), []).append(item)
+    for (bench_name, model, _, _, _, judge_name), items in groups.items():
+        base = run.base_answers.get((bench_name, model, judge_name))
+        met = [*items, base] if base is not None else items
+        questions = [q for q in met[0].questions if all(q.id in it.answers for it in met)]
+        answers = {it.subject.key: it.answers for it in met}
+        judge_pairs(run.store, bench_name, judge_name, met[0].judge[1], questions, answers, run.progress.on_answers)
 
 
 def _grade_in_order(
@@ -801,7 +881,7 @@ def eval_spec(profile_eval: dict[str, Any] | None, overrides: dict[str, Any]) ->
                 )
             if key in ("judge_params", "sources", "benchmark_params"):
                 value = tuple(sorted(dict(value).items()))
-            elif key == "benchmarks":
+            elif key in ("benchmarks", "judge_contexts"):
                 value = tuple(v.strip() for v in value.split(",")) if isinstance(value, str) else tuple(value)
             merged[key] = value
     return EvalSpec(**merged)

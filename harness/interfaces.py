@@ -620,7 +620,23 @@ class Judge(ABC):
         reply format also imports that model's judgments; a judge without it cannot import."""
         raise NotImplementedError(f"judge '{self.name}' cannot read another run's replies")
 
+    def judge_pair(self, question: Question, first: str, second: str) -> tuple[str | None, str]:
+        """Head-to-head verdict on two answers shown in this order: ``first``, ``second``, ``tie``, or None (the reply
+        does not parse), and the raw reply. Used with ``pairwise = true``; fedbench asks both orders itself.
+
+        By default the two answers are graded together and the higher score wins (equal scores tie); a judge with
+        a prompt made for pairs (FastChat's pair-v2) overrides this."""
+        scores, reply = self.judge_together(question, [first, second])
+        if scores is None:
+            return None, reply
+        return ("first" if scores[0] > scores[1] else "second" if scores[1] > scores[0] else "tie"), reply
+
     @property
     def judges_together(self) -> bool:
         """Whether this judge implements :meth:`judge_together`."""
         return type(self).judge_together is not Judge.judge_together
+
+    @property
+    def judges_pairs(self) -> bool:
+        """Whether this judge can compare two answers head to head (:meth:`judge_pair`, or grading together)."""
+        return type(self).judge_pair is not Judge.judge_pair or self.judges_together

@@ -10,6 +10,8 @@ An LLM judge's score is not a property of an answer alone. These checks read the
 - **agreement**: two judges of the same answers: Spearman's rho over the answers' scores and Cohen's kappa over
   the pairwise preferences they imply (which of two subjects' answers to a question scores higher, or a tie),
   each with a bootstrap interval over questions ("Judging the Judges" recommends kappa against a second judge).
+- **head to head** (``pairwise = true``, :mod:`fedbench.harness.pairwise`): win rates per pair of variants, and the
+  judge's position consistency and first-position bias, from verdicts asked in both answer orders.
 - **length control**: AlpacaEval 2's idea, as a linear model: score = subject effect + slope x (answer length -
   the base model's answer length to the same question), fitted over all subjects of a benchmark and judge; the
   subject effect is its length-controlled score, the score it would get at the base model's length. Lengths
@@ -22,13 +24,14 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import stats
 
+from fedbench.harness.pairwise import PositionBias, WinRate, pair_statistics
 from fedbench.harness.stats import CONFIDENCE, Comparison, Interval, paired_comparison
-from fedbench.harness.store import ScoreRow
+from fedbench.harness.store import PairVerdict, ScoreRow
 
 RESAMPLES = 1000
 QuestionScores = Callable[[ScoreRow], dict[str, float]]
@@ -314,6 +317,12 @@ class JudgeChecks:
     consistency: list[tuple[str, str, float, int]]
     """(benchmark, judge, share of questions whose best answer is the same in both orders, questions) where the
     judge graded answers together in both orders (``swap``)."""
+    positions: list[PositionBias] = field(default_factory=list)
+    """Head-to-head verdicts' dependence on the answers' order, per benchmark and judge."""
+    win_rates: list[WinRate] = field(default_factory=list)
+    """Head-to-head win rates per pair of subjects."""
+    labels: dict[str, str] = field(default_factory=dict)
+    """Subject key -> the row and variant it shows as (``fedavg KTOO``)."""
 
 
 def subject_label(row: ScoreRow) -> str:
@@ -324,9 +333,14 @@ def subject_label(row: ScoreRow) -> str:
     return BASE_ROW if row.method == "base" else f"{row_name(row)} {variant(row.method, row.layout)}"
 
 
-def gather_checks(scores: Sequence[ScoreRow], questions: QuestionScores, answers: AnswerTexts) -> JudgeChecks:
-    """All the checks over a store's scores (its per-question scores and answer texts passed as callables)."""
+def gather_checks(
+    scores: Sequence[ScoreRow], questions: QuestionScores, answers: AnswerTexts, pairs: Sequence[PairVerdict] = ()
+) -> JudgeChecks:
+    """All the checks over a store's scores (its per-question scores and answer texts passed as callables) and its
+    head-to-head verdicts (of the subjects among ``scores``)."""
     lengths = length_controlled(scores, questions, answers, subject_label)
+    labels = {row.subject: subject_label(row) for row in scores}
+    win_rates, positions = pair_statistics([v for v in pairs if v.first in labels and v.second in labels])
     consistency = []
     for row in scores:
         found = _CONSISTENCY.search(row.judge_setting)
@@ -339,6 +353,9 @@ def gather_checks(scores: Sequence[ScoreRow], questions: QuestionScores, answers
         lengths,
         ranking_changes(lengths, lambda f: f"{f.label.rsplit(' ', 1)[0]}, {f.benchmark} ({f.judge})"),
         consistency,
+        positions,
+        win_rates,
+        labels,
     )
 
 
@@ -354,6 +371,24 @@ def checks_tables(c: JudgeChecks) -> list[tuple[str, list[str], list[list[str]]]
         tables.append(
             ("position consistency (answers graded in both orders)", ["benchmark", "judge", "consistent", "questions"], rows)
         )
+    if c.positions:
+        rows = [
+            [p.benchmark, p.judge, f"{p.consistency:.2f}", _interval(p.consistency_interval), f"{p.first:.2f}",
+             _interval(p.first_interval), str(p.questions)]
+            for p in c.positions
+        ]  # fmt: skip
+        header = ["benchmark", "judge", "consistent", "95% interval", "first-position wins", "95% interval", "pairs x questions"]
+        tables.append(
+            ("position bias, head to head (every pair judged in both orders; 0.5 first-position wins: none)", header, rows)
+        )
+    if c.win_rates:
+        rows = [
+            [w.benchmark, w.judge, c.labels.get(w.a, w.a), c.labels.get(w.b, w.b), f"{w.wins}/{w.ties}/{w.losses}",
+             f"{w.rate:.2f}", _interval(w.interval)]
+            for w in c.win_rates
+        ]  # fmt: skip
+        header = ["benchmark", "judge", "A", "B", "A wins/ties/losses", "A's win rate", "95% interval"]
+        tables.append(("win rates, head to head (a verdict that changes with the order is a tie)", header, rows))
     if c.shifts:
         rows = [
             [s.benchmark, s.label, s.judge, f"{s.context} vs {s.against or 'own'}", f"{s.comparison.difference:+.2f}",
@@ -389,12 +424,15 @@ def checks_tables(c: JudgeChecks) -> list[tuple[str, list[str], list[list[str]]]
     return tables
 
 
-NO_CHECKS = "No judge checks: no answers judged in two contexts, by two judges, in both orders, or beside a base model."
+NO_CHECKS = (
+    "No judge checks: no answers judged in two contexts, by two judges, in both orders, head to head, or beside a base model."
+)
 CHECKS_NOTE = (
     "Read from the store, nothing judged again. Context shift: paired sign-flip test over the questions both contexts "
     "scored. Agreement: question-bootstrap intervals. Length control: score = subject effect + slope x (words - the base "
     "model's words to the same question), least squares over every subject of a benchmark and judge (AlpacaEval 2's "
-    "length-control idea as a linear model); the effect is the score at the base model's length."
+    "length-control idea as a linear model); the effect is the score at the base model's length. Head to head: MT-Bench's "
+    "pairwise protocol, both orders, an order-dependent verdict counted as a tie; win rate = (wins + ties / 2) / questions."
 )
 
 
@@ -441,6 +479,10 @@ def checks_json(c: JudgeChecks) -> str:
             "context_shifts": [asdict(s) for s in c.shifts],
             "agreements": [asdict(a) for a in c.agreements],
             "length_controlled": [asdict(f) for f in c.lengths],
+            "position_bias": [asdict(p) for p in c.positions],
+            "win_rates": [
+                asdict(w) | {"a_label": c.labels.get(w.a, w.a), "b_label": c.labels.get(w.b, w.b)} for w in c.win_rates
+            ],
             "length_reorders": c.reordered,
             "note": CHECKS_NOTE,
         },

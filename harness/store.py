@@ -11,7 +11,8 @@ judgment's client. A schema-1 store is migrated in place when opened: its rows a
 their scores are marked as stored without an interval (never shown as a zero-width one).
 Schema 3 added the score's tag (privacy, codec or judging-context axis); schema 4 the ``subjects``
 table: where each subject came from (trained here or imported) and its recorded training budget
-(rounds, sequence length, steps, ...), so comparisons between unequally trained cells say so.
+(rounds, sequence length, steps, ...), so comparisons between unequally trained cells say so. Schema 5 added the
+``pairwise`` table: head-to-head verdicts between two subjects' answers to one question, one row per answer order.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 from fedbench.harness.errors import FedbenchError
 from fedbench.harness.interfaces import Judgment, Question
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 STORE_NAME = "results.sqlite"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -50,6 +51,10 @@ CREATE TABLE IF NOT EXISTS judgments (
     PRIMARY KEY (subject, benchmark, judge, question_id));
 CREATE TABLE IF NOT EXISTS subjects (
     subject TEXT PRIMARY KEY, origin TEXT NOT NULL, budget TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS pairwise (
+    benchmark TEXT NOT NULL, judge TEXT NOT NULL, first TEXT NOT NULL, second TEXT NOT NULL, question_id TEXT NOT NULL,
+    winner TEXT, raw TEXT NOT NULL,
+    PRIMARY KEY (benchmark, judge, first, second, question_id));
 """
 _V1_TO_V2 = (
     "ALTER TABLE scores ADD COLUMN ci_low REAL",
@@ -102,6 +107,19 @@ class ScoreRow:
     empty or None at their defaults. Cells that differ in it get separate leaderboard rows."""
 
 
+@dataclass(frozen=True)
+class PairVerdict:
+    """A judge's head-to-head verdict on two subjects' answers to one question, shown in this order: ``winner`` is
+    ``first``, ``second``, ``tie``, or None when the reply did not parse."""
+
+    benchmark: str
+    judge: str
+    first: str
+    second: str
+    question_id: str
+    winner: str | None
+
+
 class Store:
     """Thin, explicit access to the results database."""
 
@@ -113,13 +131,13 @@ class Store:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self._batch = False
         found = self._version()
-        if found in (1, 2, 3):
+        if found in (1, 2, 3, 4):
             self._migrate(found)
         self.db.executescript(_SCHEMA)
         if found is None:
             with self.db:
                 self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        elif found not in (1, 2, 3, SCHEMA_VERSION):
+        elif found not in (1, 2, 3, 4, SCHEMA_VERSION):
             raise FedbenchError(
                 f"{self.path} has results schema version {found}, this fedbench reads version {SCHEMA_VERSION}",
                 "use a fedbench version matching the store, or point --out at a new runs folder",
@@ -132,7 +150,8 @@ class Store:
         return None if found is None else int(found[0])
 
     def _migrate(self, found: int) -> None:
-        """An older schema to the current one in one transaction: new columns and tables only, every row kept."""
+        """An older schema to the current one in one transaction: new columns and tables only (new tables come from
+        ``_SCHEMA``'s CREATE IF NOT EXISTS), every row kept."""
         with self.db:
             if found == 1:
                 for statement in _V1_TO_V2:
@@ -253,3 +272,24 @@ class Store:
     def origins(self) -> dict[str, str]:
         """Subject -> where it came from: ``trained`` or ``imported from FILE``."""
         return dict(self.db.execute("SELECT subject, origin FROM subjects").fetchall())
+
+    def pair_verdicts(self) -> list[PairVerdict]:
+        """Every head-to-head verdict in the store (``pairwise`` judging), one per answer order."""
+        rows = self.db.execute("SELECT benchmark, judge, first, second, question_id, winner FROM pairwise")
+        return [PairVerdict(*r) for r in rows.fetchall()]
+
+    def pair_verdicts_of(self, benchmark: str, judge: str, first: str, second: str) -> dict[str, PairVerdict]:
+        """The verdicts on one ordered pair of subjects by question: what a resumed pairwise judging skips."""
+        rows = self.db.execute(
+            "SELECT benchmark, judge, first, second, question_id, winner FROM pairwise "
+            "WHERE benchmark=? AND judge=? AND first=? AND second=?",
+            (benchmark, judge, first, second),
+        )
+        return {r[4]: PairVerdict(*r) for r in rows.fetchall()}
+
+    def add_pair_verdict(self, verdict: PairVerdict, raw: str) -> None:
+        with self.transaction():
+            self.db.execute(
+                "INSERT OR REPLACE INTO pairwise VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (verdict.benchmark, verdict.judge, verdict.first, verdict.second, verdict.question_id, verdict.winner, raw),
+            )

@@ -159,3 +159,24 @@ def test_scores_map_back_through_the_harness_rotation() -> None:
 def test_context_must_leave_room_for_a_prompt() -> None:
     with pytest.raises(FedbenchError, match="context_tokens"):
         JudgeLM(context_tokens=16, max_new_tokens=16)
+
+
+class ScoreOdds(FakeGenerator):
+    """Answers continuation_logprobs: the first score is 8 or 9 with equal odds, every later one surely 3."""
+
+    def continuation_logprobs(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[list[float]]:
+        self.prompts += prompts
+        first = prompts[0].endswith("### Response:") or prompts[0].endswith("### Response:10 ")
+        return [[0.0 if (k in (8, 9) if first else k == 3) else -1e9 for k in range(1, 11)] for _ in prompts]
+
+
+def test_expected_scores_read_each_number_after_the_likeliest_earlier_ones() -> None:
+    judge = JudgeLM(expected=True)
+    gen = ScoreOdds([], WordTokenizer())
+    judge._generator = gen  # type: ignore[assignment]
+    scores, raw = judge.judge_together(Question("q", "Q?"), ["a", "b", "c"])
+    assert scores == [8.5, 3.0, 3.0] and raw == "expected scores: 8.50 3.00 3.00"
+    assert gen.prompts[1].endswith("### Response:8 ") and gen.prompts[2].endswith("### Response:8 3 ")
+    (alone,) = judge.judge([Question("q", "Q?", reference="R")], ["a"])
+    assert alone.score == 8.5 and gen.prompts[-1].endswith("### Response:10 "), "after the reference's prefilled 10"
+    assert "expected scores" in judge.setting

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from fedbench.harness.evaluation import Deferred, EvalProgress, Subject, _judge_together
+from fedbench.harness.evaluation import Deferred, EvalProgress, EvalSpec, Subject, _Evaluation, _judge_together, _Scorers
 from fedbench.harness.generation import GenerationSettings
 from fedbench.harness.interfaces import Judge, Judgment, Question
 from fedbench.harness.registry import default_registry
@@ -47,7 +47,8 @@ def _grade(tmp_path: Path, swap: bool, rotate: bool = True) -> tuple[OrderRecord
         deferred.append(
             Deferred(subject, bench, questions, answers, asdict(GenerationSettings()) | {"backend": "hf"}, ("recorder", judge))
         )
-    rows = _judge_together(deferred, store, EvalProgress(), rotate=rotate)
+    spec = EvalSpec(judge_order="rotate" if rotate else "fixed")
+    rows = _judge_together(_Evaluation(spec, store, EvalProgress(), {}, _Scorers("float32"), deferred))
     return judge, rows, store
 
 

@@ -253,7 +253,9 @@ def gather(runs: Path) -> Report:
                 gaps = gap_rows(matrix, store_questions(store))
                 labels = _labels(cells, scores)
                 benchmarks = _answers(runs, store, scores, cells, labels)
-                checks = gather_checks(scores, store_questions(store), lambda r: store.answers(r.subject, r.benchmark))
+                checks = gather_checks(
+                    scores, store_questions(store), lambda r: store.answers(r.subject, r.benchmark), store.pair_verdicts()
+                )
         finally:
             store.close()
     if not scores:

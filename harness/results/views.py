@@ -19,7 +19,7 @@ from fedbench.harness.results import render_csv, render_html, render_json, rende
 from fedbench.harness.results.model import Matrix, QuestionScores, client_views, gap_rows, store_matrix, store_questions
 from fedbench.harness.results.published import ReferenceTable, load_reference, reference_view
 from fedbench.harness.results.runs import client_losses, resource_rows
-from fedbench.harness.store import STORE_NAME, ScoreRow, Store
+from fedbench.harness.store import STORE_NAME, PairVerdict, ScoreRow, Store
 
 T = TypeVar("T")
 
@@ -37,6 +37,8 @@ class Sources:
     compare what the table, showing one score per entry, leaves out."""
     answers: AnswerTexts = lambda _: {}
     """A score row's answer texts by question."""
+    pairs: Sequence[PairVerdict] = ()
+    """Every head-to-head verdict of the store (``pairwise`` judging)."""
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,7 @@ VIEWS: dict[str, View[Any]] = {
         ),
         View(
             "judge-checks",
-            lambda s: gather_checks(s.scores, s.questions, s.answers),
+            lambda s: gather_checks(s.scores, s.questions, s.answers, s.pairs),
             {"rich": checks_rich, "markdown": checks_markdown, "json": checks_json},
         ),
         View(
@@ -144,4 +146,5 @@ def sources(runs: Path, model: str | None = None, judge: str | None = None, refe
     store = Store(runs / STORE_NAME) if has_store else Store(Path(":memory:"))  # no store: the published table alone
     every = [r for r in store.scores() if model is None or r.model == model]
     answers: AnswerTexts = lambda r: store.answers(r.subject, r.benchmark)  # noqa: E731 - read lazily, per row asked
-    return Sources(runs, store_matrix(store, model, judge), store_questions(store), published, every, answers)
+    matrix = store_matrix(store, model, judge)
+    return Sources(runs, matrix, store_questions(store), published, every, answers, store.pair_verdicts())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Sequence
 
@@ -221,6 +222,7 @@ class JudgeLM(Judge):
         fallback_reference: str = "",
         context_tokens: int = 2048,
         parse: str = "strict",
+        expected: bool = False,
     ) -> None:
         if parse not in PARSE_RULES:
             raise FedbenchError(
@@ -239,6 +241,7 @@ class JudgeLM(Judge):
         self.fallback_reference = fallback_reference
         self.context_tokens = context_tokens
         self.parse = parse
+        self.expected = expected
         self.truncated_answers = 0
         self.unfit_prompts = 0
         self._generator: Generator | None = None
@@ -251,6 +254,7 @@ class JudgeLM(Judge):
             f"truncated_answers={self.truncated_answers}"
         )
         text += f", parse={self.parse}" if self.parse != "strict" else ""
+        text += ", expected scores" if self.expected else ""
         return text + (f", unfit_prompts={self.unfit_prompts}" if self.unfit_prompts else "")
 
     @property
@@ -274,6 +278,9 @@ class JudgeLM(Judge):
     def judge(self, questions: Sequence[Question], answers: Sequence[str]) -> list[Judgment]:
         refs = [q.reference if q.reference is not None else self.fallback_reference for q in questions]
         forward = [self._prompt(q.prompt, [r, a], prefill="10") for q, r, a in zip(questions, refs, answers)]
+        if self.expected:
+            read = [(None, note) if p is None else self._expected(p + " ", 1) for p, note in forward]
+            return [Judgment(q.id, None if s is None else s[0], raw) for q, (s, raw) in zip(questions, read)]
         replies = self._ask([p for p, _ in forward])
         scores = [
             None if p is None or (s := self.read_scores("10" + r, 2)) is None else s[1] for (p, _), r in zip(forward, replies)
@@ -298,6 +305,9 @@ class JudgeLM(Judge):
         prompt, note = self._prompt(question.prompt, answers, question.reference)
         if prompt is None:
             return None, note
+        if self.expected:
+            scores, read = self._expected(prompt, len(answers))
+            return scores, note + read
         reply = self._ask([prompt])[0]
         return self.read_scores(reply, len(answers)), note + reply
 
@@ -327,6 +337,21 @@ class JudgeLM(Judge):
             f"(max_new_tokens={self.max_new_tokens}); tokens counted by {how}]\n"
         )
         return build_prompt(question, fitted, reference, prefill), note
+
+    def _expected(self, prompt: str, n: int) -> tuple[list[float], str]:
+        """n scores read from the judge's probabilities instead of its sampled reply (``expected``): score i is the
+        probability-weighted mean of 1-10 as the i-th number of the first line, after the likeliest earlier scores.
+        Every answer then gets a score, however small the judge model (a 135M model never writes the format)."""
+        scores: list[float] = []
+        line = ""
+        for i in range(n):
+            end = "\n" if i == n - 1 else " "
+            logprobs = self.generator.continuation_logprobs([prompt + line], [f"{k}{end}" for k in range(1, 11)])[0]
+            top = max(logprobs)
+            weights = [math.exp(lp - top) for lp in logprobs]
+            scores.append(round(sum(k * w for k, w in zip(range(1, 11), weights)) / sum(weights), 4))
+            line += f"{1 + max(range(10), key=logprobs.__getitem__)}{end}"
+        return scores, "expected scores: " + " ".join(f"{x:.2f}" for x in scores)
 
     def _ask(self, prompts: Sequence[str | None]) -> list[str]:
         """The judge's replies; a prompt that is None (did not fit) is not sent and gets an empty reply."""
