@@ -59,6 +59,27 @@ def _parse_sets(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
+def _parse_sweeps(items: list[str]) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    """``--sweep KEY=V1,V2,...`` flags (or ``KEY=[V1, V2]``, a TOML array) as (key, values) pairs, each value read as TOML."""
+    out = []
+    for item in items:
+        if "=" not in item:
+            raise FedbenchError(
+                f"--sweep '{item}' is not KEY=V1,V2,...", "write e.g. --sweep layout_params.paired_fraction=0,0.5,1"
+            )
+        key, raw = (part.strip() for part in item.split("=", 1))
+        parts = [raw] if raw.startswith("[") else [p.strip() for p in raw.split(",") if p.strip()]
+        values: list[Any] = []
+        for part in parts:
+            try:
+                value = tomllib.loads(f"v = {part}")["v"]
+            except tomllib.TOMLDecodeError:
+                value = part
+            values += value if raw.startswith("[") and isinstance(value, list) else [value]
+        out.append((key, tuple(values)))
+    return tuple(out)
+
+
 @app.command()
 def run(
     method: str = typer.Option(
@@ -84,6 +105,11 @@ def run(
     out: Path = typer.Option(Path("runs"), "--out", help="runs folder: one directory per cell"),
     set_: list[str] = typer.Option(
         [], "--set", help="override any setting: --set lora_r=16, --set eval.pairwise=true (repeatable)"
+    ),
+    sweep: list[str] = typer.Option(
+        [],
+        "--sweep",
+        help="repeat the matrix for each value: --sweep layout_params.paired_fraction=0,0.5,1 (repeatable: every combination)",
     ),
     force: bool = typer.Option(False, "--force", help="redo finished cells instead of skipping them"),
     benchmarks: str | None = typer.Option(None, "--benchmarks", help="comma list (default: mt_bench_1,vicuna,advbench)"),
@@ -154,6 +180,7 @@ def run(
             evaluation=evaluation,
             skip_eval=skip_eval,
             baselines=baselines,
+            sweep=_parse_sweeps(sweep),
         )
         run_study(study, default_registry(), RichProgress(_console()))
     except FedbenchError as err:

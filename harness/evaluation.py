@@ -713,6 +713,9 @@ def _judge_pairs(run: _Evaluation) -> None:
         met = [*items, base] if base is not None else items
         questions = [q for q in met[0].questions if all(q.id in it.answers for it in met)]
         answers = {it.subject.key: it.answers for it in met}
+        if run.progress.on_start:
+            pairs = len(met) * (len(met) - 1)  # ordered pairs: both orders of every two
+            run.progress.on_start(items[0].subject, f"{bench_name} head to head ({judge_name})", pairs * len(questions))
         judge_pairs(run.store, bench_name, judge_name, met[0].judge[1], questions, answers, run.progress.on_answers)
 
 

@@ -163,9 +163,10 @@ class RunSpec:
 
     @property
     def tag(self) -> str:
-        """This cell's settings on the privacy, communication, attack and client-behaviour axes, '' at their defaults: its
-        leaderboard row says them (``fedavg [label-flip 25%]``, ``fedavg [dropout 20%]``)."""
-        parts = []
+        """This cell's layout settings and its settings on the privacy, communication, attack and client-behaviour axes,
+        '' at their defaults: its leaderboard row says them (``fedavg [paired_fraction=0.5]``, ``fedavg [label-flip 25%]``),
+        so a sweep over one of them gives one row per value."""
+        parts = [" ".join(f"{k}={v}" for k, v in self.layout_params)] if self.layout_params else []
         if self.privacy:
             p = dict(self.privacy)
             noise = f"eps<={p['target_epsilon']:g}" if "target_epsilon" in p else f"z={p.get('noise_multiplier', 0):g}"

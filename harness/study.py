@@ -47,7 +47,7 @@ from fedbench.harness.holdout import same_heldout
 from fedbench.harness.interfaces import Method
 from fedbench.harness.registry import Registry, default_registry
 from fedbench.harness.rounds import CellOutcome
-from fedbench.harness.spec import RunSpec
+from fedbench.harness.spec import RunSpec, check_keys
 from fedbench.harness.store import STORE_NAME, ScoreRow, Store
 
 Names = str | Sequence[str]
@@ -82,6 +82,10 @@ class Study:
     baselines: bool = False
     """Add the baseline aggregators (centralized, local only: harness/baselines.py) to the aggregators named;
     ``'all'`` alone leaves them out."""
+    sweep: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+    """Settings swept over (``--sweep layout_params.paired_fraction=0,0.5,1``): (key, values) pairs, ``TABLE.ENTRY``
+    for one entry of a table setting; the matrix is repeated for every combination of values. A combination a
+    swept value cannot train (a paired objective at paired_fraction 0) is skipped with the reason."""
 
     def __post_init__(self) -> None:
         matrix = sorted(set(self.settings) & set(MATRIX_KEYS))
@@ -92,6 +96,15 @@ class Study:
             )
         if not self.seeds:
             raise FedbenchError("a study needs at least one seed", "pass seeds=(0,) or more")
+        for key, values in self.sweep:
+            name = key.partition(".")[0]
+            if name in MATRIX_KEYS or name not in RunSpec.__dataclass_fields__ or not values:
+                why = "spans the matrix already" if name in MATRIX_KEYS else "has no values" if values == () else "is no setting"
+                raise FedbenchError(
+                    f"sweep over '{key}': '{name}' {why}",
+                    "sweep a run setting (or TABLE.ENTRY of a table setting) over one or more values: "
+                    "--sweep layout_params.paired_fraction=0,0.5,1; name methods, layouts, aggregators and seeds directly",
+                )
         object.__setattr__(self, "settings", MappingProxyType(dict(self.settings)))
         object.__setattr__(self, "seeds", tuple(self.seeds))
         object.__setattr__(self, "runs_root", Path(self.runs_root))
@@ -234,8 +247,9 @@ def expand_cells(study: Study, registry: Registry, progress: StudyProgress | Non
     if study.baselines:
         aggs += [n for n in registry.names("aggregator") if n not in aggs and is_baseline(registry.get("aggregator", n))]
     cells: list[Cell] = []
-    for seed, method, layout, agg in itertools.product(study.seeds, methods, layouts, aggs):
-        spec = RunSpec(**dict(study.settings) | {"seed": seed}, method=method, layout=layout, aggregator=agg)
+    combos = itertools.product(_swept(study), study.seeds, methods, layouts, aggs)
+    for settings, seed, method, layout, agg in combos:
+        spec = RunSpec(**settings | {"seed": seed}, method=method, layout=layout, aggregator=agg)
         regime = getattr(registry.get("aggregator", agg), "regime", "federated")
         spec = baseline_spec(spec, regime)
         if regime == "centralized" and any(c.spec == spec for c in cells):
@@ -243,10 +257,23 @@ def expand_cells(study: Study, registry: Registry, progress: StudyProgress | Non
         try:
             cells.append(build_cell(spec, registry))
         except Refusal as err:
-            if not (all_m or all_l):
+            if not (all_m or all_l or study.sweep):
                 raise
             progress.cell_skipped(spec, err.problem)
     return cells
+
+
+def _swept(study: Study) -> list[dict[str, Any]]:
+    """The study's settings once per combination of its swept values (once, unchanged, without a sweep)."""
+    keys = [key for key, _ in study.sweep]
+    out = []
+    for values in itertools.product(*(vals for _, vals in study.sweep)):
+        settings = dict(study.settings)
+        for key, value in zip(keys, values):
+            table, dot, entry = key.partition(".")
+            settings |= check_keys({table: dict(settings.get(table) or ()) | {entry: value} if dot else value}, "--sweep")
+        out.append(settings)
+    return out
 
 
 def train_cells(

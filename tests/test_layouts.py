@@ -126,3 +126,32 @@ def test_partial_joins_every_layout_but_not_the_studys_all() -> None:
         mode: {c.spec.layout for c in expand_cells(Study(method="kto", layout=mode), registry)} for mode in ("all", "every")
     }
     assert layouts == {"all": {"original", "redistributed"}, "every": {"original", "redistributed", "partial"}}
+
+
+def test_a_sweep_over_paired_fraction_gives_one_tagged_cell_per_value_and_skips_what_cannot_train() -> None:
+    from fedbench.harness.cli import _parse_sweeps
+    from fedbench.harness.study import StudyProgress
+
+    skipped: list[str] = []
+
+    class Notes(StudyProgress):
+        def cell_skipped(self, spec, reason: str) -> None:  # type: ignore[no-untyped-def]
+            skipped.append(f"{spec.method} {spec.tag}: {reason}")
+
+    sweep = _parse_sweeps(["layout_params.paired_fraction=0,0.5,1"])
+    assert sweep == (("layout_params.paired_fraction", (0, 0.5, 1)),)
+    study = Study(method="dpo,kto", layout="partial", sweep=sweep)
+    cells = expand_cells(study, load_registry(entry_points=False), Notes())
+    assert sorted((c.spec.method, c.spec.tag) for c in cells) == [
+        ("dpo", "paired_fraction=0.5"),
+        ("dpo", "paired_fraction=1"),
+        ("kto", "paired_fraction=0"),
+        ("kto", "paired_fraction=0.5"),
+        ("kto", "paired_fraction=1"),
+    ], "one row per p: the tag names it"
+    assert len(skipped) == 1 and skipped[0].startswith("dpo paired_fraction=0: ") and "keeps none intact" in skipped[0]
+    assert _parse_sweeps(["lora_r=[4, 8]"]) == (("lora_r", (4, 8)),)
+    with pytest.raises(FedbenchError, match="spans the matrix"):
+        Study(sweep=(("method", ("dpo",)),))
+    with pytest.raises(FedbenchError, match="is no setting"):
+        Study(sweep=(("lora_rank", (4,)),))

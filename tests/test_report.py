@@ -183,3 +183,21 @@ def test_the_report_works_in_a_browser(runs: Path, tmp_path: Path) -> None:
     shot = tmp_path / "report.png"
     headless_chromium(tmp_path, page.as_uri() + "#bench=vicuna", f"--screenshot={shot}", "--window-size=1400,2200")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_paired_fraction_sweep_is_drawn_as_score_against_pair_availability() -> None:
+    from fedbench.harness.results.model import build_matrix
+    from fedbench.harness.results.svg import pairing_svg
+    from fedbench.harness.store import ScoreRow
+
+    rows = [
+        ScoreRow(f"{m}-{p}", "preference", "reward", m, "partial", "fedavg", "m", score, 100.0, 50, 0, "s",
+                 ci_low=score - 5, ci_high=score + 5, tag=f"paired_fraction={p}")
+        for m, points in (("dpo", ((0.5, 60.0), (1, 70.0))), ("kto", ((0, 62.0), (0.5, 64.0), (1, 66.0))))
+        for p, score in points
+    ]  # fmt: skip
+    svg = pairing_svg(build_matrix(rows), "preference")
+    assert svg is not None and svg.count("<polyline") == 2, "one line per objective"
+    assert "DPO/P at paired_fraction 0.5: 60.0" in svg and "KTO/P at paired_fraction 0: 62.0" in svg
+    assert svg.count('r="3.5"') == 5, "one point per (objective, p)"
+    assert pairing_svg(build_matrix(rows[:1]), "preference") is None, "nothing to draw without two values of p"

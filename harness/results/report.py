@@ -43,7 +43,7 @@ from fedbench.harness.results.gather import AnswerSet, Report, gather
 from fedbench.harness.results.model import POOLED_TEST, TEST, Entry, budget_notes, comparison_rows, pooled_rows
 from fedbench.harness.results.render_html import html_table
 from fedbench.harness.results.runs import CellTraining
-from fedbench.harness.results.svg import bytes_svg, clients_svg, gaps_svg, loss_svg, losses_svg, scores_svg
+from fedbench.harness.results.svg import bytes_svg, clients_svg, gaps_svg, loss_svg, losses_svg, pairing_svg, scores_svg
 from fedbench.harness.results.text import GAP_CAPTION, LEGEND, SCALES_NOTE, entry_text, gap_text, interval_text
 from fedbench.harness.store import ScoreRow
 
@@ -212,7 +212,7 @@ def _plots_section(r: Report) -> str:
     figures: list[str | None] = []
     if m is not None:
         for bench in m.benchmarks:
-            figures += [scores_svg(m, bench), bytes_svg(m, bench), clients_svg(m, bench)]
+            figures += [scores_svg(m, bench), pairing_svg(m, bench), bytes_svg(m, bench), clients_svg(m, bench)]
     overview = losses_svg(r.cells)
     figures.append(overview)
     shown = [f'<figure class="fig">{svg}</figure>' for svg in figures if svg]

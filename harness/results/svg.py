@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from fedbench.harness.results.model import GapRow, Matrix, client_views
+from fedbench.harness.results.model import Entry, GapRow, Matrix, client_views
 from fedbench.harness.results.runs import CellTraining
 from fedbench.harness.results.text import entry_text
 from fedbench.harness.study_table import BASE_ROW, variant
@@ -139,6 +140,46 @@ def scores_svg(m: Matrix, bench: str) -> str:
             f'stroke-dasharray="4 3"><title>{_esc(f"Base: {entry_text(base)}")}</title></line>'
         )
     return _svg(560, height, f"{bench}: scores" + (" (dashed: base model)" if base is not None else ""), "".join(parts))
+
+
+_SWEPT = re.compile(r"^(.*?) \[(?:.*, )?paired_fraction=([0-9.]+)(?:, .*)?\]$")
+
+
+def pairing_svg(m: Matrix, bench: str) -> str | None:
+    """One benchmark's score against the share of pairs kept intact (``partial`` cells of a paired_fraction sweep), one
+    line per objective with its 95% intervals: where an unpaired objective overtakes a paired one. None without a sweep."""
+    series: dict[str, list[tuple[float, Entry]]] = {}
+    for row in m.rows:
+        found = _SWEPT.match(row)
+        if found is None:
+            continue
+        aggregator, share = found.group(1), float(found.group(2))
+        for var in m.variants:
+            e = m.entry(row, bench, var)
+            if e is not None and e.score is not None:
+                series.setdefault(var if aggregator == "fedavg" else f"{aggregator} {var}", []).append((share, e))
+    if len({p for points in series.values() for p, _ in points}) < 2:
+        return None
+    values = [v for points in series.values() for _, e in points for v in (e.score, e.ci_low, e.ci_high) if v is not None]
+    lo, hi = min(values), max(values)
+    pad = (hi - lo) * 0.1 or 1.0
+    frame = _Frame(560, 300, 56, 16, 40, 34, (0.0, 1.0), (lo - pad, hi + pad))
+    names = sorted(series)
+    parts = [frame.axes("paired_fraction: share of each client's pairs kept intact", f"{bench} score"), _legend(frame, names)]
+    for name in names:
+        points = sorted(series[name], key=lambda pe: pe[0])
+        color = _color(name.rsplit(" ", 1)[-1])
+        path = " ".join(f"{_n(frame.x(p))},{_n(frame.y(e.score or 0.0))}" for p, e in points)
+        parts.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="1.5"/>')
+        for p, e in points:
+            x = frame.x(p)
+            if e.ci_low is not None and e.ci_high is not None:
+                y0, y1 = frame.y(e.ci_low), frame.y(e.ci_high)
+                parts.append(f'<line x1="{_n(x)}" y1="{_n(y0)}" x2="{_n(x)}" y2="{_n(y1)}" stroke="{color}"/>')
+            tip = _esc(f"{name} at paired_fraction {p:g}: {entry_text(e)} (n={e.n})")
+            y = frame.y(e.score or 0.0)
+            parts.append(f'<circle cx="{_n(x)}" cy="{_n(y)}" r="3.5" fill="{color}"><title>{tip}</title></circle>')
+    return _svg(560, 300, f"{bench}: score against pair availability", "".join(parts))
 
 
 def bytes_svg(m: Matrix, bench: str) -> str | None:
