@@ -21,7 +21,7 @@ from fedbench.harness.generation import GenerationSettings, Generator, make_gene
 from fedbench.harness.hardware import DTYPES, resolve_dtype
 from fedbench.harness.holdout import HOLDOUT_FILE
 from fedbench.harness.interfaces import Benchmark, Evaluator, Judge, Judgment, ModelUnderTest, Question, Request
-from fedbench.harness.likelihood import LikelihoodScorer, SequenceLogp
+from fedbench.harness.likelihood import REWARDS, LikelihoodScorer, SequenceLogp
 from fedbench.harness.lm_eval_bridge import EVALUATOR, LmEvalEvaluator
 from fedbench.harness.pairwise import judge_pairs
 from fedbench.harness.registry import Registry
@@ -532,6 +532,7 @@ def _score_given(run: _Evaluation, subject: Subject, bench: Benchmark) -> list[S
                     bench,
                     LIKELIHOOD_JUDGE,
                     f"{metric} on held-out pairs"
+                    + (f" ({REWARDS[reward]})" if metric == "reward" and (reward := questions[0].reward) in REWARDS else "")
                     + (", each client's with its own local-only adapter" if subject.local_only else "")
                     + precision,
                     questions,

@@ -118,3 +118,27 @@ def test_a_planted_client_trains_on_flipped_pairs_and_the_run_records_it(tiny_mo
     [bad] = record["malicious"]
     assert all(p.chosen == "I don't know." for p in trained[bad])
     assert all(p.rejected == "I don't know." for cid, pairs in trained.items() if cid != bad for p in pairs)
+
+
+def test_the_clients_view_reports_honest_and_malicious_clients_apart(tmp_path: Path) -> None:
+    from fedbench.harness.results.model import build_matrix, client_views
+    from fedbench.harness.results.render_markdown import clients_markdown
+    from fedbench.harness.results.runs import client_attackers
+    from fedbench.harness.store import ScoreRow
+
+    run_dir = tmp_path / "dpo-original-fedavg-abc123"
+    run_dir.mkdir()
+    (run_dir / ATTACK_FILE).write_text(json.dumps({"attack": "label-flip", "malicious": ["c1"]}))
+    per_client = json.dumps({"c0": [80.0, 5], "c1": [40.0, 5], "c2": [70.0, 5]})
+    rows = [
+        ScoreRow(s, "preference.reward", "likelihood", "dpo", "original", "fedavg", "m", 63.3, 100.0, 15, 0, "s",
+                 per_client=per_client, tag=tag)
+        for s, tag in (("abc123", "label-flip 25%"), ("clean1", ""))
+    ]  # fmt: skip
+    views = client_views(build_matrix(rows), attackers=lambda r: client_attackers(tmp_path, r.subject))
+    poisoned = next(v for v in views if "label-flip" in v.cell)
+    assert poisoned.malicious == ("c1",) and poisoned.mean_of(False) == 75.0 and poisoned.mean_of(True) == 40.0
+    text = clients_markdown(views)
+    assert "| 75.0 / 40.0 (1) |" in text, "honest / malicious means, with how many were malicious"
+    clean = next(line for line in text.splitlines() if line.startswith("| DPO fedavg |"))
+    assert "/ " not in clean, "a cell without an attack has no split"

@@ -155,6 +155,7 @@ def test_local_only_scores_each_clients_pairs_with_its_own_adapter(tiny_model: P
     reward = next(r for r in rows if r.benchmark == "preference.reward")
     assert set(json.loads(reward.per_client or "{}")) == trained, "clients never trained are left out, the rest scored"
     assert "own local-only adapter" in reward.judge_setting
+    assert "(beta x log(pi / pi_ref) of the whole answer" in reward.judge_setting, "the setting names the reward it ranks by"
 
 
 def test_the_local_only_baseline_refuses_a_distributed_engine_before_any_cell_trains(

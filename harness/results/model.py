@@ -451,16 +451,30 @@ class ClientView:
     scores: dict[str, float]
     spread: ClientSpread | None
     train_loss: dict[str, float]
+    malicious: tuple[str, ...] = ()
+    """The cell's malicious clients (its run directory's ``attack.json``): their held-out scores are reported apart."""
+
+    def mean_of(self, malicious: bool) -> float | None:
+        """Mean score over the honest (``malicious=False``) or the malicious clients; None when there are none."""
+        found = [x for c, x in self.scores.items() if (c in self.malicious) == malicious]
+        return sum(found) / len(found) if found else None
 
 
-def client_views(m: Matrix, losses: Callable[[ScoreRow], dict[str, float]] | None = None) -> list[ClientView]:
-    """Per-client scores of every entry that has them (benchmarks whose questions belong to clients)."""
+def client_views(
+    m: Matrix,
+    losses: Callable[[ScoreRow], dict[str, float]] | None = None,
+    attackers: Callable[[ScoreRow], Sequence[str]] | None = None,
+) -> list[ClientView]:
+    """Per-client scores of every entry that has them (benchmarks whose questions belong to clients), with who was
+    malicious in the cell (``attackers``: read from its run directory)."""
     views = []
     for (row, bench, var), e in sorted(m.cells.items()):
         if not e.per_client:
             continue
         cell = BASE if row == BASE_ROW else f"{var} {row}"
-        views.append(ClientView(cell, bench, e.per_client, client_spread(e.per_client), losses(e.latest) if losses else {}))
+        bad = tuple(attackers(e.latest)) if attackers else ()
+        spread = client_spread(e.per_client)
+        views.append(ClientView(cell, bench, e.per_client, spread, losses(e.latest) if losses else {}, bad))
     return views
 
 

@@ -4,10 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from fedbench.harness.results.model import POOLED_TEST, TEST, GapRow, Matrix, budget_notes, comparison_rows, pooled_rows
+from fedbench.harness.results.model import (
+    POOLED_TEST,
+    TEST,
+    ClientView,
+    GapRow,
+    Matrix,
+    budget_notes,
+    comparison_rows,
+    pooled_rows,
+)
 from fedbench.harness.results.published import ReferenceView
 from fedbench.harness.results.runs import ResourceRow
 from fedbench.harness.results.text import (
+    CLIENTS_HEADER,
+    CLIENTS_TITLE,
     GAP_CAPTION,
     LEGEND,
     PAPER_TESTS_TITLE,
@@ -16,6 +27,7 @@ from fedbench.harness.results.text import (
     RESOURCE_COLUMNS,
     RESOURCES_TITLE,
     bench_title,
+    client_rows,
     gap_text,
     interval_text,
     number,
@@ -109,3 +121,9 @@ def resources_markdown(rows: Sequence[ResourceRow]) -> str:
     lines = ["| " + " | ".join(RESOURCE_COLUMNS) + " |", "|" + "---|" * len(RESOURCE_COLUMNS)]
     lines += ["| " + " | ".join(resource_cells(r)) + " |" for r in rows]
     return "\n".join(lines) + f"\n\n{RESOURCES_TITLE}\n"
+
+
+def clients_markdown(views: Sequence[ClientView]) -> str:
+    out = [f"**{CLIENTS_TITLE}**", "", "| " + " | ".join(CLIENTS_HEADER) + " |", "|" + "---|" * len(CLIENTS_HEADER)]
+    out += ["| " + " | ".join(r) + " |" for r in client_rows(views)]
+    return "\n".join(out) + "\n"

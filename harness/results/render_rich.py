@@ -23,6 +23,8 @@ from fedbench.harness.results.model import (
 from fedbench.harness.results.published import ReferenceView
 from fedbench.harness.results.runs import ResourceRow
 from fedbench.harness.results.text import (
+    CLIENTS_HEADER,
+    CLIENTS_TITLE,
     GAP_CAPTION,
     LEGEND,
     MARKS,
@@ -32,6 +34,7 @@ from fedbench.harness.results.text import (
     RESOURCE_COLUMNS,
     RESOURCES_TITLE,
     bench_title,
+    client_rows,
     entry_text,
     gap_text,
     interval_text,
@@ -134,24 +137,11 @@ def gaps_rich(found: Sequence[GapRow]) -> Any:
 def clients_rich(views: Sequence[ClientView]) -> Any:
     from rich.table import Table
 
-    table = Table(title="per-client scores (fairness): mean over clients, worst client, 10th percentile, max - min")
-    for col in ("cell", "benchmark", "clients", "mean", "worst (client)", "p10", "spread", "train loss mean/worst"):
+    table = Table(title=CLIENTS_TITLE)
+    for col in CLIENTS_HEADER:
         table.add_column(col, justify="left" if col in ("cell", "benchmark") else "right")
-    for v in views:
-        s = v.spread
-        loss = f"{sum(v.train_loss.values()) / len(v.train_loss):.3f}/{max(v.train_loss.values()):.3f}" if v.train_loss else ""
-        if s is None:
-            continue
-        table.add_row(
-            escape(v.cell),
-            v.benchmark,
-            str(s.clients),
-            f"{s.mean:.1f}",
-            f"{s.worst:.1f} ({s.worst_client})",
-            f"{s.p10:.1f}",
-            f"{s.spread:.1f}",
-            loss,
-        )
+    for row in client_rows(views):
+        table.add_row(escape(row[0]), *row[1:])
     return table
 
 

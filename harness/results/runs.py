@@ -8,9 +8,11 @@ view, the clients view's training losses and the report's training section read 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from fedbench.harness.attacks import ATTACK_FILE
 from fedbench.harness.checkpoint import RoundRecord, RunDir, RunResult, scan_runs
 from fedbench.harness.errors import FedbenchError
 from fedbench.harness.spec import RunSpec
@@ -82,6 +84,12 @@ def client_losses(runs_root: Path, subject: str) -> dict[str, float]:
             if loss is not None:
                 losses.setdefault(client, []).append(loss)
     return {c: sum(v) / len(v) for c, v in losses.items()}
+
+
+def client_attackers(runs_root: Path, subject: str) -> list[str]:
+    """The cell's malicious clients, from its run directory's ``attack.json`` (none without an attack)."""
+    found = list(runs_root.glob(f"*-{subject}/{ATTACK_FILE}"))
+    return list(json.loads(found[0].read_text(encoding="utf-8")).get("malicious", [])) if found else []
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,10 @@ in Markdown, in CSV and on the report's page.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from fedbench.harness.results.model import TEST, Entry, Matrix, comparison_rows, row_order
+from fedbench.harness.results.model import TEST, ClientView, Entry, Matrix, comparison_rows, row_order
 from fedbench.harness.results.published import ReferenceEntry, ReferenceView
 from fedbench.harness.results.runs import ResourceRow
 from fedbench.harness.stats import GapClosed
@@ -178,3 +179,28 @@ def paper_comparisons(view: ReferenceView, bench: str) -> tuple[list[str], list[
             )
         )
     return columns, rows
+
+
+CLIENTS_TITLE = "per-client scores (fairness): mean over clients, worst client, 10th percentile, max - min"
+CLIENTS_HEADER = (
+    "cell", "benchmark", "clients", "mean", "worst (client)", "p10", "spread", "honest / malicious mean", "train loss mean/worst"
+)  # fmt: skip
+
+
+def client_rows(views: Sequence[ClientView]) -> list[list[str]]:
+    """The clients view's rows (cells without a spread left out); the honest and malicious clients' means apart where
+    the cell had an attack (``attack.json``), e.g. ``71.2 / 40.0 (3)``: three malicious clients averaged 40.0."""
+    rows = []
+    for v in views:
+        s = v.spread
+        if s is None:
+            continue
+        loss = f"{sum(v.train_loss.values()) / len(v.train_loss):.3f}/{max(v.train_loss.values()):.3f}" if v.train_loss else ""
+        honest, bad = v.mean_of(False), v.mean_of(True)
+        n_bad = sum(c in v.malicious for c in v.scores)
+        split = "" if bad is None or honest is None else f"{honest:.1f} / {bad:.1f} ({n_bad})"
+        rows.append(
+            [v.cell, v.benchmark, str(s.clients), f"{s.mean:.1f}", f"{s.worst:.1f} ({s.worst_client})", f"{s.p10:.1f}",
+             f"{s.spread:.1f}", split, loss]
+        )  # fmt: skip
+    return rows

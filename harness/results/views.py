@@ -18,7 +18,7 @@ from fedbench.harness.judge_checks import AnswerTexts, checks_json, checks_markd
 from fedbench.harness.results import render_csv, render_html, render_json, render_markdown, render_rich
 from fedbench.harness.results.model import Matrix, QuestionScores, client_views, gap_rows, store_matrix, store_questions
 from fedbench.harness.results.published import ReferenceTable, load_reference, reference_view
-from fedbench.harness.results.runs import client_losses, resource_rows
+from fedbench.harness.results.runs import client_attackers, client_losses, resource_rows
 from fedbench.harness.store import STORE_NAME, PairVerdict, ScoreRow, Store
 
 T = TypeVar("T")
@@ -98,8 +98,12 @@ VIEWS: dict[str, View[Any]] = {
         ),
         View(
             "clients",
-            lambda s: client_views(s.matrix, losses=lambda r: client_losses(s.runs, r.subject)),
-            {"rich": render_rich.clients_rich, "json": render_json.clients_json},
+            lambda s: client_views(
+                s.matrix,
+                losses=lambda r: client_losses(s.runs, r.subject),
+                attackers=lambda r: client_attackers(s.runs, r.subject),
+            ),
+            {"rich": render_rich.clients_rich, "markdown": render_markdown.clients_markdown, "json": render_json.clients_json},
         ),
         View(
             "baselines",
