@@ -151,3 +151,10 @@ def test_a_round_nobody_reports_in_is_skipped_and_the_history_says_who_and_why(
     one, two, three = saved
     assert all(torch.equal(one[k], two[k]) for k in one) and not all(torch.equal(two[k], three[k]) for k in two)
     assert [r.to_dict().get("absent") for r in outcome.history] == [None, dict(second.absent), None]
+    from fedbench.harness.results.report import write_report
+
+    write_report(tmp_path / "r", tmp_path / "report.html")
+    page = (tmp_path / "report.html").read_text()
+    assert "did not report (why)" in page and "offline in round 2 (clients.availability)" in page
+    assert "round skipped: 0 reports, fewer than clients.min_reports = 1" in page
+    assert "steps per client" in page and "user0 1" in page, "the straggler's completed steps per round"

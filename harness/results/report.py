@@ -256,13 +256,19 @@ def _cell_card(r: Report, i: int, c: CellTraining) -> str:
             else "<p>None: every sampled client's update was accepted.</p>"
         )
         rounds = []
+        behaved = any(h.absent or h.skipped for h in c.history)  # a [clients] plan: who reported is part of the round
+        steps = any("steps" in v for h in c.history for v in h.client_settings.values())
         for h in c.history:
             clients = ", ".join(f"{k} {v:.4f}" for k, v in h.client_loss.items() if v is not None)
-            rounds.append(
-                [str(h.round), f"{h.lr:.2e}", "" if h.loss is None else f"{h.loss:.4f}", clients, _mb(h.bytes_down)]
-                + [_mb(h.bytes_up), _seconds(h.train_seconds), _seconds(h.round_seconds)]
-            )
-        header = ["round", "lr", "loss", "client losses", "MB down", "MB up", "train s", "round s"]
+            row = [str(h.round), f"{h.lr:.2e}", "" if h.loss is None else f"{h.loss:.4f}", clients]
+            if behaved:
+                missing = "; ".join(f"{k}: {why}" for k, why in h.absent.items())
+                row.append(missing + (f" (round skipped: {h.skipped})" if h.skipped else ""))
+            if steps:
+                row.append(", ".join(f"{k} {v['steps']:g}" for k, v in h.client_settings.items() if "steps" in v))
+            rounds.append(row + [_mb(h.bytes_down), _mb(h.bytes_up), _seconds(h.train_seconds), _seconds(h.round_seconds)])
+        header = ["round", "lr", "loss", "client losses"] + (["did not report (why)"] if behaved else [])
+        header += (["steps per client"] if steps else []) + ["MB down", "MB up", "train s", "round s"]
         parts.append("<h4>Per round</h4>" + _table(header, rounds))
     if c.spec is not None:
         settings = [[k, json.dumps(v) if not isinstance(v, str) else v] for k, v in c.spec.to_dict().items()]
