@@ -36,7 +36,7 @@ demo-baselines: setup
 # orders; then every check: position bias, context shift, agreement, length control. The numbers exercise the
 # machinery (a 135M judge), they do not measure the judge you would use.
 demo-judges: setup
-	$(BIN)/fedbench eval $(wildcard runs/*-fedavg-*) --judge llm,judgelm --benchmarks mt_bench_1,vicuna \
+	$(BIN)/fedbench eval $(wildcard runs/*-fedavg-*) --judge llm,judgelm --benchmarks vicuna \
 		--set eval.judge_mode='"together"' --set eval.judge_contexts='["alone", "base"]' --set eval.pairwise=true
 	$(BIN)/fedbench leaderboard --judge-checks
 

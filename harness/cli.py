@@ -346,7 +346,8 @@ def leaderboard(
     judge_checks: bool = typer.Option(
         False,
         "--judge-checks",
-        help="the judge instead: position consistency, context shift, agreement of two judges, length-controlled scores",
+        help="the judge instead: head-to-head win rates and position bias, context shift, agreement of two judges, "
+        "length-controlled scores",
     ),
     reference: str | None = typer.Option(
         None,
