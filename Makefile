@@ -64,10 +64,11 @@ lint: setup
 EXAMPLE = examples/fedbench-plugin-example
 
 # The example plugin package is installed (editable, so it tracks the tree) and tested on its own
-# first, then the main suite, which checks that fedbench finds and runs it. --no-build-isolation
+# first, then the main suite, which checks that fedbench finds and runs it. The suite runs on every core
+# (pytest-xdist; each test is single-threaded, conftest.py), the Flower tests one after another on one worker. --no-build-isolation
 # builds with the venv's setuptools (a dependency of torch): no download, works offline. The lint
 # target runs first.
 test: setup lint
 	$(BIN)/pip install -q --no-build-isolation --no-deps -e $(EXAMPLE)
 	$(BIN)/python -m pytest -q $(EXAMPLE)/tests
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadgroup

@@ -16,6 +16,18 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+RAY_TESTS = ("test_flower.py", "test_secure_aggregation.py")
+"""Modules whose tests start Flower's Ray simulation or a local SuperLink: run one after another on one worker."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``-n 2 --dist loadgroup``, as ``make test`` runs) the Flower tests share one worker: two Ray
+    clusters starting at once on one machine would compete for its session directory and ports."""
+    for item in items:
+        if item.path.name in RAY_TESTS:
+            item.add_marker(pytest.mark.xdist_group("flower"))
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from fedbench.harness.testing import build_tiny_model
