@@ -86,9 +86,15 @@ def run(
         None, "--method", help="a method, a comma list, 'all' (the study's dpo and kto) or 'every' (every objective)"
     ),
     layout: str = typer.Option(
-        None, "--layout", help="original, redistributed, partial, a comma list, 'all' (original, redistributed) or 'every'"
+        None,
+        "--layout",
+        help="original, redistributed, partial, a comma list, 'all' (original, redistributed) or 'every' (installed plugins too)",
     ),
-    agg: str = typer.Option(None, "--agg", help="aggregator name, a comma list or 'all' (baselines not included)"),
+    agg: str = typer.Option(
+        None,
+        "--agg",
+        help="aggregator name, a comma list, 'all' (the study's seven) or 'every' (installed plugins too; no baselines)",
+    ),
     baselines: bool = typer.Option(
         False, "--baselines", help="also train the centralized and local-only baselines beside the federated cells"
     ),

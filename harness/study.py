@@ -45,7 +45,7 @@ from fedbench.harness.evaluation import (
 from fedbench.harness.federation import Cell, build_cell
 from fedbench.harness.holdout import same_heldout
 from fedbench.harness.interfaces import Method
-from fedbench.harness.registry import Registry, default_registry
+from fedbench.harness.registry import BUILTIN, Registry, default_registry
 from fedbench.harness.rounds import CellOutcome
 from fedbench.harness.spec import RunSpec, check_keys
 from fedbench.harness.store import STORE_NAME, ScoreRow, Store
@@ -217,17 +217,25 @@ def in_all(plugin: type) -> bool:
 
 
 def _names(registry: Registry, kind: str, value: Names) -> tuple[list[str], bool]:
-    """Plugin names from 'all' (the study's matrix: :func:`in_all`), 'every' (every plugin of the kind but the
-    baselines), a comma list or a sequence, each checked; the flag says whether 'all' or 'every' was used."""
+    """Plugin names from 'all' (the study's matrix: built-in plugins that :func:`in_all` admits, so installing a plugin
+    package never grows it), 'every' (every plugin of the kind but the baselines, third-party ones included), a comma
+    list or a sequence, each checked; the flag says whether 'all' or 'every' was used."""
     if isinstance(value, str):
         if value.strip() in ("all", "every"):
             every = [n for n in registry.names(kind) if not is_baseline(registry.get(kind, n))]
-            return [n for n in every if value.strip() == "every" or in_all(registry.get(kind, n))], True
+            if value.strip() == "every":
+                return every, True
+            return [n for n in every if in_all(registry.get(kind, n)) and _builtin(registry, kind, n)], True
         value = value.split(",")
     names = [v.strip() for v in value if v.strip()]
     for name in names:
         registry.get(kind, name)
     return names, False
+
+
+def _builtin(registry: Registry, kind: str, name: str) -> bool:
+    record = registry.find(kind, name)
+    return record is not None and record.source == BUILTIN
 
 
 def expand_cells(study: Study, registry: Registry, progress: StudyProgress | None = None) -> list[Cell]:

@@ -45,6 +45,17 @@ def test_fedbench_plugins_lists_the_example_with_its_distribution(example_source
         assert any(row.startswith(f"{kind} {name} {example_source} ") for row in rows), (kind, name)
 
 
+def test_all_stays_the_studys_matrix_with_a_plugin_installed_and_every_takes_it_in(example_source: str) -> None:
+    from fedbench.harness.study import Study, expand_cells
+
+    registry = load_registry()
+    cells = {mode: expand_cells(Study(method="kto", layout=mode), registry) for mode in ("all", "every")}
+    layouts = {mode: {c.spec.layout for c in found} for mode, found in cells.items()}
+    assert layouts["all"] == {"original", "redistributed"} and "dirichlet" in layouts["every"]
+    aggregators = {c.spec.aggregator for c in expand_cells(Study(method="kto", aggregator="all"), registry)}
+    assert len(aggregators) == 7 and "lower-median" not in aggregators, "the study's seven"
+
+
 def test_a_run_config_sets_the_example_layouts_alpha(example_source: str, tmp_path) -> None:
     from fedbench.harness.federation import build_cell
     from fedbench.harness.spec import RunSpec, resolve_settings
