@@ -496,7 +496,10 @@ def _score_given(run: _Evaluation, subject: Subject, bench: Benchmark) -> list[S
         policy = by_question(_policy_scores(scorer, subject, questions))
         reference = None
         if subject.adapter is not None:
-            ref_key = (subject.model, subject.template, scorers.dtype, str(subject.heldout))
+            # keyed by the pairs scored, not the file: every cell of one data set and split writes the same held-out
+            # pairs, so a study's cells share one reference pass (the base model's log-probs) per split
+            digest = hashlib.sha256(subject.heldout.read_bytes() + "\n".join(q.id for q in questions).encode())
+            ref_key = (subject.model, subject.template, scorers.dtype, digest.hexdigest())
             if ref_key not in scorers.reference:
                 scorers.reference[ref_key] = by_question(scorer.score(flat_prompts, flat_answers, None))
             reference = scorers.reference[ref_key]

@@ -390,3 +390,26 @@ def test_a_third_party_evaluator_scores_the_whole_model_and_is_not_run_again(tmp
     assert [(r.benchmark, r.score, r.judge_setting) for r in again] == [("outside:count", 50.0, "counting; request limit=3")]
     assert len(calls) == 1, "a subject with a row from the same request is not run again"
     assert calls[0].adapter is None and calls[0].out_dir == tmp_path / subject.key / "counting"
+
+
+def test_cells_with_the_same_held_out_pairs_share_one_reference_pass(evaluated: Path, tmp_path: Path, monkeypatch) -> None:
+    """Each cell writes its own heldout.jsonl, with the same pairs: the base model scores them once per evaluation."""
+    from fedbench.harness.likelihood import LikelihoodScorer
+
+    cells = [cell_subject(p) for p in sorted(evaluated.glob("kto-*"))]
+    assert len(cells) == 2 and cells[0].heldout != cells[1].heldout
+    assert cells[0].heldout is not None and cells[1].heldout is not None
+    assert cells[0].heldout.read_bytes() == cells[1].heldout.read_bytes()
+    passes: list[bool] = []
+    real = LikelihoodScorer.score
+
+    def counted(self, prompts, answers, adapter):  # noqa: ANN001, ANN202
+        passes.append(adapter is None)
+        return real(self, prompts, answers, adapter)
+
+    monkeypatch.setattr(LikelihoodScorer, "score", counted)
+    store = Store(tmp_path / "results.sqlite")
+    rows = evaluate(cells, EvalSpec(benchmarks=("preference",)), default_registry(), store)
+    assert {r.benchmark for r in rows} == {"preference.reward", "preference.likelihood"} and len(rows) == 4
+    assert passes.count(True) == 1, "one reference pass for both cells"
+    store.close()
