@@ -24,7 +24,8 @@ class Refusal(FedbenchError):
     at batch 1): a cell to skip, not a broken input.
 
     Matrix expansion (:func:`fedbench.harness.study.expand_cells`) skips such a cell with a note when
-    the user asked for 'all' (or 'every') methods or layouts, and fails when both sides were named explicitly.
+    the user asked for 'all' (or 'every'), a list of methods or layouts, or a sweep, and fails when the user named
+    exactly one method and one layout (or when no cell of the study can train).
     """
 
 

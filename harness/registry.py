@@ -152,15 +152,19 @@ class Registry:
     @overload
     def create(self, kind: Literal["attack"], name: str, params: Mapping[str, Any] | None = None) -> Attack: ...
 
+    def parameters(self, kind: str, name: str) -> list[str]:
+        """The keyword parameters a plugin's constructor takes."""
+        import inspect
+
+        return [p for p in inspect.signature(self.get(kind, name)).parameters if p not in ("self", "args", "kwargs")]
+
     def create(self, kind: str, name: str, params: Mapping[str, Any] | None = None) -> Any:
         """An instance of the kind's base class (:data:`BASES`), configured by keyword, with unknown hyper-parameters named."""
         plugin = self.get(kind, name)
         try:
             return plugin(**dict(params or {}))
         except TypeError as err:
-            import inspect
-
-            accepted = [p for p in inspect.signature(plugin).parameters if p not in ("self", "args", "kwargs")]
+            accepted = self.parameters(kind, name)
             raise FedbenchError(
                 f"{kind} '{name}' does not accept parameters {sorted(params or {})}: {err}",
                 f"its parameters are: {', '.join(accepted) or '(none)'}",

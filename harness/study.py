@@ -255,8 +255,15 @@ def expand_cells(study: Study, registry: Registry, progress: StudyProgress | Non
     if study.baselines:
         aggs += [n for n in registry.names("aggregator") if n not in aggs and is_baseline(registry.get("aggregator", n))]
     cells: list[Cell] = []
-    combos = itertools.product(_swept(study), study.seeds, methods, layouts, aggs)
-    for settings, seed, method, layout, agg in combos:
+    swept = _swept(study)
+    if len(layouts) > 1:
+        swept = [_own_layout_params(registry, layouts, settings) for settings in swept]
+    refused: list[str] = []
+    combos = itertools.product(swept, study.seeds, methods, layouts, aggs)
+    for shared, seed, method, layout, agg in combos:
+        settings = dict(shared)
+        if len(layouts) > 1:
+            settings["layout_params"] = shared["layout_params"].get(layout, ())
         spec = RunSpec(**settings | {"seed": seed}, method=method, layout=layout, aggregator=agg)
         regime = getattr(registry.get("aggregator", agg), "regime", "federated")
         spec = baseline_spec(spec, regime)
@@ -265,10 +272,28 @@ def expand_cells(study: Study, registry: Registry, progress: StudyProgress | Non
         try:
             cells.append(build_cell(spec, registry))
         except Refusal as err:
-            if not (all_m or all_l or study.sweep):
-                raise
+            if not (all_m or all_l or study.sweep or len(methods) > 1 or len(layouts) > 1):
+                raise  # one method on one layout, named: the user asked for exactly this cell
+            refused.append(err.problem)
             progress.cell_skipped(spec, err.problem)
+    if refused and not cells:
+        raise Refusal("no cell of this study can train: " + "; ".join(dict.fromkeys(refused)), "see each reason above")
     return cells
+
+
+def _own_layout_params(registry: Registry, layouts: Sequence[str], settings: dict[str, Any]) -> dict[str, Any]:
+    """With several layouts, each gets the ``layout_params`` entries its constructor takes (``paired_fraction`` goes
+    to ``partial`` only), as ``{layout: params}``; an entry no named layout takes is an error, as with one layout."""
+    given = dict(settings.get("layout_params") or ())
+    own = {name: registry.parameters("layout", name) for name in layouts}
+    unused = sorted(set(given) - {p for params in own.values() for p in params})
+    if unused:
+        raise FedbenchError(
+            f"layout_params {', '.join(unused)}: none of the layouts {', '.join(layouts)} takes it",
+            "; ".join(f"{name} takes {', '.join(params) or 'no parameters'}" for name, params in own.items()),
+        )
+    per_layout = {name: tuple((k, v) for k, v in given.items() if k in params) for name, params in own.items()}
+    return settings | {"layout_params": per_layout}
 
 
 def _swept(study: Study) -> list[dict[str, Any]]:

@@ -155,3 +155,33 @@ def test_a_sweep_over_paired_fraction_gives_one_tagged_cell_per_value_and_skips_
         Study(sweep=(("method", ("dpo",)),))
     with pytest.raises(FedbenchError, match="is no setting"):
         Study(sweep=(("lora_rank", (4,)),))
+
+
+def test_named_lists_train_what_can_train_and_each_layout_takes_its_own_parameters() -> None:
+    """The issue's command: --method ipo,simpo,apo-zero-unpaired --layout original,redistributed,partial
+    --set layout_params.paired_fraction=0.5 runs the valid cells and skips the rest with the reason."""
+    from fedbench.harness.study import StudyProgress
+
+    skipped: list[str] = []
+
+    class Notes(StudyProgress):
+        def cell_skipped(self, spec, reason: str) -> None:  # type: ignore[no-untyped-def]
+            skipped.append(f"{spec.method}/{spec.layout}: {reason}")
+
+    registry = load_registry(entry_points=False)
+    settings = {"layout_params": (("paired_fraction", 0.5),)}
+    study = Study(settings=settings, method="ipo,simpo,apo-zero-unpaired", layout="original,redistributed,partial")
+    cells = {(c.spec.method, c.spec.layout): c.spec for c in expand_cells(study, registry, Notes())}
+    assert set(cells) == {(m, lay) for m in ("ipo", "simpo", "apo-zero-unpaired") for lay in ("original", "partial")} | {
+        ("apo-zero-unpaired", "redistributed")
+    }
+    assert cells[("ipo", "partial")].layout_params == (("paired_fraction", 0.5),)
+    assert cells[("ipo", "original")].layout_params == (), "original takes no parameters: its cell is the plain one"
+    assert sorted(s.split(":")[0] for s in skipped) == ["ipo/redistributed", "simpo/redistributed"]
+    assert all("cannot hold" in s for s in skipped)
+    with pytest.raises(FedbenchError, match="layout_params alpha: none of the layouts original, partial takes it"):
+        expand_cells(Study(settings={"layout_params": (("alpha", 1.0),)}, method="kto", layout="original,partial"), registry)
+    with pytest.raises(LayoutRefusal):
+        expand_cells(Study(method="ipo", layout="redistributed"), registry)  # exactly one cell, named: an error
+    with pytest.raises(FedbenchError, match="no cell of this study can train"):
+        expand_cells(Study(method="ipo,simpo", layout="redistributed"), registry)
