@@ -137,6 +137,12 @@ class Registry:
                 )
             raise err from None
 
+    def parameters(self, kind: str, name: str) -> list[str]:
+        """The keyword parameters a plugin's constructor takes."""
+        import inspect
+
+        return [p for p in inspect.signature(self.get(kind, name)).parameters if p not in ("self", "args", "kwargs")]
+
     @overload
     def create(self, kind: Literal["method"], name: str, params: Mapping[str, Any] | None = None) -> Method: ...
     @overload
@@ -151,12 +157,6 @@ class Registry:
     def create(self, kind: Literal["codec"], name: str, params: Mapping[str, Any] | None = None) -> Codec: ...
     @overload
     def create(self, kind: Literal["attack"], name: str, params: Mapping[str, Any] | None = None) -> Attack: ...
-
-    def parameters(self, kind: str, name: str) -> list[str]:
-        """The keyword parameters a plugin's constructor takes."""
-        import inspect
-
-        return [p for p in inspect.signature(self.get(kind, name)).parameters if p not in ("self", "args", "kwargs")]
 
     def create(self, kind: str, name: str, params: Mapping[str, Any] | None = None) -> Any:
         """An instance of the kind's base class (:data:`BASES`), configured by keyword, with unknown hyper-parameters named."""
