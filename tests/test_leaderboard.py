@@ -303,3 +303,16 @@ def test_the_terminal_table_keeps_a_tagged_rows_brackets() -> None:
     console.print(to_rich(build_matrix(SCORES + tagged)))
     text = console.export_text()
     assert "fedavg [label-flip 25%]" in text and "fedavg [int8]" in text
+
+
+def test_tagged_rows_follow_their_numbers() -> None:
+    from fedbench.harness.results.model import row_order
+
+    rows = ["fedavg [paired_fraction=1]", "fedavg [paired_fraction=0.5]", "fedavg", "fedavg [paired_fraction=0]"]
+    assert sorted(rows, key=row_order) == [
+        "fedavg",
+        "fedavg [paired_fraction=0]",
+        "fedavg [paired_fraction=0.5]",
+        "fedavg [paired_fraction=1]",
+    ]
+    assert sorted(["median [label-flip 25%]", "median [label-flip 5%]"], key=row_order)[0] == "median [label-flip 5%]"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -129,13 +130,15 @@ def row_name(row: ScoreRow) -> str:
     return f"{name} [{row.tag}]" if row.tag else name
 
 
-def row_order(row: str) -> tuple[int, int, str, str]:
-    """The study's aggregators in its order, then others, then the baselines; tagged rows after their plain one."""
+def row_order(row: str) -> tuple[int, int, str, tuple[tuple[str, float], ...]]:
+    """The study's aggregators in its order, then others, then the baselines; tagged rows after their plain one, in
+    the numbers' order (``paired_fraction=0``, ``=0.5``, ``=1``; ``label-flip 10%`` before ``25%``)."""
     name, _, tag = row.partition(" [")
+    numbers = tuple((text, float(num) if num else -1.0) for text, num in re.findall(r"(\D*)(\d+(?:\.\d+)?)?", tag) if text or num)
     baselines = list(BASELINE_ROWS.values())
     if name in baselines:
-        return (2, baselines.index(name), "", tag)
-    return (0 if name in AGGREGATOR_ORDER else 1, AGGREGATOR_ORDER.index(name) if name in AGGREGATOR_ORDER else 0, name, tag)
+        return (2, baselines.index(name), "", numbers)
+    return (0 if name in AGGREGATOR_ORDER else 1, AGGREGATOR_ORDER.index(name) if name in AGGREGATOR_ORDER else 0, name, numbers)
 
 
 def _pool(runs: list[ScoreRow], questions: QuestionScores | None) -> Entry:
