@@ -19,6 +19,8 @@ from fedbench.harness.study_table import BASE_ROW, variant
 COLORS = {"DPO": "#1f77b4", "KTOO": "#ff7f0e", "KTOR": "#2ca02c"}
 OTHER_COLORS = ("#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#d62728")
 BASE_COLOR = "#555555"
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
+"""Distinct hues for a plot whose lines are not the study's three variants."""
 
 
 def _color(variant: str) -> str:
@@ -99,10 +101,10 @@ def _svg(width: float, height: float, title: str, body: str) -> str:
     )
 
 
-def _legend(frame: _Frame, names: Sequence[str]) -> str:
+def _legend(frame: _Frame, names: Sequence[str], colors: dict[str, str] | None = None) -> str:
     parts, x = [], frame.left
     for name in names:
-        parts.append(f'<circle cx="{_n(x + 4)}" cy="24" r="4" fill="{_color(name)}"/>')
+        parts.append(f'<circle cx="{_n(x + 4)}" cy="24" r="4" fill="{(colors or {}).get(name) or _color(name)}"/>')
         parts.append(f'<text x="{_n(x + 11)}" y="28">{_esc(name or "Base")}</text>')
         x += 18 + 7 * len(name or "Base")
     return "".join(parts)
@@ -165,14 +167,17 @@ def pairing_svg(m: Matrix, bench: str) -> str | None:
     pad = (hi - lo) * 0.1 or 1.0
     frame = _Frame(560, 300, 56, 16, 40, 34, (0.0, 1.0), (lo - pad, hi + pad))
     names = sorted(series)
-    parts = [frame.axes("paired_fraction: share of each client's pairs kept intact", f"{bench} score"), _legend(frame, names)]
-    for name in names:
+    colors = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(names)}  # one hue per line, however named
+    parts = [frame.axes("paired_fraction: share of each client's pairs kept intact", f"{bench} score")]
+    parts.append(_legend(frame, names, colors))
+    for i, name in enumerate(names):
         points = sorted(series[name], key=lambda pe: pe[0])
-        color = _color(name.rsplit(" ", 1)[-1])
-        path = " ".join(f"{_n(frame.x(p))},{_n(frame.y(e.score or 0.0))}" for p, e in points)
+        color = colors[name]
+        dodge = (i - (len(names) - 1) / 2) * 5.0  # pixels: lines that coincide stay visible side by side
+        path = " ".join(f"{_n(frame.x(p) + dodge)},{_n(frame.y(e.score or 0.0))}" for p, e in points)
         parts.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="1.5"/>')
         for p, e in points:
-            x = frame.x(p)
+            x = frame.x(p) + dodge
             if e.ci_low is not None and e.ci_high is not None:
                 y0, y1 = frame.y(e.ci_low), frame.y(e.ci_high)
                 parts.append(f'<line x1="{_n(x)}" y1="{_n(y0)}" x2="{_n(x)}" y2="{_n(y1)}" stroke="{color}"/>')
