@@ -22,7 +22,12 @@ from fedbench.harness.spec import RunSpec, parse_seeds, resolve_settings, tomlli
 
 SCORE_DTYPE_HELP = "precision of held-out pair scoring: float32 (default, whatever the cells trained in), bfloat16 or auto"
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Federated preference fine-tuning benchmark (DPO, KTO).")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Federated preference fine-tuning benchmark (DPO, KTO).",
+    pretty_exceptions_show_locals=False,  # a bug's traceback, not thousands of lines of a store's rows
+)
 
 
 def _console() -> Console:

@@ -199,9 +199,10 @@ def judge_agreement(scores: Sequence[ScoreRow], questions: QuestionScores) -> li
             pairs = sum(len(f) for f, _ in preferences.values())
             first = [p for q in qids if q in preferences for p in preferences[q][0]]
             second = [p for q in qids if q in preferences for p in preferences[q][1]]
+            kappa = _kappa(first, second) if pairs else float("nan")  # one subject: no preference to agree on
             out.append(
                 Agreement(
-                    bench, ja, jb, _rho(a, b, keys), _question_bootstrap(qids, rho_of), _kappa(first, second),
+                    bench, ja, jb, _rho(a, b, keys), _question_bootstrap(qids, rho_of), kappa,
                     _question_bootstrap(qids, kappa_of) if pairs else None, len(keys), pairs,
                 )
             )  # fmt: skip
@@ -339,7 +340,8 @@ def gather_checks(
     """All the checks over a store's scores (its per-question scores and answer texts passed as callables) and its
     head-to-head verdicts (of the subjects among ``scores``)."""
     lengths = length_controlled(scores, questions, answers, subject_label)
-    labels = {row.subject: subject_label(row) for row in scores}
+    # a subject's name is its row in its own context (not the tagged row of a further context it was judged in)
+    labels = {row.subject: subject_label(row) for row in sorted(scores, key=lambda r: not _context(r.judge)[1])}
     win_rates, positions = pair_statistics([v for v in pairs if v.first in labels and v.second in labels])
     consistency = []
     for row in scores:
@@ -357,6 +359,10 @@ def gather_checks(
         win_rates,
         labels,
     )
+
+
+def _value(x: float) -> str:
+    return "n/a" if x != x else f"{x:.2f}"  # nan: undefined (no pairs, or scores that do not vary)
 
 
 def _interval(i: Interval | None, signed: bool = False) -> str:
@@ -399,7 +405,7 @@ def checks_tables(c: JudgeChecks) -> list[tuple[str, list[str], list[list[str]]]
         tables.append(("context shift: the same answers judged beside other answers", header, rows))
     if c.agreements:
         rows = [
-            [a.benchmark, f"{a.judge_a} / {a.judge_b}", f"{a.rho:.2f}", _interval(a.rho_interval), f"{a.kappa:.2f}",
+            [a.benchmark, f"{a.judge_a} / {a.judge_b}", _value(a.rho), _interval(a.rho_interval), _value(a.kappa),
              _interval(a.kappa_interval), str(a.answers), str(a.pairs)]
             for a in c.agreements
         ]  # fmt: skip

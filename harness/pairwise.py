@@ -124,8 +124,9 @@ def pair_statistics(verdicts: Sequence[PairVerdict]) -> tuple[list[WinRate], lis
     seen = set()
     for bench, judge, first, second, qid in sorted(by_order):
         a, b = sorted((first, second))
-        if (bench, judge, a, b, qid) in seen or (bench, judge, b, a, qid) not in by_order:
-            continue
+        both = (bench, judge, a, b, qid) in by_order and (bench, judge, b, a, qid) in by_order
+        if (bench, judge, a, b, qid) in seen or not both:
+            continue  # one order only (an interrupted run): not a unit until the other order is judged
         seen.add((bench, judge, a, b, qid))
         ab, ba = by_order[(bench, judge, a, b, qid)], by_order[(bench, judge, b, a, qid)]
         if ab is None or ba is None:

@@ -211,3 +211,15 @@ def test_the_llm_judge_meets_imported_answers_head_to_head_and_in_context_from_t
     assert "context shift" in shown.output and "alone vs own" in shown.output
     refused = CliRunner().invoke(app, ["eval", str(runs), "--set", "lora_r=16"])
     assert refused.exit_code == 2 and "takes eval settings only" in refused.output
+
+
+def test_a_question_judged_in_one_order_only_waits_for_the_other(tmp_path: Path) -> None:
+    from fedbench.harness.store import PairVerdict
+
+    verdicts = [
+        PairVerdict("vicuna", "j-pairwise", "b", "a", "1", "first"),  # b shown first only: an interrupted run
+        PairVerdict("vicuna", "j-pairwise", "a", "b", "2", "first"),
+        PairVerdict("vicuna", "j-pairwise", "b", "a", "2", "second"),
+    ]
+    (rate,), (bias,) = pair_statistics(verdicts)
+    assert rate.wins == 1 and rate.questions == 1 and bias.questions == 1
