@@ -154,3 +154,14 @@ def test_the_bootstraps_kappa_equals_scikit_learns() -> None:
 
     first, second = [1, 0, -1, 1, 1, -1, 0, 1, -1, -1], [1, 1, -1, 0, 1, -1, 0, -1, -1, 1]
     assert _kappa_of_counts(_confusion(first, second)) == pytest.approx(cohen_kappa_score(first, second))
+
+
+def test_kappa_is_undefined_when_one_subject_gives_no_pair_to_agree_on() -> None:
+    import math
+
+    rows = [
+        ScoreRow("base", "vicuna", judge, "base", "", "", "m", 5.0, 10.0, 3, 0, "s") for judge in ("llm", "judgelm")
+    ]  # fmt: skip
+    scores = {"llm": {"1": 4.0, "2": 6.0, "3": 5.0}, "judgelm": {"1": 3.0, "2": 7.0, "3": 2.0}}
+    (agreement,) = judge_agreement(rows, lambda r: scores[r.judge])
+    assert agreement.pairs == 0 and math.isnan(agreement.kappa) and agreement.answers == 3
