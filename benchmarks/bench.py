@@ -13,6 +13,8 @@ demo data, with sizes small enough for a 2-core CPU (about 6 minutes, 9 with ``-
   f. fedbench at its defaults vs the study's loop shape on the current stack (float32, gradient
      checkpointing on, a new trainer per client-round, the reference scored every step), KTO and
      DPO, whole processes; where the time goes inside one step: benchmarks/profile_step.py
+  g. model FLOP utilisation of a KTO and a DPO local step at the defaults, against the matmul rate measured
+     at the model's width and dtype in the same run
 
 Timings are only meaningful on a quiet machine: on 2 cores, a second busy process slows
 PyTorch tens of times (OpenMP threads fight for the cores). The script reports the load and
@@ -50,6 +52,7 @@ TARGETS = {
     "generation_speedup": 4.0,
     "study_speedup": 2.0,
     "round_outside_share": 0.02,
+    "mfu": 0.25,
 }
 # The demo profile (registry.toml) with the brief's small run shape.
 DEMO = dict(model=MODEL, data="demo", batch_size=4, grad_accum=1, learning_rate=5e-4, max_length=256, template="chat")
@@ -468,6 +471,35 @@ def bench_study_loop(methods: tuple[str, ...] = ("kto", "dpo")) -> dict[str, Any
 # --- report --------------------------------------------------------------------------------------------------------
 
 
+# --- g. model FLOP utilisation of a local step ----------------------------------------------------------------------
+
+
+def bench_mfu(steps: int = 5, batch_size: int = 4, client: str = "user_04") -> dict[str, Any]:
+    """KTO and DPO local steps at fedbench's defaults: tokens/s, model FLOPs per step (the forward with gradients, its
+    backward, the no-grad forwards apart) and the achieved rate as a share of the matmul rate measured in the same run
+    at the model's width and the run's dtype (``profile_step.Flops`` says what is counted)."""
+    sys.path.insert(0, str(HERE))
+    import profile_step
+
+    runs = {}
+    for method in ("kto", "dpo"):
+        profile_step.profile(method, "fedbench", 1, batch_size, client)  # warm-up: first-call costs are neither's
+        r = profile_step.profile(method, "fedbench", steps, batch_size, client)
+        seconds = r["seconds"] - r["phases"]["build"]  # the steps, not the trainer's construction
+        f, rate = r["flops"], profile_step.matmul_rate(r["width"], r["dtype"])
+        runs[method] = {
+            "dtype": r["dtype"],
+            "steps": r["steps"],
+            "seconds": seconds,
+            "tokens_per_s": f.get("forward_grad_tokens", 0.0) / seconds,
+            "gflop_per_step": {k: f.get(k, 0.0) / r["steps"] / 1e9 for k in ("forward_grad", "backward", "forward_nograd")},
+            "achieved_tflops": f["total"] / seconds / 1e12,
+            "matmul_tflops": rate / 1e12,
+            "mfu": f["total"] / seconds / rate,
+        }
+    return {"runs": runs, "width": r["width"], "target": TARGETS["mfu"]}
+
+
 def verdict(ok: bool) -> str:
     return "met" if ok else "missed"
 
@@ -574,6 +606,15 @@ def markdown(results: dict[str, Any], command: str) -> str:
             f"| f. first-time conversion of the embedded GGUF model (once per machine, excluded above) "
             f"| {conv['seconds']:.0f} s | | |"
         )
+    if "mfu" in results:
+        for method, r in results["mfu"]["runs"].items():
+            per_step = r["gflop_per_step"]
+            lines.append(
+                f"| g. {method}: model FLOP utilisation of a local step ({r['dtype']}, {r['tokens_per_s']:.0f} tokens/s; "
+                f"GFLOP per step: forward {per_step['forward_grad']:.0f}, backward {per_step['backward']:.0f}, no-grad "
+                f"{per_step['forward_nograd']:.0f}; {r['achieved_tflops']:.3f} of {r['matmul_tflops']:.2f} TFLOP/s) "
+                f"| {r['mfu']:.1%} | >= {TARGETS['mfu']:.0%} | {verdict(r['mfu'] >= TARGETS['mfu'])} |"
+            )
     if "reference_cache" in results:
         lines += [
             "",
@@ -617,7 +658,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--e2e", action="store_true", help="run the README's full demo command for (e) (train + evaluate: minutes more)"
     )
-    parser.add_argument("--only", default="abcdef", help="subset of the figures to measure, e.g. 'cd'")
+    parser.add_argument("--only", default="abcdefg", help="subset of the figures to measure, e.g. 'cd'")
     parser.add_argument("--study-loop", choices=("kto", "dpo"), help=argparse.SUPPRESS)  # child process of figure f
     parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=HERE, help="folder for results.json and RESULTS.md")
@@ -681,6 +722,10 @@ def main(argv: list[str] | None = None) -> int:
         results["study_loop"] = bench_study_loop()
         for method, r in results["study_loop"]["runs"].items():
             print(f"f. {method}: fedbench {r['speedup']:.2f}x faster than the study-style loop, memory {r['memory_ratio']:.2f}x")
+    if "g" in opts.only:
+        results["mfu"] = bench_mfu()
+        for method, r in results["mfu"]["runs"].items():
+            print(f"g. {method}: {r['tokens_per_s']:.0f} tokens/s, MFU {r['mfu']:.1%} of {r['matmul_tflops']:.2f} TFLOP/s")
     results["total_seconds"] = time.perf_counter() - started
     results["load_after"] = load_average()
     command = " ".join([".venv/bin/python benchmarks/bench.py", *(argv if argv is not None else sys.argv[1:])])

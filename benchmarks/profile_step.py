@@ -99,7 +99,54 @@ def patched(owner: Any, attribute: str, make: Callable[[Callable[..., Any]], Cal
         setattr(owner, attribute, original)
 
 
-def instrument(split: Split, model: Any) -> ExitStack:
+class Flops:
+    """Model FLOPs of the top-level forwards of one local training, counted from their shapes (useful work only).
+
+    Per forward of a Llama-style model over rows of n_i real tokens: 2 x (body parameters) x sum(n_i) for the
+    projections and MLPs, plus 4 x layers x width x sum(n_i^2) for attention scores and values. The vocabulary head is
+    left out (fedbench projects only the labelled positions, which these hooks cannot see), so the MFU built on these
+    counts is a lower bound. A forward with gradients costs again as much in the backward for the activations' gradients
+    (frozen weights need no weight gradients; LoRA's are negligible) and twice its attention part.
+    """
+
+    def __init__(self, config: Any) -> None:
+        d, layers = config.hidden_size, config.num_hidden_layers
+        kv = d * config.num_key_value_heads // config.num_attention_heads
+        self.body = layers * (2 * d * d + 2 * d * kv + 3 * d * config.intermediate_size)
+        self.attention = 4 * layers * d
+        self.totals: dict[str, float] = defaultdict(float)
+
+    def count(self, grad: bool, mask: Any) -> None:
+        lengths = mask.sum(dim=1).double()
+        matmul, attention = 2.0 * self.body * float(lengths.sum()), self.attention * float((lengths**2).sum())
+        phase = "forward_grad" if grad else "forward_nograd"
+        self.totals[phase] += matmul + attention
+        self.totals[f"{phase}_tokens"] += float(lengths.sum())
+        if grad:
+            self.totals["backward"] += matmul + 2 * attention
+
+    @property
+    def total(self) -> float:
+        return self.totals["forward_grad"] + self.totals["forward_nograd"] + self.totals["backward"]
+
+
+def matmul_rate(width: int, dtype: str, rows: int = 2048, reps: int = 20) -> float:
+    """FLOP/s of (rows x width) @ (width x width) in ``dtype`` on this machine, best of ``reps``: what a step's matmuls
+    at the model's width can reach."""
+    import torch
+
+    kind = getattr(torch, dtype)
+    x, w = torch.randn(rows, width, dtype=kind), torch.randn(width, width, dtype=kind)
+    best = float("inf")
+    with torch.no_grad():
+        for _ in range(reps):
+            started = time.perf_counter()
+            x @ w
+            best = min(best, time.perf_counter() - started)
+    return 2.0 * rows * width * width / best
+
+
+def instrument(split: Split, model: Any, flops: Flops | None = None) -> ExitStack:
     """Wrap the calls of each phase for the duration of the returned context."""
     import torch
     from accelerate import Accelerator
@@ -125,7 +172,15 @@ def instrument(split: Split, model: Any) -> ExitStack:
         return make
 
     stack.enter_context(patched(Trainer, "get_train_dataloader", dataloader))
-    pre = model.register_forward_pre_hook(lambda *_: split.push("forward_grad" if torch.is_grad_enabled() else "forward_nograd"))
+
+    def enter(_module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        split.push("forward_grad" if torch.is_grad_enabled() else "forward_nograd")
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if flops is not None and ids is not None:
+            mask = kwargs.get("attention_mask")
+            flops.count(torch.is_grad_enabled(), mask if mask is not None else torch.ones_like(ids))
+
+    pre = model.register_forward_pre_hook(enter, with_kwargs=True)
     post = model.register_forward_hook(lambda *_: split.pop())
     stack.callback(pre.remove)
     stack.callback(post.remove)
@@ -154,7 +209,8 @@ def profile(method_name: str, setting: str, steps: int, batch_size: int, client:
         args = local_args(spec, 0, client, tmp, checkpointing_for(cell, model).value, spec.steps_for(len(dataset), 1))
         reference = ReferenceCache.for_run(None, cell.method, spec)
         split = Split()
-        with instrument(split, peft_model) as stack:
+        flops = Flops(model.config)
+        with instrument(split, peft_model, flops) as stack:
             if setting == "study":  # TRL's head as it comes, without fedbench's gather of the labelled positions
                 stack.enter_context(patched(training, "scored_positions_only", lambda _: nullcontext))
             started = time.perf_counter()
@@ -171,6 +227,8 @@ def profile(method_name: str, setting: str, steps: int, batch_size: int, client:
         "batch_size": batch_size,
         "seconds": total,
         "phases": {name: split.totals.get(name, 0.0) for name in PHASES},
+        "flops": dict(flops.totals) | {"total": flops.total},
+        "width": model.config.hidden_size,
     }
 
 
