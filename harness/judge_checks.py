@@ -93,6 +93,10 @@ class Agreement:
     answers: int
     pairs: int
     """Pairs of subjects' answers to one question that both judges scored (what kappa counts)."""
+    largest: tuple[tuple[str, str, float, float, float], ...] = ()
+    """Where the two judges disagree most: (subject, question, judge a's score, judge b's score, gap), the gap being
+    the difference of the answer's percentile ranks among each judge's scores (so judges on different scales
+    compare), largest first (:data:`DISAGREEMENTS` of them)."""
 
 
 def _preferences(
@@ -138,6 +142,20 @@ def _kappa_of_counts(counts: np.ndarray) -> float:
     if expected == 1.0:
         return 1.0 if observed == 1.0 else 0.0
     return float((observed - expected) / (1 - expected))
+
+
+DISAGREEMENTS = 5
+"""How many answers ``--judge-checks`` lists where two judges disagree most."""
+
+
+def _largest_gaps(
+    a: Mapping[tuple[str, str], float], b: Mapping[tuple[str, str], float], keys: Sequence[tuple[str, str]]
+) -> tuple[tuple[str, str, float, float, float], ...]:
+    """The answers whose percentile ranks under the two judges differ most (ties share their mean rank)."""
+    ranks_a = stats.rankdata([a[k] for k in keys]) / len(keys)
+    ranks_b = stats.rankdata([b[k] for k in keys]) / len(keys)
+    gaps = sorted(zip(keys, np.abs(ranks_a - ranks_b)), key=lambda kg: (-kg[1], kg[0]))[:DISAGREEMENTS]
+    return tuple((subject, q, a[(subject, q)], b[(subject, q)], float(gap)) for (subject, q), gap in gaps if gap > 0)
 
 
 def _rho(a: Mapping[tuple[str, str], float], b: Mapping[tuple[str, str], float], keys: Sequence[tuple[str, str]]) -> float:
@@ -203,7 +221,7 @@ def judge_agreement(scores: Sequence[ScoreRow], questions: QuestionScores) -> li
             out.append(
                 Agreement(
                     bench, ja, jb, _rho(a, b, keys), _question_bootstrap(qids, rho_of), kappa,
-                    _question_bootstrap(qids, kappa_of) if pairs else None, len(keys), pairs,
+                    _question_bootstrap(qids, kappa_of) if pairs else None, len(keys), pairs, _largest_gaps(a, b, keys),
                 )
             )  # fmt: skip
     return out
@@ -411,6 +429,14 @@ def checks_tables(c: JudgeChecks) -> list[tuple[str, list[str], list[list[str]]]
         ]  # fmt: skip
         header = ["benchmark", "judges", "Spearman rho", "95% interval", "Cohen kappa", "95% interval", "answers", "pairs"]
         tables.append(("agreement between judges (kappa over pairwise preferences)", header, rows))
+        rows = [
+            [a.benchmark, f"{a.judge_a} / {a.judge_b}", c.labels.get(subject, subject), q, f"{x:.2f} / {y:.2f}", f"{gap:.2f}"]
+            for a in c.agreements
+            for subject, q, x, y, gap in a.largest
+        ]
+        header = ["benchmark", "judges", "answers", "question", "scores", "rank gap"]
+        if rows:
+            tables.append(("where two judges disagree most (gap between the answer's percentile ranks)", header, rows))
     if c.lengths:
         rows = [
             [

@@ -165,3 +165,20 @@ def test_kappa_is_undefined_when_one_subject_gives_no_pair_to_agree_on() -> None
     scores = {"llm": {"1": 4.0, "2": 6.0, "3": 5.0}, "judgelm": {"1": 3.0, "2": 7.0, "3": 2.0}}
     (agreement,) = judge_agreement(rows, lambda r: scores[r.judge])
     assert agreement.pairs == 0 and math.isnan(agreement.kappa) and agreement.answers == 3
+
+
+def test_the_answers_two_judges_disagree_on_most_are_listed_first() -> None:
+    rows = [
+        ScoreRow(s, "vicuna", judge, "kto", "original", "fedavg", "m", 5.0, 10.0, 4, 0, "x")
+        for s in ("s1", "s2")
+        for judge in ("llm", "judgelm")
+    ]  # fmt: skip
+    llm = {"1": 2.0, "2": 4.0, "3": 6.0, "4": 8.0}
+    judgelm = {"1": 20.0, "2": 40.0, "3": 60.0, "4": 80.0}  # another scale, the same order ...
+    scores = {("s1", "llm"): llm, ("s2", "llm"): llm, ("s1", "judgelm"): judgelm, ("s2", "judgelm"): dict(judgelm, **{"4": 1.0})}
+    (agreement,) = judge_agreement(
+        rows, lambda r: scores[(r.subject, r.judge)]
+    )  # ... but s2's answer 4: top for one, last for the other
+    subject, question, a, b, gap = agreement.largest[0]
+    assert (agreement.judge_a, agreement.judge_b) == ("judgelm", "llm") and (subject, question, a, b) == ("s2", "4", 1.0, 8.0)
+    assert gap > 0.7 and len(agreement.largest) <= 5
