@@ -30,7 +30,7 @@ from fedbench.harness.stats import score_interval
 from fedbench.harness.store import ScoreRow, Store
 from fedbench.harness.study_table import BASE, subject_label, variant_rank
 
-JUDGE_CONTEXTS = ("alone", "base")
+JUDGE_CONTEXTS = ("alone", "base", "reference")
 """Together-grading's further contexts (``EvalSpec.judge_contexts``)."""
 
 
@@ -66,9 +66,10 @@ class EvalSpec:
     position bias spreads evenly) or 'fixed' (DPO, KTOO, KTOR on every question, as the study did; its scores are
     stored under '<judge>-together-fixed', apart from rotated ones)."""
     judge_contexts: tuple[str, ...] = ()
-    """Together-grading's further contexts, each grading the same answers again: ``alone`` (each answer by itself)
-    and ``base`` (the base model's answer beside the aggregator's variants). ``leaderboard --judge-checks`` reports
-    how much a score shifts between contexts; the study's answers moved by up to 0.4 points on MT-Bench-1."""
+    """Together-grading's further contexts, each grading the same answers again: ``alone`` (each answer by itself),
+    ``base`` (the base model's answer beside the aggregator's variants) and ``reference`` (the question's reference
+    answer beside them, on questions that have one). ``leaderboard --judge-checks`` reports how much a score shifts
+    between contexts; the study's answers moved by up to 0.4 points on MT-Bench-1."""
     pairwise: bool = False
     """Also judge every two variants of an aggregator (and the base model) head to head, each question in both
     orders, with a judge that can (``Judge.judge_pair``): win rates, position consistency and first-position bias in
@@ -653,13 +654,24 @@ def _judge_together(run: _Evaluation) -> list[ScoreRow]:
                 for item in items:
                     rows += _grade_group(run, [item], [item], f"{name}@alone", "judged alone", rotate)
                 continue
-            base = run.base_answers.get((bench_name, model, judge_name))
-            if base is None:
+            beside = run.base_answers.get((bench_name, model, judge_name)) if context == "base" else _reference(items[0])
+            if beside is None:
                 if run.progress.on_skip:
-                    run.progress.on_skip(items[0].subject, bench_name, "judge context 'base': the base model has no answers here")
+                    why = "the base model has no answers here" if context == "base" else "no question has a reference answer"
+                    run.progress.on_skip(items[0].subject, bench_name, f"judge context '{context}': {why}")
                 continue
-            rows += _grade_group(run, [*items, base], items, f"{name}@with-base", "judged beside the base model", rotate)
+            tag = "judged beside the base model" if context == "base" else "judged beside the reference answer"
+            rows += _grade_group(run, [*items, beside], items, f"{name}@with-{context}", tag, rotate)
     return rows
+
+
+def _reference(item: Deferred) -> Deferred | None:
+    """The questions' reference answers as one more answer set to grade beside a group (None: no question has one)."""
+    answers = {q.id: q.reference for q in item.questions if q.reference}
+    if not answers:
+        return None
+    subject = Subject("reference", "", "", "", method="reference", layout="answer")
+    return Deferred(subject, item.bench, item.questions, answers, {"origin": "the benchmark's reference answers"}, item.judge)
 
 
 def _grade_group(
@@ -670,10 +682,12 @@ def _grade_group(
     store, progress = run.store, run.progress
     bench_name, judge = items[0].bench.name, items[0].judge[1]
     questions = items[0].questions
-    judged = [store.judgments(it.subject.key, bench_name, name) for it in items]
+    kept = [any(it is r for r in record) for it in items]  # only the recorded subjects' judgments are stored
+    judged = [store.judgments(it.subject.key, bench_name, name) if keep else {} for it, keep in zip(items, kept)]
     agreed: list[bool] = []
     for index, q in enumerate(questions):
-        if all(q.id in j for j in judged) or not all(q.id in it.answers for it in items):
+        done = all(q.id in j for j, keep in zip(judged, kept) if keep)
+        if done or not all(q.id in it.answers for it in items):
             continue
         if len(items) == 1:
             verdicts = judge.judge([q], [items[0].answers[q.id]])
@@ -688,15 +702,16 @@ def _grade_group(
                 by_item = {i: (by_item[i] + backward[i]) / 2 for i in by_item} if by_item and backward else {}
                 reply += "\n--- reversed order ---\n" + second
             verdicts = [Judgment(q.id, by_item.get(i), reply) for i in range(len(items))]
-        for it, j, v in zip(items, judged, verdicts):
-            store.add_judgments(it.subject.key, bench_name, name, [v], _clients([q]))
+        for it, j, v, keep in zip(items, judged, verdicts, kept):
+            if keep:
+                store.add_judgments(it.subject.key, bench_name, name, [v], _clients([q]))
             j[q.id] = v
     setting = judge.setting + ("" if rotate else ", answer order fixed: " + ", ".join(it.subject.label for it in items))
     if agreed:
         setting += f", position-consistency {sum(agreed) / len(agreed):.2f} over {len(agreed)} questions (swap)"
     rows = []
-    for it, j in zip(items, judged):
-        if not any(it is r for r in record):
+    for it, j, keep in zip(items, judged, kept):
+        if not keep:
             continue
         subject = replace(it.subject, tag=", ".join(t for t in (it.subject.tag, context) if t)) if context else it.subject
         answered = [q for q in it.questions if q.id in j]

@@ -51,4 +51,4 @@ def subject_label(method: str, layout: str, aggregator: str, seed: int | None) -
     goes by in the progress lines, a together-graded prompt's answer order, the report and the resources view."""
     if method == BASE:
         return BASE
-    return f"{method}-{layout}-{aggregator}" + (f"@{seed}" if seed else "")
+    return "-".join(part for part in (method, layout, aggregator) if part) + (f"@{seed}" if seed else "")

@@ -101,7 +101,9 @@ def test_an_unparsed_verdict_decides_nothing(tmp_path: Path) -> None:
     store.close()
 
 
-def _evaluation(tmp_path: Path, spec: EvalSpec, judge: Judge) -> tuple[_Evaluation, list[Subject]]:
+def _evaluation(
+    tmp_path: Path, spec: EvalSpec, judge: Judge, questions: Sequence[Question] = QUESTIONS
+) -> tuple[_Evaluation, list[Subject]]:
     store = Store(tmp_path / "results.sqlite")
     run = _Evaluation(spec, store, EvalProgress(), {"vicuna": [(judge.name, judge)]}, _Scorers("float32"))
     bench = default_registry().create("benchmark", "vicuna")
@@ -110,7 +112,7 @@ def _evaluation(tmp_path: Path, spec: EvalSpec, judge: Judge) -> tuple[_Evaluati
         for m, lay in (("dpo", "original"), ("kto", "original"), ("kto", "redistributed"))
     ]
     for score, subject in enumerate(subjects, 3):
-        _judge_answers(run, subject, bench, QUESTIONS, _answers(score), {"backend": "hf"})
+        _judge_answers(run, subject, bench, questions, _answers(score), {"backend": "hf"})
     return run, subjects
 
 
@@ -223,3 +225,15 @@ def test_a_question_judged_in_one_order_only_waits_for_the_other(tmp_path: Path)
     ]
     (rate,), (bias,) = pair_statistics(verdicts)
     assert rate.wins == 1 and rate.questions == 1 and bias.questions == 1
+
+
+def test_the_reference_context_grades_beside_the_reference_answer_where_a_question_has_one(tmp_path: Path) -> None:
+    questions = [Question(q.id, q.prompt, reference="x:10" if int(q.id) % 2 else None) for q in QUESTIONS]
+    spec = EvalSpec(judge_mode="together", judge_contexts=("reference",))
+    run, _ = _evaluation(tmp_path, spec, ByNumber(), questions)
+    rows = {(r.subject, r.judge): r for r in _judge_together(run)}
+    beside = rows[("kto-original", "number-together@with-reference")]
+    assert beside.n == 10 and beside.score == 4.0, "the 10 questions with a reference, each graded among 4 answers"
+    assert beside.tag == "judged beside the reference answer"
+    assert run.store.judgments("reference", "vicuna", "number-together@with-reference") == {}, "the reference is not a subject"
+    run.store.close()
