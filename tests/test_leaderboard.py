@@ -316,3 +316,23 @@ def test_tagged_rows_follow_their_numbers() -> None:
         "fedavg [paired_fraction=1]",
     ]
     assert sorted(["median [label-flip 25%]", "median [label-flip 5%]"], key=row_order)[0] == "median [label-flip 5%]"
+
+
+def test_compare_sets_each_tagged_row_against_its_plain_row_per_variant() -> None:
+    """What label-flipping costs each variant: KTOO [label-flip 25%] - KTOO, paired over the same held-out pairs."""
+    from fedbench.harness.results.model import build_matrix, comparison_rows
+
+    def row(subject: str, method: str, layout: str, tag: str = "") -> ScoreRow:
+        return replace(_row("median", method, layout, "preference.reward", 50.0), subject=subject, tag=tag, scale=100.0)
+
+    rows = [row("d", "dpo", "original"), row("k", "kto", "original"), row("dt", "dpo", "original", "label-flip 25%")]
+    rows.append(row("kt", "kto", "original", "label-flip 25%"))
+    clean = {str(q): 100.0 for q in range(20)}
+    hit = {"d": clean, "k": clean, "dt": {q: 0.0 if int(q) < 10 else 100.0 for q in clean}, "kt": clean}
+    m = build_matrix(rows, questions=lambda r: hit[r.subject])
+    effects = {
+        c["comparison"]: c for c in comparison_rows(m) if c["aggregator"] == "median [label-flip 25%]" and "[" in c["comparison"]
+    }
+    assert set(effects) == {"DPO [label-flip 25%] - DPO", "KTOO [label-flip 25%] - KTOO"}
+    assert effects["DPO [label-flip 25%] - DPO"]["difference"] == -50.0 and effects["DPO [label-flip 25%] - DPO"]["significant"]
+    assert effects["KTOO [label-flip 25%] - KTOO"]["difference"] == 0.0

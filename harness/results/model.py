@@ -92,6 +92,10 @@ class Matrix:
     """benchmark -> each later-minus-earlier variant pair pooled over the aggregators, Holm-adjusted over them all."""
     budgets: dict[str, dict[str, Any]] = field(default_factory=dict)
     """subject -> its recorded training budget (rounds, length, steps, ...), to say where compared cells differ."""
+    effects: dict[tuple[str, str], list[Comparison]] = field(default_factory=dict)
+    """(tagged row, benchmark) -> each variant against the same variant of its plain row (``median [label-flip 25%]``
+    KTOO minus ``median`` KTOO): what a setting (an attack, DP, a codec, dropout) costs each variant; Holm-adjusted
+    over these comparisons, a family apart from the variants' comparisons."""
 
     def entry(self, row: str, bench: str, var: str) -> Entry | None:
         return self.cells.get((row, bench, "" if row == BASE_ROW else var))
@@ -237,7 +241,8 @@ def build_matrix(
         rows.append(BASE_ROW)
     comparisons = _compare(cells, rows, benchmarks, variants, questions) if questions is not None else {}
     across = _pool_aggregators(cells, rows, benchmarks, variants, questions) if questions is not None else {}
-    return Matrix(benchmarks, variants, rows, cells, comparisons, across, budgets or {})
+    effects = _against_plain(cells, rows, benchmarks, variants, questions) if questions is not None else {}
+    return Matrix(benchmarks, variants, rows, cells, comparisons, across, budgets or {}, effects)
 
 
 def _judged_by(row: ScoreRow, judge: str) -> bool:
@@ -358,6 +363,35 @@ def _compare(
     return out
 
 
+def _against_plain(
+    cells: dict[tuple[str, str, str], Entry],
+    rows: list[str],
+    benchmarks: list[str],
+    variants: list[str],
+    questions: QuestionScores,
+) -> dict[tuple[str, str], list[Comparison]]:
+    """Each tagged row's variants minus the same variants of its plain row (same aggregator, no tag), per benchmark, on
+    matched (seed, question) units, Holm over all of them: is KTO more fragile than DPO under the same poisoning?"""
+    found: list[tuple[tuple[str, str], Comparison]] = []
+    for row, bench, var in itertools.product(rows, benchmarks, variants):
+        plain, _, tag = row.partition(" [")
+        a, b = cells.get((row, bench, var)), cells.get((plain, bench, var))
+        if not tag or plain not in rows or a is None or b is None or a.runs == b.runs:
+            continue
+        if judging_context(a.latest.judge):
+            continue  # the same answers judged in another context: the judge checks' context shift, not a setting's cost
+        factor = scale_factor(a.runs[0], list(_units(a, questions).values()))
+        ua = {k: factor * x for k, x in _units(a, questions).items()}
+        ub = {k: factor * x for k, x in _units(b, questions).items()}
+        comparison = paired_comparison(ua, ub, f"{var} [{tag}", var)
+        if comparison is not None:
+            found.append(((row, bench), comparison))
+    out: dict[tuple[str, str], list[Comparison]] = {}
+    for ((row, bench), _), c in zip(found, holm([c for _, c in found])):
+        out.setdefault((row, bench), []).append(c)
+    return out
+
+
 def judging_context(judge: str) -> str:
     """The judging context a judge name states after '@' ('' for a judge's own): an imported file that judged
     other answers together (``judgelm-together@base+DPO+KTOO``) is another experiment, so its comparisons
@@ -366,10 +400,11 @@ def judging_context(judge: str) -> str:
 
 
 def comparison_rows(m: Matrix) -> list[dict[str, Any]]:
-    """The paired differences of the table, one per (aggregator, benchmark, later - earlier variant); ``budget``
+    """The paired differences of the table, one per (aggregator, benchmark, later - earlier variant), then each tagged
+    row's variants against its plain row's (``KTOO [label-flip 25%] - KTOO``: :attr:`Matrix.effects`); ``budget``
     says where the two cells were trained with different budgets ('' where they were not, or nothing is recorded)."""
     out = []
-    for (row, bench), found in m.comparisons.items():
+    for (row, bench), found in [*m.comparisons.items(), *m.effects.items()]:
         for c in found:
             out.append(
                 {"aggregator": row, "benchmark": bench, "comparison": f"{c.a} - {c.b}"}
