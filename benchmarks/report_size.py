@@ -28,12 +28,13 @@ import time
 from pathlib import Path
 
 from fedbench.harness.checkpoint import RoundRecord, RunDir, RunResult
-from fedbench.harness.evaluation import base_subject, export_answers
 from fedbench.harness.interfaces import Judgment, Question
 from fedbench.harness.results.report import write_report
+from fedbench.harness.scoring import export_answers
 from fedbench.harness.spec import RunSpec
 from fedbench.harness.store import ScoreRow, Store
 from fedbench.harness.study_table import AGGREGATOR_ORDER
+from fedbench.harness.subjects import base_subject
 
 BENCHMARKS = {"mt_bench_1": (80, "llm", 10.0), "vicuna": (80, "llm", 10.0), "advbench": (520, "keyword", 100.0)}
 VARIANTS = (("dpo", "original"), ("kto", "original"), ("kto", "redistributed"))

@@ -31,11 +31,12 @@ import torch
 from fedbench.harness.baselines import client_adapter_dir
 from fedbench.harness.checkpoint import RESULT_FILE
 from fedbench.harness.data import PreferencePair
-from fedbench.harness.evaluation import LIKELIHOOD_JUDGE, Subject, cell_subject
+from fedbench.harness.evaluation import LIKELIHOOD_JUDGE
 from fedbench.harness.holdout import read_heldout
 from fedbench.harness.likelihood import LikelihoodScorer
 from fedbench.harness.models import resolve_model
 from fedbench.harness.store import STORE_NAME, Store
+from fedbench.harness.subjects import Subject, cell_subject
 
 REWARD, LIKELIHOOD = "preference.reward", "preference.likelihood"
 STORED_MARGIN = re.compile(r"margin ([+-]?[0-9.]+) \(beta ([0-9.eE+-]+)\)")

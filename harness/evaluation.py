@@ -8,30 +8,23 @@ base model is one subject per (model, template), shared by every cell trained fr
 from __future__ import annotations
 
 import hashlib
-import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from fedbench.harness.baselines import client_adapter_dir
-from fedbench.harness.checkpoint import RunDir, atomic_write_text
 from fedbench.harness.errors import FedbenchError
-from fedbench.harness.generation import GenerationSettings, Generator, make_generator
+from fedbench.harness.generation import GenerationSettings, make_generator
+from fedbench.harness.grading import JUDGE_CONTEXTS, Deferred, grade_together, judge_head_to_head
 from fedbench.harness.hardware import DTYPES, resolve_dtype
-from fedbench.harness.holdout import HOLDOUT_FILE
-from fedbench.harness.interfaces import Benchmark, Evaluator, Judge, Judgment, ModelUnderTest, Question, Request
+from fedbench.harness.interfaces import Benchmark, Evaluator, Judge, ModelUnderTest, Question, Request
 from fedbench.harness.likelihood import REWARDS, LikelihoodScorer, SequenceLogp
 from fedbench.harness.lm_eval_bridge import EVALUATOR, LmEvalEvaluator
-from fedbench.harness.pairwise import judge_pairs
 from fedbench.harness.registry import Registry
-from fedbench.harness.spec import RunSpec
-from fedbench.harness.stats import score_interval
+from fedbench.harness.scoring import EvalProgress, question_clients, record_score, score_fields, store_score
 from fedbench.harness.store import ScoreRow, Store
-from fedbench.harness.study_table import BASE, subject_label, variant_rank
-
-JUDGE_CONTEXTS = ("alone", "base", "reference")
-"""Together-grading's further contexts (``EvalSpec.judge_contexts``)."""
+from fedbench.harness.study_table import BASE
+from fedbench.harness.subjects import Subject
 
 
 @dataclass(frozen=True)
@@ -105,135 +98,6 @@ class EvalSpec:
             )
 
 
-@dataclass(frozen=True)
-class Subject:
-    """A model to evaluate: the base model, or a cell's trained adapter."""
-
-    key: str
-    model: str
-    template: str
-    dtype: str
-    """The precision the cell trained in: answers are generated in it (likelihood scoring uses ``EvalSpec.score_dtype``)."""
-    adapter: Path | None = None
-    method: str = BASE
-    layout: str = ""
-    aggregator: str = ""
-    traffic: tuple[int, int] | None = None
-    seed: int | None = None
-    settings_key: str | None = None
-    heldout: Path | None = None
-    """The held-out preference pairs this subject is scored on (a cell's own; the base model's cells')."""
-    tag: str = ""
-    """``RunSpec.tag``: the cell's privacy and codec settings where they are not the defaults."""
-    local_only: bool = False
-    """A local-only baseline cell: each client's held-out pairs are scored with that client's own adapter
-    (``baselines.client_adapter_dir``; a client that never trained is left out), ``adapter`` answers the rest."""
-    budget: tuple[tuple[str, Any], ...] = ()
-    """What the subject's training spent (:data:`BUDGET_KEYS`), recorded in the store so the leaderboard can say
-    when the cells it compares were trained unequally."""
-    origin: str = ""
-    """Where the subject's answers come from when fedbench did not generate them: ``imported from FILE``
-    (``fedbench import``). Such a subject has no model here: it is judged again on its stored answers only."""
-
-    @property
-    def imported(self) -> bool:
-        return bool(self.origin)
-
-    @property
-    def label(self) -> str:
-        """``base`` or the cell, e.g. ``kto-redistributed-fedavg`` (with ``@seed`` when it is not 0)."""
-        return subject_label(self.method, self.layout, self.aggregator, self.seed)
-
-
-BUDGET_KEYS = (
-    "rounds",
-    "clients",
-    "clients_per_round",
-    "local_steps",
-    "batch_size",
-    "grad_accum",
-    "max_length",
-    "lora_r",
-    "lora_alpha",
-)
-"""The training settings a comparison between cells should hold equal (``clients``: how many the data has)."""
-
-
-def training_budget(spec: RunSpec) -> tuple[tuple[str, Any], ...]:
-    """The :data:`BUDGET_KEYS` a spec sets (``clients`` comes from the data, not the spec)."""
-    return tuple((key, getattr(spec, key)) for key in BUDGET_KEYS if hasattr(spec, key))
-
-
-def base_subject(model: str, template: str, dtype: str, heldout: Path | None = None) -> Subject:
-    """The untrained model as a subject, keyed by what shapes its answers, shared by all its cells."""
-    digest = hashlib.sha256(f"{model}|{template}|{dtype}".encode()).hexdigest()[:12]
-    return Subject(f"{BASE}-{digest}", model, template, dtype, heldout=heldout)
-
-
-def cell_subject(run_dir: Path) -> Subject:
-    """A finished cell's run directory as a subject; refuses an unfinished one."""
-    result = RunDir.at(run_dir).result()
-    if result is None:
-        raise FedbenchError(
-            f"{run_dir} has not finished training", "rerun `fedbench run` with the same settings to finish it first"
-        )
-    spec = result.spec
-    heldout = run_dir / HOLDOUT_FILE
-    return Subject(
-        spec.hash,
-        spec.model,
-        spec.template,
-        spec.dtype,
-        RunDir(run_dir.parent, spec).adapter_dir,
-        spec.method,
-        spec.layout,
-        spec.aggregator,
-        result.traffic,
-        spec.seed,
-        spec.settings_key,
-        heldout if heldout.is_file() else None,
-        spec.tag,
-        result.local_only is not None,
-        training_budget(spec),
-    )
-
-
-def imported_subjects(store: Store) -> list[Subject]:
-    """The subjects ``fedbench import`` put in a store, base model first: judged again on their stored answers."""
-    rows = {r.subject: r for r in store.scores()}
-    budgets = store.budgets()
-    found = [
-        Subject(
-            key,
-            row.model,
-            "",
-            "",
-            None,
-            row.method,
-            row.layout,
-            row.aggregator,
-            settings_key=key,
-            budget=tuple(budgets.get(key, {}).items()),
-            origin=origin,
-        )  # fmt: skip
-        for key, origin in sorted(store.origins().items())
-        if origin.startswith("imported") and (row := rows.get(key)) is not None
-    ]
-    return sorted(found, key=lambda s: s.method != BASE)
-
-
-@dataclass
-class EvalProgress:
-    """Callbacks for progress reporting; all optional."""
-
-    on_start: Callable[[Subject, str, int], None] | None = None
-    on_answers: Callable[[int], None] | None = None
-    on_score: Callable[[Subject, str, ScoreRow], None] | None = None
-    on_skip: Callable[[Subject, str, str], None] | None = None
-    """A benchmark this subject cannot take, with the reason (the others still run)."""
-    generators: dict[tuple[str, str, str], Generator] = field(default_factory=dict)
-
-
 def create_benchmark(registry: Registry, name: str, params: Mapping[str, Any]) -> Benchmark:
     """The plugin behind a ``--benchmarks`` entry: ``plugin:task`` (``lm_eval:mmlu``) is the plugin with ``task="mmlu"``.
 
@@ -257,20 +121,6 @@ def pick_judges(registry: Registry, benchmark: Benchmark, spec: EvalSpec) -> lis
     given = dict(spec.judge_params)
     own = {n: dict(given.pop(n)) for n in names if isinstance(given.get(n), Mapping)}
     return [(n, registry.create("judge", n, own.get(n, given if i == 0 else {}))) for i, n in enumerate(names)]
-
-
-@dataclass
-class Deferred:
-    """A cell's answers to one benchmark, waiting to be graded together with its aggregator's other variants."""
-
-    subject: Subject
-    bench: Benchmark
-    questions: list[Question]
-    answers: dict[str, str]
-    settings: dict[str, Any]
-    """How the answers were made (generation settings and backend, or where they were imported from)."""
-    judge: tuple[str, Judge]
-    """The judge (name, plugin) that grades them; with several judges, one entry per judge."""
 
 
 @dataclass
@@ -342,8 +192,8 @@ def evaluate(
                     rows += _score_given(run, subject, bench)
                 case Request.GENERATE:
                     rows += _score_generated(run, subject, bench)
-    rows += _judge_together(run)
-    _judge_pairs(run)
+    rows += grade_together(run.deferred, run.base_answers, spec.judge_order == "rotate", spec.judge_contexts, store, progress)
+    judge_head_to_head(run.pairs, run.base_answers, store, progress)
     return rows
 
 
@@ -407,16 +257,12 @@ def _judge_answers(
         for start in range(0, len(missing), step):  # stored as they come: an interruption loses one batch at most
             chunk = missing[start : start + step]
             new = judge.judge(chunk, [answers[q.id] for q in chunk])
-            store.add_judgments(subject.key, bench.name, judge_name, new, _clients(chunk))
+            store.add_judgments(subject.key, bench.name, judge_name, new, question_clients(chunk))
             judged.update({j.question_id: j for j in new})
         rows.append(
             record_score(store, progress, subject, bench, judge_name, judge.setting, questions, judged, settings, answers)
         )
     return rows
-
-
-def _clients(questions: Sequence[Question]) -> dict[str, str]:
-    return {q.id: q.client for q in questions if q.client}
 
 
 LIKELIHOOD_JUDGE = "likelihood"
@@ -509,14 +355,14 @@ def _score_given(run: _Evaluation, subject: Subject, bench: Benchmark) -> list[S
         judged = {}
         for metric, verdicts in bench.score_choices(questions, policy, reference).items():
             name = f"{bench.name}.{metric}"
-            store.add_judgments(subject.key, name, LIKELIHOOD_JUDGE, verdicts, _clients(questions))
+            store.add_judgments(subject.key, name, LIKELIHOOD_JUDGE, verdicts, question_clients(questions))
             judged[name] = {v.question_id: v for v in verdicts}
     rows = []
     subject = _scored_in(subject, scorers.dtype)  # from here on, for the rows only
     for metric in bench.metrics:
         name = f"{bench.name}.{metric}"
         if subject.adapter is None and metric in bench.base_scores:
-            row = _score_row(
+            row = score_fields(
                 subject,
                 name,
                 bench,
@@ -526,7 +372,7 @@ def _score_given(run: _Evaluation, subject: Subject, bench: Benchmark) -> list[S
                 0,
                 bench.base_scores[metric],
             ) | {"ci_note": "fixed by definition for the base model"}
-            rows.append(_put(store, progress, subject, ScoreRow(**row)))
+            rows.append(store_score(store, progress, subject, ScoreRow(**row)))
         elif name in judged and judged[name]:
             rows.append(
                 record_score(
@@ -609,7 +455,7 @@ def _score_external(run: _Evaluation, subject: Subject, bench: Benchmark) -> lis
     name, judge = f"{bench.name}:{request.task}", evaluator.judge
     stored = [r for r in store.scores() if (r.subject, r.benchmark, r.judge) == (subject.key, name, judge)]
     if stored and request.done(stored[0].judge_setting):
-        return [_put(store, progress, subject, stored[0])]  # reported again, as resumed benchmarks are
+        return [store_score(store, progress, subject, stored[0])]  # reported again, as resumed benchmarks are
     if progress.on_start:
         progress.on_start(subject, name, 1)
     home = store.path.parent / subject.key if subject.adapter is None else subject.adapter.parent
@@ -620,271 +466,9 @@ def _score_external(run: _Evaluation, subject: Subject, bench: Benchmark) -> lis
     if progress.on_answers:
         progress.on_answers(1)
     store.add_judgments(subject.key, name, judge, result.verdicts)
-    row = _score_row(subject, name, bench, judge, result.setting, result.n, 0, result.score)
+    row = score_fields(subject, name, bench, judge, result.setting, result.n, 0, result.score)
     row |= {"ci_low": result.ci_low, "ci_high": result.ci_high, "ci_note": result.ci_note}
-    return [_put(store, progress, subject, ScoreRow(**row))]
-
-
-def _judge_together(run: _Evaluation) -> list[ScoreRow]:
-    """Multi-answer grading as in the study: the cells of one aggregator (DPO, KTOO, KTOR) that answered
-    a question are scored in one judge prompt, so their scores share one scale. Stored as '<judge>-together'.
-
-    The answers' order rotates from question to question (question i starts with the variant at
-    position i mod k), so each variant sits in each position equally often: a judge's position bias
-    then spreads evenly instead of favouring whichever variant always comes first. With ``judge_order = "fixed"``
-    they come in the study's order, DPO, KTOO, KTOR, on every question.
-
-    Each of ``judge_contexts`` grades the same answers again in another context, stored as
-    '<judge>-together@<context>' with a tagged row: ``alone`` (each answer by the judge's one-answer grading) and
-    ``base`` (the base model's answer added to the group; only the variants' scores are recorded).
-    ``leaderboard --judge-checks`` reports each context's shift against the group's own.
-    """
-    rotate = run.spec.judge_order == "rotate"
-    groups: dict[tuple[str, str, str, int | None, str, str], list[Deferred]] = {}
-    for item in run.deferred:
-        s = item.subject
-        groups.setdefault((item.bench.name, s.model, s.aggregator, s.seed, s.tag, item.judge[0]), []).append(item)
-    rows = []
-    for (bench_name, model, _, _, _, judge_name), items in groups.items():
-        items.sort(key=lambda it: (variant_rank(it.subject.method, it.subject.layout), it.subject.layout))
-        name = f"{judge_name}-together" + ("" if rotate else "-fixed")
-        rows += _grade_group(run, items, items, name, "", rotate)
-        for context in run.spec.judge_contexts:
-            if context == "alone":
-                for item in items:
-                    rows += _grade_group(run, [item], [item], f"{name}@alone", "judged alone", rotate)
-                continue
-            beside = run.base_answers.get((bench_name, model, judge_name)) if context == "base" else _reference(items[0])
-            if beside is None:
-                if run.progress.on_skip:
-                    why = "the base model has no answers here" if context == "base" else "no question has a reference answer"
-                    run.progress.on_skip(items[0].subject, bench_name, f"judge context '{context}': {why}")
-                continue
-            tag = "judged beside the base model" if context == "base" else "judged beside the reference answer"
-            rows += _grade_group(run, [*items, beside], items, f"{name}@with-{context}", tag, rotate)
-    return rows
-
-
-def _reference(item: Deferred) -> Deferred | None:
-    """The questions' reference answers as one more answer set to grade beside a group (None: no question has one)."""
-    answers = {q.id: q.reference for q in item.questions if q.reference}
-    if not answers:
-        return None
-    subject = Subject("reference", "", "", "", method="reference", layout="answer")
-    return Deferred(subject, item.bench, item.questions, answers, {"origin": "the benchmark's reference answers"}, item.judge)
-
-
-def _grade_group(
-    run: _Evaluation, items: Sequence[Deferred], record: Sequence[Deferred], name: str, context: str, rotate: bool
-) -> list[ScoreRow]:
-    """Grade ``items``' answers together question by question (one item: the judge's one-answer grading), store every
-    item's judgments under ``name`` and record the scores of ``record``'s subjects (tagged with ``context`` if any)."""
-    store, progress = run.store, run.progress
-    bench_name, judge = items[0].bench.name, items[0].judge[1]
-    questions = items[0].questions
-    kept = [any(it is r for r in record) for it in items]  # only the recorded subjects' judgments are stored
-    judged = [store.judgments(it.subject.key, bench_name, name) if keep else {} for it, keep in zip(items, kept)]
-    agreed: list[bool] = []
-    for index, q in enumerate(questions):
-        done = all(q.id in j for j, keep in zip(judged, kept) if keep)
-        if done or not all(q.id in it.answers for it in items):
-            continue
-        if len(items) == 1:
-            verdicts = judge.judge([q], [items[0].answers[q.id]])
-        else:
-            shift = index % len(items) if rotate else 0
-            order = list(range(len(items)))[shift:] + list(range(len(items)))[:shift]
-            by_item, reply = _grade_in_order(judge, q, items, order)
-            if judge.swap:
-                backward, second = _grade_in_order(judge, q, items, order[::-1])
-                if by_item and backward:
-                    agreed.append(max(by_item, key=by_item.__getitem__) == max(backward, key=backward.__getitem__))
-                by_item = {i: (by_item[i] + backward[i]) / 2 for i in by_item} if by_item and backward else {}
-                reply += "\n--- reversed order ---\n" + second
-            verdicts = [Judgment(q.id, by_item.get(i), reply) for i in range(len(items))]
-        for it, j, v, keep in zip(items, judged, verdicts, kept):
-            if keep:
-                store.add_judgments(it.subject.key, bench_name, name, [v], _clients([q]))
-            j[q.id] = v
-    setting = judge.setting + ("" if rotate else ", answer order fixed: " + ", ".join(it.subject.label for it in items))
-    if agreed:
-        setting += f", position-consistency {sum(agreed) / len(agreed):.2f} over {len(agreed)} questions (swap)"
-    rows = []
-    for it, j, keep in zip(items, judged, kept):
-        if not keep:
-            continue
-        subject = replace(it.subject, tag=", ".join(t for t in (it.subject.tag, context) if t)) if context else it.subject
-        answered = [q for q in it.questions if q.id in j]
-        rows.append(record_score(store, progress, subject, it.bench, name, setting, answered, j, it.settings, it.answers))
-    return rows
-
-
-def _judge_pairs(run: _Evaluation) -> None:
-    """Head-to-head judging (``pairwise``): per benchmark, judge and aggregator, every two of its variants and the
-    base model, each question in both orders (:mod:`fedbench.harness.pairwise`)."""
-    groups: dict[tuple[str, str, str, int | None, str, str], list[Deferred]] = {}
-    for item in run.pairs:
-        s = item.subject
-        if s.method != BASE:
-            groups.setdefault((item.bench.name, s.model, s.aggregator, s.seed, s.tag, item.judge[0]), []).append(item)
-    for (bench_name, model, _, _, _, judge_name), items in groups.items():
-        base = run.base_answers.get((bench_name, model, judge_name))
-        met = [*items, base] if base is not None else items
-        questions = [q for q in met[0].questions if all(q.id in it.answers for it in met)]
-        answers = {it.subject.key: it.answers for it in met}
-        if run.progress.on_start:
-            pairs = len(met) * (len(met) - 1)  # ordered pairs: both orders of every two
-            run.progress.on_start(items[0].subject, f"{bench_name} head to head ({judge_name})", pairs * len(questions))
-        judge_pairs(run.store, bench_name, judge_name, met[0].judge[1], questions, answers, run.progress.on_answers)
-
-
-def _grade_in_order(
-    judge: Judge, question: Question, items: Sequence[Deferred], order: Sequence[int]
-) -> tuple[dict[int, float], str]:
-    """One multi-answer grading with the answers in ``order``; scores mapped back to the items, the reply noted with the order."""
-    scores, reply = judge.judge_together(question, [items[i].answers[question.id] for i in order])
-    by_item = {} if scores is None else {i: scores[pos] for pos, i in enumerate(order)}
-    return by_item, f"[answer order: {', '.join(items[i].subject.label for i in order)}]\n{reply}"
-
-
-def _score_row(
-    subject: Subject,
-    benchmark: str,
-    bench: Benchmark,
-    judge_name: str,
-    judge_setting: str,
-    n: int,
-    failures: int,
-    score: float | None,
-) -> dict[str, Any]:
-    return dict(
-        subject=subject.key,
-        benchmark=benchmark,
-        judge=judge_name,
-        method=subject.method,
-        layout=subject.layout,
-        aggregator=subject.aggregator,
-        model=subject.model,
-        score=score,
-        scale=bench.scale,
-        n=n,
-        failures=failures,
-        judge_setting=judge_setting,
-        bytes_down=subject.traffic[0] if subject.traffic else None,
-        bytes_up=subject.traffic[1] if subject.traffic else None,
-        seed=subject.seed,
-        settings_key=subject.settings_key,
-        tag=subject.tag,
-    )
-
-
-def record_score(
-    store: Store,
-    progress: EvalProgress,
-    subject: Subject,
-    bench: Benchmark,
-    judge_name: str,
-    judge_setting: str,
-    questions: Sequence[Question],
-    judged: dict[str, Judgment],
-    settings: dict[str, Any],
-    answers: dict[str, str] | None = None,
-    benchmark_name: str | None = None,
-    created: float = 0.0,
-) -> ScoreRow:
-    """Score with its interval, answer length and per-client scores; export the answers; store and report the row.
-
-    ``created`` dates the score (default: now); an import passes the judgments' own time, so importing a file
-    again writes the same row."""
-    name = benchmark_name or bench.name
-    verdicts = [judged[q.id] for q in questions]
-    home = store.path.parent / subject.key if subject.adapter is None else subject.adapter.parent
-    export_answers(home, name, questions, answers, verdicts, settings | {"judge": judge_name})
-    row = _score_row(
-        subject,
-        name,
-        bench,
-        judge_name,
-        judge_setting,
-        len(verdicts),
-        sum(v.score is None for v in verdicts),
-        bench.score(verdicts),
-    )
-    row |= _uncertainty(bench, verdicts)
-    tokens = store.answer_tokens(subject.key, name)
-    lengths = [tokens[q.id] for q in questions if q.id in tokens]
-    row["answer_tokens"] = sum(lengths) / len(lengths) if lengths else None
-    row["per_client"] = _per_client(bench, questions, verdicts)
-    row["created"] = created
-    return _put(store, progress, subject, ScoreRow(**row))
-
-
-def _put(store: Store, progress: EvalProgress, subject: Subject, row: ScoreRow) -> ScoreRow:
-    store.put_score(row)
-    if progress.on_score:
-        progress.on_score(subject, row.benchmark, row)
-    return row
-
-
-def _uncertainty(bench: Benchmark, verdicts: Sequence[Judgment]) -> dict[str, Any]:
-    """The score's 95% interval over its questions, or why it has none."""
-    values = [v.score for v in verdicts if v.score is not None]
-    if len(values) < 2:
-        return {"ci_note": f"{len(values)} scored question{'s' if len(values) != 1 else ''}: an interval needs at least 2"}
-    mean = sum(values) / len(values)
-    factor = 100.0 if bench.rate else 1.0
-    score = bench.score(verdicts)
-    if score is None or abs(score - factor * mean) > 1e-9 * max(1.0, abs(factor * mean)):
-        return {"ci_note": f"benchmark '{bench.name}' computes its own score (not the mean of its judgments): no interval"}
-    interval = score_interval(values, binary=bench.rate)
-    if interval is None:
-        return {"ci_note": "no interval"}
-    return {"ci_low": factor * interval.low, "ci_high": factor * interval.high, "ci_note": interval.method}
-
-
-def _per_client(bench: Benchmark, questions: Sequence[Question], verdicts: Sequence[Judgment]) -> str | None:
-    """JSON {client: [score, questions scored]} when the questions belong to clients."""
-    groups: dict[str, list[Judgment]] = {}
-    for q, v in zip(questions, verdicts):
-        if q.client and v.score is not None:
-            groups.setdefault(q.client, []).append(v)
-    if not groups:
-        return None
-    return json.dumps({c: [bench.score(vs), len(vs)] for c, vs in sorted(groups.items())})
-
-
-def export_answers(
-    home: Path,
-    benchmark: str,
-    questions: Sequence[Question],
-    answers: dict[str, str] | None,
-    verdicts: Sequence[Judgment],
-    settings: dict[str, Any],
-) -> Path:
-    """``<home>/answers/<benchmark>.jsonl``: one line per question with answer, score, raw judge reply and settings.
-
-    Benchmarks scored on given answers (held-out pairs) have no generated answer; their lines carry
-    the client and the scoring detail in ``judge_reply``.
-    """
-    lines = [
-        json.dumps(
-            {
-                "question_id": q.id,
-                "category": q.category,
-                "client": q.client or None,
-                "prompt": q.prompt,
-                "answer": None if answers is None else answers[q.id],
-                "score": v.score,
-                "judge_reply": v.raw,
-                "settings": settings,
-            },
-            ensure_ascii=False,
-        )
-        for q, v in zip(questions, verdicts)
-    ]
-    path = home / "answers" / f"{benchmark}.jsonl"
-    atomic_write_text(path, "\n".join(lines) + "\n")
-    return path
+    return [store_score(store, progress, subject, ScoreRow(**row))]
 
 
 def eval_spec(profile_eval: dict[str, Any] | None, overrides: dict[str, Any]) -> EvalSpec:

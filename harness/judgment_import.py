@@ -34,11 +34,12 @@ from pathlib import Path
 from typing import Any
 
 from fedbench.harness.errors import FedbenchError, did_you_mean
-from fedbench.harness.evaluation import BUDGET_KEYS, EvalProgress, Subject, record_score
 from fedbench.harness.interfaces import Benchmark, Judge, Judgment, Question
 from fedbench.harness.registry import Registry
+from fedbench.harness.scoring import EvalProgress, record_score
 from fedbench.harness.store import Store
 from fedbench.harness.study_table import BASE, variant
+from fedbench.harness.subjects import BUDGET_KEYS, Subject
 
 BASE_ID = "alpaca-native"
 """The study's base model id in its judgment files (Alpaca-7B)."""

@@ -13,12 +13,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from fedbench.harness.evaluation import EvalSpec, Subject
+from fedbench.harness.evaluation import EvalSpec
 from fedbench.harness.federation import Cell, RoundEvent
 from fedbench.harness.rounds import CellOutcome
 from fedbench.harness.spec import RunSpec
 from fedbench.harness.store import ScoreRow
 from fedbench.harness.study import StudyProgress
+from fedbench.harness.subjects import Subject
 
 
 class RichProgress(StudyProgress):

@@ -33,22 +33,16 @@ from fedbench.harness.baselines import baseline_spec, is_baseline
 from fedbench.harness.checkpoint import RunDir
 from fedbench.harness.engines import Engine, LocalEngine, TrainingProgress
 from fedbench.harness.errors import CellBusy, FedbenchError, Refusal
-from fedbench.harness.evaluation import (
-    EvalProgress,
-    EvalSpec,
-    Subject,
-    base_subject,
-    cell_subject,
-    evaluate,
-    imported_subjects,
-)
+from fedbench.harness.evaluation import EvalSpec, evaluate
 from fedbench.harness.federation import Cell, build_cell
 from fedbench.harness.holdout import same_heldout
 from fedbench.harness.interfaces import Method
 from fedbench.harness.registry import BUILTIN, Registry, default_registry
 from fedbench.harness.rounds import CellOutcome
+from fedbench.harness.scoring import EvalProgress
 from fedbench.harness.spec import RunSpec, check_keys
 from fedbench.harness.store import STORE_NAME, ScoreRow, Store
+from fedbench.harness.subjects import Subject, base_subject, cell_subject, imported_subjects
 
 Names = str | Sequence[str]
 """Plugin names: one name, a comma list, 'all', or a sequence of names."""

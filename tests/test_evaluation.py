@@ -13,10 +13,11 @@ import pytest
 from typer.testing import CliRunner
 
 from fedbench.harness.cli import app
-from fedbench.harness.evaluation import EvalSpec, base_subject, cell_subject, evaluate
+from fedbench.harness.evaluation import EvalSpec, evaluate
 from fedbench.harness.interfaces import Benchmark, Judgment, Question
 from fedbench.harness.registry import PluginRecord, Registry, default_registry, load_registry
 from fedbench.harness.store import Store
+from fedbench.harness.subjects import base_subject, cell_subject
 
 TRAIN = [
     "--rounds",
@@ -123,7 +124,7 @@ def test_rerun_reuses_answers_and_adds_no_rows(evaluated: Path) -> None:
     store.db.commit()
     cells = [cell_subject(p) for p in sorted(evaluated.glob("kto-*"))]
     calls: list[int] = []
-    from fedbench.harness.evaluation import EvalProgress
+    from fedbench.harness.scoring import EvalProgress
 
     evaluate(cells, EvalSpec(limit=2, backend="hf"), default_registry(), store, EvalProgress(on_answers=calls.append))
     assert sum(calls) == len(cells)  # only the deleted vicuna answer of each cell was generated again
@@ -266,7 +267,7 @@ def test_seeds_train_one_cell_per_seed(tiny_model: Path, pairs_file: Path, tmp_p
 def test_a_subject_without_held_out_pairs_skips_preference_and_runs_the_rest(tiny_model: Path, tmp_path: Path) -> None:
     store = Store(tmp_path / "results.sqlite")
     skipped: list[tuple[str, str]] = []
-    from fedbench.harness.evaluation import EvalProgress
+    from fedbench.harness.scoring import EvalProgress
 
     base = base_subject(str(tiny_model), "chat", "float32", heldout=None)  # e.g. trained with holdout = 0
     rows = evaluate(

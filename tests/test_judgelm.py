@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from fedbench.harness.errors import FedbenchError
-from fedbench.harness.evaluation import _grade_in_order
+from fedbench.harness.grading import grade_in_order
 from fedbench.harness.interfaces import Question
 from fedbench.plugins.judges.judgelm import MARKER, JudgeLM, build_prompt, estimate_tokens, fit_answers, parse_scores
 
@@ -150,7 +150,7 @@ def test_scores_map_back_through_the_harness_rotation() -> None:
     question = Question("q", "Q?")
     for reply in ("3 5 7", "Assistant 3: 7\nAssistant 1: 3\nAssistant 2: 5"):
         judge, gen = judge_with([reply], WordTokenizer())
-        by_item, raw = _grade_in_order(judge, question, items, [2, 0, 1])  # type: ignore[arg-type]
+        by_item, raw = grade_in_order(judge, question, items, [2, 0, 1])  # type: ignore[arg-type]
         assert by_item == {2: 3.0, 0: 5.0, 1: 7.0}
         assert "answer 2" in gen.prompts[0].split("[The Start of Assistant 1's Answer]\n")[1][:10]
         assert raw.startswith("[answer order: v2, v0, v1]")

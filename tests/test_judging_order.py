@@ -7,11 +7,13 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from fedbench.harness.evaluation import Deferred, EvalProgress, EvalSpec, Subject, _Evaluation, _judge_together, _Scorers
 from fedbench.harness.generation import GenerationSettings
+from fedbench.harness.grading import Deferred, grade_together
 from fedbench.harness.interfaces import Judge, Judgment, Question
 from fedbench.harness.registry import default_registry
+from fedbench.harness.scoring import EvalProgress
 from fedbench.harness.store import Store
+from fedbench.harness.subjects import Subject
 
 VARIANTS = (("dpo", "original"), ("kto", "original"), ("kto", "redistributed"))
 
@@ -47,8 +49,7 @@ def _grade(tmp_path: Path, swap: bool, rotate: bool = True) -> tuple[OrderRecord
         deferred.append(
             Deferred(subject, bench, questions, answers, asdict(GenerationSettings()) | {"backend": "hf"}, ("recorder", judge))
         )
-    spec = EvalSpec(judge_order="rotate" if rotate else "fixed")
-    rows = _judge_together(_Evaluation(spec, store, EvalProgress(), {}, _Scorers("float32"), deferred))
+    rows = grade_together(deferred, {}, rotate, (), store, EvalProgress())
     return judge, rows, store
 
 

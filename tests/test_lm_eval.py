@@ -14,10 +14,11 @@ import pytest
 
 from fedbench.harness import lm_eval_bridge as lmeval
 from fedbench.harness.errors import FedbenchError
-from fedbench.harness.evaluation import EvalSpec, Subject, base_subject, create_benchmark, evaluate
+from fedbench.harness.evaluation import EvalSpec, create_benchmark, evaluate
 from fedbench.harness.registry import default_registry
 from fedbench.harness.results.model import build_matrix
 from fedbench.harness.store import Store
+from fedbench.harness.subjects import Subject, base_subject
 
 TASK = "fedbench_tiny_mc"
 BENCH = f"lm_eval:{TASK}"

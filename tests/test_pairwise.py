@@ -9,22 +9,15 @@ from pathlib import Path
 import pytest
 
 from fedbench.harness.errors import FedbenchError
-from fedbench.harness.evaluation import (
-    EvalProgress,
-    EvalSpec,
-    Subject,
-    _Evaluation,
-    _judge_answers,
-    _judge_pairs,
-    _judge_together,
-    _Scorers,
-    eval_spec,
-)
+from fedbench.harness.evaluation import EvalSpec, _Evaluation, _judge_answers, _Scorers, eval_spec
+from fedbench.harness.grading import grade_together, judge_head_to_head
 from fedbench.harness.interfaces import Judge, Judgment, Question
 from fedbench.harness.judge_checks import checks_markdown, gather_checks
 from fedbench.harness.pairwise import judge_pairs, pair_statistics
 from fedbench.harness.registry import default_registry
+from fedbench.harness.scoring import EvalProgress
 from fedbench.harness.store import Store
+from fedbench.harness.subjects import Subject
 
 QUESTIONS = [Question(str(i), f"question {i}") for i in range(20)]
 
@@ -118,7 +111,7 @@ def _evaluation(
 
 def test_pairwise_evaluation_meets_every_two_variants_and_the_base_model_and_the_checks_show_it(tmp_path: Path) -> None:
     run, subjects = _evaluation(tmp_path, EvalSpec(pairwise=True), ByNumber())
-    _judge_pairs(run)
+    judge_head_to_head(run.pairs, run.base_answers, run.store, run.progress)
     verdicts = run.store.pair_verdicts()
     assert len(verdicts) == 6 * 2 * 20, "4 subjects: 6 pairs, both orders, 20 questions"
     assert {v.judge for v in verdicts} == {"number-pairwise"}
@@ -136,7 +129,7 @@ def test_further_contexts_grade_the_same_answers_again_and_report_the_shift(tmp_
     judge = ByNumber()
     spec = EvalSpec(judge_mode="together", judge_contexts=("alone", "base"))
     run, subjects = _evaluation(tmp_path, spec, judge)
-    rows = _judge_together(run)
+    rows = grade_together(run.deferred, run.base_answers, True, spec.judge_contexts, run.store, run.progress)
     by = {(r.subject, r.judge): r for r in rows}
     assert by[("kto-original", "number-together")].score == 5.0  # base 3, DPO 4, KTOO 5, KTOR 6
     assert by[("kto-original", "number-together@alone")].score == 5.0
@@ -231,7 +224,8 @@ def test_the_reference_context_grades_beside_the_reference_answer_where_a_questi
     questions = [Question(q.id, q.prompt, reference="x:10" if int(q.id) % 2 else None) for q in QUESTIONS]
     spec = EvalSpec(judge_mode="together", judge_contexts=("reference",))
     run, _ = _evaluation(tmp_path, spec, ByNumber(), questions)
-    rows = {(r.subject, r.judge): r for r in _judge_together(run)}
+    found = grade_together(run.deferred, run.base_answers, True, spec.judge_contexts, run.store, run.progress)
+    rows = {(r.subject, r.judge): r for r in found}
     beside = rows[("kto-original", "number-together@with-reference")]
     assert beside.n == 10 and beside.score == 4.0, "the 10 questions with a reference, each graded among 4 answers"
     assert beside.tag == "judged beside the reference answer"

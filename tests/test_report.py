@@ -14,13 +14,14 @@ from typer.testing import CliRunner
 
 from fedbench.harness.checkpoint import RoundRecord, RunDir, RunResult
 from fedbench.harness.cli import app
-from fedbench.harness.evaluation import base_subject, export_answers
 from fedbench.harness.interfaces import Judgment, Question
 from fedbench.harness.results.gather import gather
 from fedbench.harness.results.render_html import to_html
 from fedbench.harness.results.report import script_json
+from fedbench.harness.scoring import export_answers
 from fedbench.harness.spec import RunSpec
 from fedbench.harness.store import Store
+from fedbench.harness.subjects import base_subject
 
 XSS = "<script>alert(1)</script>"
 QUESTIONS = [Question("1", "What is 1 + 1?", "math"), Question("2", "Write <b>one</b> word & stop.", "writing")]

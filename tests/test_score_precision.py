@@ -16,13 +16,14 @@ import torch
 
 from fedbench.harness.data import PreferencePair
 from fedbench.harness.errors import FedbenchError
-from fedbench.harness.evaluation import LIKELIHOOD_JUDGE, EvalSpec, Subject, eval_spec, evaluate
+from fedbench.harness.evaluation import LIKELIHOOD_JUDGE, EvalSpec, eval_spec, evaluate
 from fedbench.harness.holdout import write_heldout
 from fedbench.harness.likelihood import LikelihoodScorer
 from fedbench.harness.registry import default_registry
 from fedbench.harness.results.model import build_matrix
 from fedbench.harness.store import Store
 from fedbench.harness.study_table import variant
+from fedbench.harness.subjects import Subject
 
 PROMPTS = (
     "What is the capital of France?",

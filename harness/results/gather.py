@@ -27,7 +27,7 @@ from fedbench.harness.store import STORE_NAME, ScoreRow, Store
 from fedbench.harness.study_table import AGGREGATOR_ORDER, BASE, VARIANTS, benchmark_rank, subject_label, variant
 
 ANSWERS_DIR = "answers"
-"""Where ``evaluation.export_answers`` writes a subject's answers: ``<home>/answers/<benchmark>.jsonl``, ``home``
+"""Where ``scoring.export_answers`` writes a subject's answers: ``<home>/answers/<benchmark>.jsonl``, ``home``
 being a cell's run directory or ``<runs>/<base subject key>`` for the base model."""
 
 
