@@ -37,8 +37,8 @@ class Sources:
     compare what the table, showing one score per entry, leaves out."""
     answers: AnswerTexts = lambda _: {}
     """A score row's answer texts by question."""
-    pairs: Sequence[PairVerdict] = ()
-    """Every head-to-head verdict of the store (``pairwise`` judging)."""
+    pairs: Callable[[], Sequence[PairVerdict]] = lambda: ()
+    """Every head-to-head verdict of the store (``pairwise`` judging), read when a view asks (the judge checks)."""
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ VIEWS: dict[str, View[Any]] = {
         ),
         View(
             "judge-checks",
-            lambda s: gather_checks(s.scores, s.questions, s.answers, s.pairs),
+            lambda s: gather_checks(s.scores, s.questions, s.answers, s.pairs()),
             {"rich": checks_rich, "markdown": checks_markdown, "json": checks_json},
         ),
         View(
@@ -151,4 +151,4 @@ def sources(runs: Path, model: str | None = None, judge: str | None = None, refe
     every = [r for r in store.scores() if model is None or r.model == model]
     answers: AnswerTexts = lambda r: store.answers(r.subject, r.benchmark)  # noqa: E731 - read lazily, per row asked
     matrix = store_matrix(store, model, judge)
-    return Sources(runs, matrix, store_questions(store), published, every, answers, store.pair_verdicts())
+    return Sources(runs, matrix, store_questions(store), published, every, answers, store.pair_verdicts)
