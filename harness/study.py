@@ -249,15 +249,12 @@ def expand_cells(study: Study, registry: Registry, progress: StudyProgress | Non
     if study.baselines:
         aggs += [n for n in registry.names("aggregator") if n not in aggs and is_baseline(registry.get("aggregator", n))]
     cells: list[Cell] = []
-    swept = _swept(study)
-    if len(layouts) > 1:
-        swept = [_own_layout_params(registry, layouts, settings) for settings in swept]
+    # with several layouts, each takes its own share of layout_params (checked once per swept setting)
+    swept = [(s, _own_layout_params(registry, layouts, s) if len(layouts) > 1 else None) for s in _swept(study)]
     refused: list[str] = []
     combos = itertools.product(swept, study.seeds, methods, layouts, aggs)
-    for shared, seed, method, layout, agg in combos:
-        settings = dict(shared)
-        if len(layouts) > 1:
-            settings["layout_params"] = shared["layout_params"].get(layout, ())
+    for (shared, per_layout), seed, method, layout, agg in combos:
+        settings = dict(shared) | ({"layout_params": per_layout[layout]} if per_layout is not None else {})
         spec = RunSpec(**settings | {"seed": seed}, method=method, layout=layout, aggregator=agg)
         regime = getattr(registry.get("aggregator", agg), "regime", "federated")
         spec = baseline_spec(spec, regime)
@@ -276,8 +273,8 @@ def expand_cells(study: Study, registry: Registry, progress: StudyProgress | Non
 
 
 def _own_layout_params(registry: Registry, layouts: Sequence[str], settings: dict[str, Any]) -> dict[str, Any]:
-    """With several layouts, each gets the ``layout_params`` entries its constructor takes (``paired_fraction`` goes
-    to ``partial`` only), as ``{layout: params}``; an entry no named layout takes is an error, as with one layout."""
+    """Layout -> the ``layout_params`` entries its constructor takes (``paired_fraction`` goes to ``partial`` only);
+    an entry no named layout takes is an error, as with one layout."""
     given = dict(settings.get("layout_params") or ())
     own = {name: registry.parameters("layout", name) for name in layouts}
     unused = sorted(set(given) - {p for params in own.values() for p in params})
@@ -286,8 +283,7 @@ def _own_layout_params(registry: Registry, layouts: Sequence[str], settings: dic
             f"layout_params {', '.join(unused)}: none of the layouts {', '.join(layouts)} takes it",
             "; ".join(f"{name} takes {', '.join(params) or 'no parameters'}" for name, params in own.items()),
         )
-    per_layout = {name: tuple((k, v) for k, v in given.items() if k in params) for name, params in own.items()}
-    return settings | {"layout_params": per_layout}
+    return {name: tuple((k, v) for k, v in given.items() if k in params) for name, params in own.items()}
 
 
 def _swept(study: Study) -> list[dict[str, Any]]:
