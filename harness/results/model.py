@@ -256,6 +256,15 @@ def _units(entry: Entry, questions: QuestionScores) -> dict[tuple[int, str], flo
     return {(r.seed or 0, q): x for r in entry.runs for q, x in questions(r).items()}
 
 
+def _scaled_units(
+    a: Entry, b: Entry, questions: QuestionScores
+) -> tuple[dict[tuple[int, str], float], dict[tuple[int, str], float]]:
+    """Two entries' per-question scores on ``a``'s reporting scale (a rate as a percentage): what a paired test compares."""
+    ua, ub = _units(a, questions), _units(b, questions)
+    factor = scale_factor(a.runs[0], list(ua.values()))
+    return {k: factor * x for k, x in ua.items()}, {k: factor * x for k, x in ub.items()}
+
+
 def _pool_aggregators(
     cells: dict[tuple[str, str, str], Entry],
     rows: list[str],
@@ -275,13 +284,12 @@ def _pool_aggregators(
                 a, b = cells.get((row, bench, later)), cells.get((row, bench, earlier))
                 if a is None or b is None or a.runs == b.runs:
                     continue
-                factor = scale_factor(a.runs[0], list(_units(a, questions).values()))
-                ua, ub = _units(a, questions), _units(b, questions)
+                ua, ub = _scaled_units(a, b, questions)
                 shared = ua.keys() & ub.keys()
                 if shared:
                     used.append(row)
                 for seed, q in shared:
-                    by_question.setdefault(q, []).append(factor * (ua[(seed, q)] - ub[(seed, q)]))
+                    by_question.setdefault(q, []).append(ua[(seed, q)] - ub[(seed, q)])
             if len(used) < 2:
                 continue  # one aggregator: its own comparison says it all
             mean = {(0, q): sum(d) / len(d) for q, d in by_question.items()}
@@ -336,17 +344,11 @@ def _compare(
     on matched (seed, question) units, then Holm over the whole table."""
     found: list[tuple[tuple[str, str], Comparison]] = []
     for row, bench in itertools.product(rows, benchmarks):
-        units = {}
-        for var in variants:
-            entry = cells.get((row, bench, var))
-            if entry is not None and row != BASE_ROW:
-                units[var] = _units(entry, questions)
-        for earlier, later in itertools.combinations([v for v in variants if v in units], 2):
+        present = [v for v in variants if row != BASE_ROW and (row, bench, v) in cells]
+        for earlier, later in itertools.combinations(present, 2):
             if cells[(row, bench, earlier)].runs == cells[(row, bench, later)].runs:
                 continue  # one centralized cell standing beside KTOO and KTOR: nothing to compare
-            factor = scale_factor(cells[(row, bench, later)].runs[0], list(units[later].values()))
-            a = {k: factor * x for k, x in units[later].items()}
-            b = {k: factor * x for k, x in units[earlier].items()}
+            a, b = _scaled_units(cells[(row, bench, later)], cells[(row, bench, earlier)], questions)
             comparison = paired_comparison(a, b, later, earlier)
             if comparison is not None:
                 found.append(((row, bench), comparison))
@@ -380,9 +382,7 @@ def _against_plain(
             continue
         if judging_context(a.latest.judge):
             continue  # the same answers judged in another context: the judge checks' context shift, not a setting's cost
-        factor = scale_factor(a.runs[0], list(_units(a, questions).values()))
-        ua = {k: factor * x for k, x in _units(a, questions).items()}
-        ub = {k: factor * x for k, x in _units(b, questions).items()}
+        ua, ub = _scaled_units(a, b, questions)
         comparison = paired_comparison(ua, ub, f"{var} [{tag}", var)
         if comparison is not None:
             found.append(((row, bench), comparison))
