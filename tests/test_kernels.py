@@ -58,3 +58,34 @@ def test_eager_attention_on_cpu_switches_and_restores(tiny_model: Path) -> None:
     with eager_attention_on_cpu(model):
         assert model.config._attn_implementation == "eager"
     assert model.config._attn_implementation == "sdpa"
+
+
+@pytest.mark.parametrize("softcap, scale, temperature, with_bias", [(None, 1.0, 1.0, False), (30.0, 0.5, 0.7, True)])
+def test_one_pass_log_probs_match_trls_chunked_kernel(
+    softcap: float | None, scale: float, temperature: float, with_bias: bool
+) -> None:
+    from trl.kernels import ChunkedLogProbFunction
+
+    from fedbench.harness.kernels import vocabulary_log_probs
+
+    torch.manual_seed(0)
+    n, vocab, width = 37, 1000, 16
+    weight = torch.randn(vocab, width) * 0.5
+    bias = torch.randn(vocab) if with_bias else None
+    targets = torch.randint(0, vocab, (n,))
+    targets[0] = 0
+    outputs = ("entropy", "log_sum_sq_probs", "mean_logits", "is_top1")
+    results, grads = [], []
+    for fn in (
+        lambda h: ChunkedLogProbFunction.apply(h, weight, bias, targets, temperature, 256, softcap, scale, outputs),
+        lambda h: vocabulary_log_probs(h, weight, bias, targets, temperature, softcap, scale, outputs),
+    ):
+        hidden = torch.randn(n, width, generator=torch.Generator().manual_seed(1), requires_grad=True)
+        out = fn(hidden)
+        (out[0].sum() + 0.3 * out[1].sum()).backward()
+        results.append(out)
+        grads.append(hidden.grad)
+    for chunked, one_pass in zip(*results):
+        assert chunked is not None and one_pass is not None
+        assert torch.allclose(chunked.float(), one_pass.float(), atol=1e-4, rtol=1e-4)
+    assert torch.allclose(grads[0], grads[1], atol=1e-4, rtol=1e-4)
