@@ -31,7 +31,8 @@ import json
 import math
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -177,12 +178,8 @@ class ReferenceCache:
         was_training = model.training
         model.train(False)
         try:
-            # TRL disables the adapters itself when no "ref" adapter exists; doing it here as well makes
-            # "base model" this module's guarantee rather than a TRL detail.
-            with torch.no_grad(), model.disable_adapter():
-                # TRL's DPO/KTO trainers have it; attach() checked before wiring this in
-                ref_logps = trainer.compute_ref_log_probs(model, batch)  # type: ignore[attr-defined]
-                out = [t for t in ref_logps if t is not None]
+            with torch.no_grad(), base_model_only(model):
+                out = _reference_log_probs(trainer, model, batch)
         finally:
             model.train(was_training)
         if len(out) != len(self.columns):
@@ -191,6 +188,63 @@ class ReferenceCache:
         self.computed += len(values)
         self.seconds += time.perf_counter() - started
         return values
+
+
+def _reference_log_probs(trainer: Any, model: PeftModel, batch: dict[str, Any]) -> list[torch.Tensor]:
+    """One tensor per reference column, from TRL's ``compute_ref_log_probs``.
+
+    KTO's trainer scores the completions and the KL completions in two forwards of the batch's size;
+    here they are stacked into one forward of twice the rows (right-padded to a common length, which
+    a causal model does not see), about 20% cheaper on a CPU at the study's batch of 4.
+    """
+    if not (getattr(trainer, "calculate_KL", False) and "KL_input_ids" in batch):
+        return [t for t in trainer.compute_ref_log_probs(model, batch) if t is not None]
+    stacked = {
+        key: _stack_right_padded(batch[key], batch["KL_" + key], 0 if key != "input_ids" else _pad_id(trainer))
+        for key in ("input_ids", "attention_mask", "completion_mask")
+    }
+    trainer.calculate_KL = False
+    try:
+        logps, _ = trainer.compute_ref_log_probs(model, stacked)
+    finally:
+        trainer.calculate_KL = True
+    return list(logps.chunk(2))
+
+
+def _pad_id(trainer: Any) -> int:
+    tokenizer = trainer.processing_class
+    return int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
+
+
+def _stack_right_padded(first: torch.Tensor, second: torch.Tensor, pad: int) -> torch.Tensor:
+    """Rows of ``first`` then ``second`` ([batch, length] each), right-padded with ``pad`` to the longer length."""
+    width = max(first.shape[1], second.shape[1])
+    return torch.cat([torch.nn.functional.pad(t, (0, width - t.shape[1]), value=pad) for t in (first, second)])
+
+
+@contextmanager
+def base_model_only(model: PeftModel) -> Iterator[None]:
+    """The LoRA layers switched off, as PEFT's ``disable_adapter()`` does, without its per-call model survey.
+
+    PEFT's context first builds a status of every adapter layer (about 45 ms on SmolLM2's 30 layers),
+    and TRL's reference scoring enters it once more inside; at a few hundred milliseconds per step that
+    is a tenth of the scoring. Here each adapter layer is switched off and back directly, and the
+    model's own ``disable_adapter`` answers with a no-op inside, so TRL's call finds the base model.
+    """
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+    disabled = [layer.disable_adapters for layer in layers]
+    for layer in layers:
+        layer.enable_adapters(False)
+    model.disable_adapter = nullcontext  # type: ignore[method-assign,assignment]  # TRL calls it inside
+    try:
+        yield
+    finally:
+        del model.disable_adapter
+        for layer, was in zip(layers, disabled):
+            if not was:
+                layer.enable_adapters(True)
 
 
 PENDING = "fedbench_unseen_reference_rows"

@@ -22,7 +22,7 @@ from fedbench.harness.training import to_dataset
 CELLS = [("kto", "redistributed"), ("dpo", "original")]
 # Forwards of the base network per batch: KTO runs the completions and the KL completions, DPO
 # chosen and rejected in one batch. Without the cache TRL adds as many for the reference each step;
-# with it, the cache adds as many per batch that holds unseen rows.
+# with it, the cache adds one per batch that holds unseen rows (KTO's two stacked into one).
 FORWARDS = {"kto": 2, "dpo": 1}
 
 
@@ -89,10 +89,11 @@ def _cached(run_dir: Path) -> dict[str, list[float]]:
 
 @pytest.mark.parametrize(("method", "layout"), CELLS)
 def test_cached_reference_trains_the_same_adapter(tiny_model, pairs_file, tmp_path, method, layout, forwards, scoring) -> None:
-    """Tolerance rtol 1e-5 / atol 1e-6. A row first met in a batch of unseen rows gets the very tensors TRL
-    would have scored; one met again beside other rows was scored in a batch padded differently, which may
-    change a float32 log-prob's last bits (~1e-7 relative). Over 4 Adam steps that stays orders of magnitude
-    below one update (lr 5e-3); on CPU the runs agree bit for bit today, the tolerance spares kernel changes."""
+    """Tolerance rtol 1e-5 / atol 1e-6. A row first met in a batch of unseen rows gets the tensors TRL
+    would have scored (KTO's completions and KL completions stacked into one forward); one met again
+    beside other rows was scored in a batch padded differently, which may change a float32 log-prob's last
+    bits (~1e-7 relative). Over 4 Adam steps that stays orders of magnitude below one update (lr 5e-3);
+    on CPU the runs agree bit for bit today, the tolerance spares kernel changes."""
     registry = load_registry(entry_points=False)
     steps = 2 * 2 * 2  # rounds x clients per round x local steps
     uncached = run_federation(
@@ -104,7 +105,7 @@ def test_cached_reference_trains_the_same_adapter(tiny_model, pairs_file, tmp_pa
     forwards[0] = 0
     cached = run_federation(build_cell(_spec(tiny_model, pairs_file, method, layout), registry), tmp_path / "on")
     assert 0 < scoring.rows == len(_cached(cached.run_dir)), "each distinct row is scored once"
-    assert forwards[0] == FORWARDS[method] * (steps + scoring.batches), "the reference runs only for unseen rows"
+    assert forwards[0] == FORWARDS[method] * steps + scoring.batches, "the reference runs only for unseen rows"
 
     a, b = _final(cached.run_dir), _final(uncached.run_dir)
     assert a.keys() == b.keys()
