@@ -119,7 +119,11 @@ def load_base(name: str, dtype: str = "auto", trust_remote_code: bool = False) -
     location = resolve_model(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(location, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code)
+        # use_kernels=False: transformers 5 otherwise wraps layers for kernels from the hub (none reach an offline
+        # machine) and re-kernelizes on every train()/eval() switch, about 20 ms each, several per local step
+        model = AutoModelForCausalLM.from_pretrained(
+            location, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code, use_kernels=False
+        )
     except OSError as err:
         raise FedbenchError(
             f"cannot load model '{name}' from '{location}' ({str(err).splitlines()[0][:200]})",
