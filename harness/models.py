@@ -23,7 +23,6 @@ import torch
 
 from fedbench.harness.errors import FedbenchError, did_you_mean
 from fedbench.harness.hardware import resolve_dtype
-from fedbench.harness.kernels import use_word_dropout
 
 if TYPE_CHECKING:
     from peft import PeftModel
@@ -177,7 +176,6 @@ def attach_lora(model: PreTrainedModel, settings: LoraSettings) -> PeftModel:
         task_type="CAUSAL_LM",
     )
     peft_model = get_peft_model(model, config)
-    use_word_dropout(peft_model)  # PyTorch's CPU dropout mask costs more than the LoRA matrices it guards
     peft_model.fedbench_lora = settings  # type: ignore[assignment]  # torch stubs type Module attributes as Tensor | Module
     _WRAPPERS[id(model)] = peft_model
     return peft_model
