@@ -143,7 +143,7 @@ class HFGenerator(Generator):
             model.eval()
             for prompt in prompts:
                 prompt_ids = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"].to(self.device)
-                first = model(input_ids=prompt_ids, use_cache=True)
+                first = model(input_ids=prompt_ids, use_cache=True, logits_to_keep=1)  # only the last position is read
                 cache = first.past_key_values
                 cache.batch_repeat_interleave(len(continuations))
                 mask = torch.cat(

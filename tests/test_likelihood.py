@@ -181,3 +181,21 @@ def test_judge_pairs_rules() -> None:
     with pytest.raises(FedbenchError):
         judge_pairs(pairs, policy, [(SequenceLogp(-1.0, 1), SequenceLogp(-1.0, 3))] * 2, beta=0.1)
     assert math.isnan(SequenceLogp(0.0, 0).mean)
+
+
+def test_judge_continuation_logprobs_match_a_full_forward(tiny_model: Path) -> None:
+    """The judge's cached-prompt scoring (only the prompt's last position projected) equals scoring each whole sequence."""
+    from fedbench.harness.generation import GenerationSettings, HFGenerator
+
+    gen = HFGenerator(str(tiny_model), GenerationSettings(max_new_tokens=4), dtype="float32")
+    prompt, continuations = "Rating: [[", ["3]]", "10]]"]
+    got = gen.continuation_logprobs([prompt], continuations)[0]
+    tok = gen.tokenizer
+    prompt_ids = tok(prompt, add_special_tokens=False)["input_ids"]
+    for cont, value in zip(continuations, got):
+        cont_ids = tok(cont, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logits = gen.model(input_ids=torch.tensor([prompt_ids + cont_ids])).logits[0].float()
+        logp = torch.log_softmax(logits[len(prompt_ids) - 1 : -1], dim=-1)
+        expected = logp.gather(-1, torch.tensor(cont_ids)[:, None]).sum().item()
+        assert value == pytest.approx(expected, abs=1e-4)
