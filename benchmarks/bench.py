@@ -514,7 +514,9 @@ def markdown(results: dict[str, Any], command: str) -> str:
         f"transformers {m['transformers']}, TRL {m['trl']}, Python {m['python']}, {m['platform']}, CUDA: {m['cuda']}  ",
         f"Load average before / after: {results['load_before']} / {results['load_after']}; "
         f"other fedbench/pytest processes at start: {len(results['neighbours'])}  ",
-        f"Date (UTC): {results['date']}, total {results['total_seconds']:.0f} s",
+        f"Date (UTC): {results['date']}, total {results['total_seconds']:.0f} s  ",
+        "Figures by when they were last measured (`--only` updates its figures and keeps the rest): "
+        + "; ".join(f"{fig}: {when}" for fig, when in sorted(results.get("measured", {}).items())),
         "",
         "| figure | value | target | |",
         "|---|---|---|---|",
@@ -630,8 +632,10 @@ def markdown(results: dict[str, Any], command: str) -> str:
 
 def sections(folder: Path) -> list[str]:
     """The sections of the sibling scripts, from the figures they left in ``folder``: profile_step.py's phase
-    split (profile.json) and scale.py's 747-client run (scale.json)."""
+    split (profile.json), peer_compare.py's runs against the study's own loop (peer.json) and scale.py's
+    747-client run (scale.json)."""
     sys.path.insert(0, str(HERE))
+    import peer_compare
     import profile_step
     import scale
 
@@ -648,6 +652,8 @@ def sections(folder: Path) -> list[str]:
             profile_step.table(rows),
             "",
         ]
+    if (folder / "peer.json").is_file():
+        out += [peer_compare.markdown(json.loads((folder / "peer.json").read_text())), ""]
     if (folder / "scale.json").is_file():
         out += [scale.markdown(json.loads((folder / "scale.json").read_text())), ""]
     return out
@@ -691,7 +697,10 @@ def main(argv: list[str] | None = None) -> int:
     transformers.logging.set_verbosity_error()
     logging.getLogger("trl").setLevel(logging.ERROR)  # KTO's per-client class-balance advice, once per trainer
     warnings.filterwarnings("ignore")
-    results: dict[str, Any] = {
+    # a subset of the figures updates the folder's earlier results instead of replacing them
+    earlier = opts.out / "results.json"
+    results: dict[str, Any] = json.loads(earlier.read_text()) if opts.only != "abcdefg" and earlier.is_file() else {}
+    results |= {
         "machine": machine(),
         "neighbours": neighbours,
         "load_before": load_before,
@@ -730,6 +739,7 @@ def main(argv: list[str] | None = None) -> int:
     results["load_after"] = load_average()
     command = " ".join([".venv/bin/python benchmarks/bench.py", *(argv if argv is not None else sys.argv[1:])])
     results["command"] = command
+    results.setdefault("measured", {}).update(dict.fromkeys(opts.only, f"{results['date']} (`{command}`)"))
     opts.out.mkdir(parents=True, exist_ok=True)
     (opts.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (opts.out / "RESULTS.md").write_text(markdown(results, command))
