@@ -18,6 +18,7 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
+from fedbench.harness.hardware import release_freed_memory
 from fedbench.harness.interfaces import ClientHook, LocalTrainingArgs, Method
 from fedbench.harness.kernels import eager_attention_on_cpu, one_pass_log_probs_on_cpu
 from fedbench.harness.models import adapter_parameters
@@ -113,6 +114,7 @@ def train_client(
         with collections_skip_what_exists():
             trainer.train()
     model.train(False)
+    release_freed_memory()
     loss = sum(bridge.losses) / len(bridge.losses) if bridge.losses else math.nan
     return LocalResult(steps=trainer.state.global_step, loss=loss)
 

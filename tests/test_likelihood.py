@@ -186,6 +186,7 @@ def test_judge_pairs_rules() -> None:
 def test_judge_continuation_logprobs_match_a_full_forward(tiny_model: Path) -> None:
     """The judge's cached-prompt scoring (only the prompt's last position projected) equals scoring each whole sequence."""
     from fedbench.harness.generation import GenerationSettings, HFGenerator
+    from fedbench.harness.models import serving
 
     gen = HFGenerator(str(tiny_model), GenerationSettings(max_new_tokens=4), dtype="float32")
     prompt, continuations = "Rating: [[", ["3]]", "10]]"]
@@ -194,8 +195,8 @@ def test_judge_continuation_logprobs_match_a_full_forward(tiny_model: Path) -> N
     prompt_ids = tok(prompt, add_special_tokens=False)["input_ids"]
     for cont, value in zip(continuations, got):
         cont_ids = tok(cont, add_special_tokens=False)["input_ids"]
-        with torch.no_grad():
-            logits = gen.model(input_ids=torch.tensor([prompt_ids + cont_ids])).logits[0].float()
+        with torch.no_grad(), serving(gen.model, None) as base:  # another test may have left LoRA in the shared model
+            logits = base(input_ids=torch.tensor([prompt_ids + cont_ids])).logits[0].float()
         logp = torch.log_softmax(logits[len(prompt_ids) - 1 : -1], dim=-1)
         expected = logp.gather(-1, torch.tensor(cont_ids)[:, None]).sum().item()
         assert value == pytest.approx(expected, abs=1e-4)
