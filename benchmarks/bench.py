@@ -482,11 +482,15 @@ def bench_mfu(steps: int = 5, batch_size: int = 4, client: str = "user_04") -> d
     import profile_step
 
     runs = {}
+    rates: dict[tuple[int, str], float] = {}  # one measured rate per width and dtype, the same denominator for both
     for method in ("kto", "dpo"):
         profile_step.profile(method, "fedbench", 1, batch_size, client)  # warm-up: first-call costs are neither's
         r = profile_step.profile(method, "fedbench", steps, batch_size, client)
         seconds = r["seconds"] - r["phases"]["build"]  # the steps, not the trainer's construction
-        f, rate = r["flops"], profile_step.matmul_rate(r["width"], r["dtype"])
+        key = (r["width"], r["dtype"])
+        if key not in rates:
+            rates[key] = profile_step.matmul_rate(*key)
+        f, rate = r["flops"], rates[key]
         runs[method] = {
             "dtype": r["dtype"],
             "steps": r["steps"],
@@ -739,7 +743,8 @@ def main(argv: list[str] | None = None) -> int:
     results["load_after"] = load_average()
     command = " ".join([".venv/bin/python benchmarks/bench.py", *(argv if argv is not None else sys.argv[1:])])
     results["command"] = command
-    results.setdefault("measured", {}).update(dict.fromkeys(opts.only, f"{results['date']} (`{command}`)"))
+    where = f"{results['date']} on {results['machine']['processor']}"
+    results.setdefault("measured", {}).update(dict.fromkeys(opts.only, f"{where} (`{command}`)"))
     opts.out.mkdir(parents=True, exist_ok=True)
     (opts.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (opts.out / "RESULTS.md").write_text(markdown(results, command))
