@@ -16,7 +16,7 @@ from fedbench.harness.baselines import client_adapter_dir
 from fedbench.harness.errors import FedbenchError
 from fedbench.harness.generation import GenerationSettings, make_generator
 from fedbench.harness.grading import JUDGE_CONTEXTS, Deferred, grade_together, judge_head_to_head
-from fedbench.harness.hardware import DTYPES, resolve_dtype
+from fedbench.harness.hardware import DTYPES, release_freed_memory, resolve_dtype
 from fedbench.harness.interfaces import Benchmark, Evaluator, Judge, ModelUnderTest, Question, Request
 from fedbench.harness.likelihood import REWARDS, LikelihoodScorer, SequenceLogp
 from fedbench.harness.lm_eval_bridge import EVALUATOR, LmEvalEvaluator
@@ -192,6 +192,7 @@ def evaluate(
                     rows += _score_given(run, subject, bench)
                 case Request.GENERATE:
                     rows += _score_generated(run, subject, bench)
+            release_freed_memory()  # each benchmark's activations and logits, back to the system before the next
     rows += grade_together(run.deferred, run.base_answers, spec.judge_order == "rotate", spec.judge_contexts, store, progress)
     judge_head_to_head(run.pairs, run.base_answers, store, progress)
     return rows
