@@ -136,14 +136,18 @@ def release_freed_memory() -> bool:
     near its training peak (about 2.5 GB after the demo's three cells, 0.9 GB of it free pages), and
     evaluation's float32 copy of the model came on top of that.
     """
+    trim = _malloc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    return True
+
+
+@functools.cache
+def _malloc_trim() -> Any:
+    """glibc's ``malloc_trim``, looked up once (``find_library`` runs a subprocess); None with another C library."""
     import ctypes
     import ctypes.util
 
     name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    libc = ctypes.CDLL(name)
-    if not hasattr(libc, "malloc_trim"):  # musl and other C libraries
-        return False
-    libc.malloc_trim(0)
-    return True
+    return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None

@@ -117,3 +117,13 @@ def test_scoring_only_labelled_positions_keeps_the_log_probs(tiny_model) -> None
     torch.testing.assert_close(gathered, full, rtol=1e-5, atol=1e-6)
     scored = labels[:, 1:] != -100
     assert bool((gathered[~scored] == 0).all()) and bool((gathered[scored] < 0).all())
+
+
+def test_freed_heap_pages_go_back_where_the_c_library_is_glibc() -> None:
+    import platform
+
+    from fedbench.harness.hardware import release_freed_memory
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("malloc_trim is glibc's")
+    assert release_freed_memory() is True
