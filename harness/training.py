@@ -22,6 +22,7 @@ from fedbench.harness.hardware import release_freed_memory
 from fedbench.harness.interfaces import ClientHook, LocalTrainingArgs, Method
 from fedbench.harness.kernels import eager_attention_on_cpu, one_pass_log_probs_on_cpu
 from fedbench.harness.models import adapter_parameters
+from fedbench.harness.prefix import shared_prefixes_once
 
 if TYPE_CHECKING:
     import datasets
@@ -101,7 +102,13 @@ def train_client(
     instead of scoring the base model again at every step.
     """
     bridge = _Harness(model, hook, on_step)
-    with as_found(model), scored_positions_only(), one_pass_log_probs_on_cpu(), eager_attention_on_cpu(model):
+    with (
+        as_found(model),
+        scored_positions_only(),
+        one_pass_log_probs_on_cpu(),
+        eager_attention_on_cpu(model),
+        shared_prefixes_once(model),
+    ):
         trainer = method.build_trainer(model, tokenizer, dataset, args, [bridge])
         trainer.remove_callback(PrinterCallback)  # fedbench reports progress itself
         # TRL copies a PEFT model's current adapter into a "ref" adapter to serve as the reference;
