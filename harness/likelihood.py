@@ -41,6 +41,7 @@ import torch
 from fedbench.harness.data import PreferencePair
 from fedbench.harness.errors import FedbenchError
 from fedbench.harness.models import load_base, serving
+from fedbench.harness.prefix import shared_prefixes_once
 from fedbench.harness.templates import check_template, completion_for, prompt_for
 
 if TYPE_CHECKING:
@@ -157,7 +158,7 @@ class LikelihoodScorer:
             pad_id = self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else 0
         device = next(self.model.parameters()).device
         results: list[SequenceLogp | None] = [None] * len(encoded)
-        with serving(self.model, adapter) as model, torch.no_grad():
+        with serving(self.model, adapter) as model, torch.no_grad(), shared_prefixes_once(model):
             model.eval()
             for start in range(0, len(order), self.batch_size):
                 batch = order[start : start + self.batch_size]
