@@ -122,3 +122,44 @@ def test_calls_it_cannot_prove_equivalent_go_to_the_plain_forward(tiny_model: Pa
     hook.remove()
     assert seen[:3] == [ids[:1].shape, ids.shape, ids.shape]
     assert seen[3][0] == 1
+
+
+@pytest.mark.parametrize("method", ["kto", "dpo"])
+def test_a_client_trains_to_the_same_adapter_with_and_without_prefix_sharing(
+    method: str, tiny_model: Path, pairs_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In float32 the packed batches train the adapter the padded batches train (bfloat16 rounds differently, as
+    two batch shapes do: ``benchmarks/precision_noise.py`` measures both against float32)."""
+    import contextlib
+
+    from fedbench.harness import prefix, training
+    from fedbench.harness.federation import build_cell, partition
+    from fedbench.harness.interfaces import LocalTrainingArgs
+    from fedbench.harness.models import fresh_adapter, read_adapter
+    from fedbench.harness.registry import load_registry
+    from fedbench.harness.spec import RunSpec
+
+    spec = RunSpec(
+        model=str(tiny_model), data=str(pairs_file), method=method, layout="original", max_length=64, lora_r=4, holdout=0
+    )
+    cell = build_cell(spec, load_registry(entry_points=False))
+    examples = partition(cell, for_rounds=False)["user0"]
+    dataset = training.to_dataset(cell.method.records(examples, spec.template))
+    args = LocalTrainingArgs(str(tmp_path), 3, 4, 1, 1e-2, 64, 0, bf16=False)
+    adapters, losses, packed = [], [], []
+    pays = prefix.packing_pays
+    monkeypatch.setattr(prefix, "packing_pays", lambda *a: packed.append(pays(*a)) or packed[-1])
+    for shared in (True, False):
+        if not shared:
+            monkeypatch.setattr(training, "shared_prefixes_once", lambda model: contextlib.nullcontext())
+        model, tokenizer = load_base(spec.model, "float32")
+        peft = attach_lora(model, spec.lora)
+        fresh_adapter(peft, 0)
+        losses.append(training.train_client(cell.method, peft, tokenizer, dataset, args).loss)
+        adapters.append(read_adapter(peft))
+    assert any(packed), "the batches were packed"
+    assert losses[0] == pytest.approx(losses[1], abs=1e-5)
+    moved = [name for name, value in adapters[1].items() if value.abs().max() > 0 and "lora_B" in name]
+    assert moved, "the steps moved the adapter"
+    for name, value in adapters[1].items():
+        assert torch.allclose(adapters[0][name], value, atol=1e-5, rtol=1e-3), name
