@@ -621,6 +621,13 @@ def markdown(results: dict[str, Any], command: str) -> str:
                 f"{per_step['forward_nograd']:.0f}; {r['achieved_tflops']:.3f} of {r['matmul_tflops']:.2f} TFLOP/s) "
                 f"| {r['mfu']:.1%} | >= {TARGETS['mfu']:.0%} | {verdict(r['mfu'] >= TARGETS['mfu'])} |"
             )
+    if "mfu" in results:
+        lines += [
+            "",
+            "Notes on g: the model FLOPs are those of every row's real tokens, as a padded batch would compute "
+            "them. Prefix sharing (`harness/prefix.py`) computes a prefix that rows share once, so the step executes "
+            "fewer FLOPs than it is credited with: the figure is the rate of useful work, not of the matrix units.",
+        ]
     if "reference_cache" in results:
         lines += [
             "",

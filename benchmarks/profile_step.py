@@ -105,8 +105,10 @@ class Flops:
     Per forward of a Llama-style model over rows of n_i real tokens: 2 x (body parameters) x sum(n_i) for the
     projections and MLPs, plus 4 x layers x width x sum(n_i^2) for attention scores and values. The vocabulary head is
     left out (fedbench projects only the labelled positions, which these hooks cannot see), so the MFU built on these
-    counts is a lower bound. A forward with gradients costs again as much in the backward for the activations' gradients
-    (frozen weights need no weight gradients; LoRA's are negligible) and twice its attention part.
+    counts is a lower bound. Prefix sharing computes the prefixes rows share once, so a step executes fewer FLOPs
+    than these counts, which credit every row whole: the rate of useful work. A forward with gradients costs again
+    as much in the backward for the activations' gradients (frozen weights need no weight gradients; LoRA's are
+    negligible) and twice its attention part.
     """
 
     def __init__(self, config: Any) -> None:
