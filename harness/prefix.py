@@ -23,11 +23,13 @@ length x length; the packing is used only when its estimated cost (linear layers
 plus attention per pair of positions, weighed by the model's own sizes) is lower. It also steps
 aside, calling the backbone as it was, for any call it cannot prove equivalent: one row,
 padding that is not on the right, attention other than ``eager`` or ``sdpa``, a sliding window
-shorter than the batch, embeddings, positions or a cache passed in, extra outputs requested.
+shorter than the batch, embeddings, positions or a cache passed in, extra outputs requested, a backbone that
+takes no ``position_ids``.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -163,6 +165,9 @@ def shared_prefixes_once(model: Any) -> Iterator[None]:
         yield
         return
     plain = backbone.forward
+    if "position_ids" not in inspect.signature(plain).parameters:  # the packed positions could not be passed
+        yield
+        return
     pair_cost = attention_pair_cost(backbone)
 
     def forward(*args: Any, **kwargs: Any) -> Any:

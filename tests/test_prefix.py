@@ -163,3 +163,24 @@ def test_a_client_trains_to_the_same_adapter_with_and_without_prefix_sharing(
     assert moved, "the steps moved the adapter"
     for name, value in adapters[1].items():
         assert torch.allclose(adapters[0][name], value, atol=1e-5, rtol=1e-3), name
+
+
+def test_a_backbone_that_takes_no_positions_is_left_alone() -> None:
+    import types
+
+    class Backbone(torch.nn.Module):
+        config = types.SimpleNamespace(_attn_implementation="eager")
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+            return input_ids
+
+    class CausalLM(torch.nn.Module):
+        base_model_prefix = "model"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = Backbone()
+
+    lm = CausalLM()
+    with shared_prefixes_once(lm):
+        assert "forward" not in vars(lm.model), "packed positions could not be passed: the backbone stays as it was"
