@@ -181,7 +181,7 @@ def shared_prefixes_once(model: Any) -> Iterator[None]:
             return plain(*args, **kwargs)
         tree = prefix_tree(input_ids, kwargs.get("attention_mask"))
         rows, width = input_ids.shape
-        if tree is None or not packing_pays(tree, rows, width, pair_cost):
+        if tree is None or tree.size == 0 or not packing_pays(tree, rows, width, pair_cost):
             return plain(*args, **kwargs)
         dtype = backbone.get_input_embeddings().weight.dtype
         out = plain(**tree.packed_inputs(dtype, LENGTH_MULTIPLE), use_cache=False)

@@ -118,10 +118,11 @@ def test_calls_it_cannot_prove_equivalent_go_to_the_plain_forward(tiny_model: Pa
         backbone(input_ids=ids[:1], attention_mask=mask[:1])  # one row
         backbone(input_ids=ids, attention_mask=left)  # left padding
         backbone(input_ids=ids, attention_mask=mask, output_hidden_states=True)  # extra outputs
+        backbone(input_ids=ids, attention_mask=torch.zeros_like(mask))  # nothing but padding
         backbone(input_ids=ids, attention_mask=mask)  # packed
     hook.remove()
-    assert seen[:3] == [ids[:1].shape, ids.shape, ids.shape]
-    assert seen[3][0] == 1
+    assert seen[:4] == [ids[:1].shape, ids.shape, ids.shape, ids.shape]
+    assert seen[4][0] == 1
 
 
 @pytest.mark.parametrize("method", ["kto", "dpo"])
