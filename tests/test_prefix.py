@@ -125,9 +125,9 @@ def test_calls_it_cannot_prove_equivalent_go_to_the_plain_forward(tiny_model: Pa
     assert seen[4][0] == 1
 
 
-@pytest.mark.parametrize("method", ["kto", "dpo"])
+@pytest.mark.parametrize(("method", "checkpointing"), [("kto", False), ("dpo", False), ("dpo", True)])
 def test_a_client_trains_to_the_same_adapter_with_and_without_prefix_sharing(
-    method: str, tiny_model: Path, pairs_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    method: str, checkpointing: bool, tiny_model: Path, pairs_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """In float32 the packed batches train the adapter the padded batches train (bfloat16 rounds differently, as
     two batch shapes do: ``benchmarks/precision_noise.py`` measures both against float32)."""
@@ -146,7 +146,7 @@ def test_a_client_trains_to_the_same_adapter_with_and_without_prefix_sharing(
     cell = build_cell(spec, load_registry(entry_points=False))
     examples = partition(cell, for_rounds=False)["user0"]
     dataset = training.to_dataset(cell.method.records(examples, spec.template))
-    args = LocalTrainingArgs(str(tmp_path), 3, 4, 1, 1e-2, 64, 0, bf16=False)
+    args = LocalTrainingArgs(str(tmp_path), 3, 4, 1, 1e-2, 64, 0, bf16=False, gradient_checkpointing=checkpointing)
     adapters, losses, packed = [], [], []
     pays = prefix.packing_pays
     monkeypatch.setattr(prefix, "packing_pays", lambda *a: packed.append(pays(*a)) or packed[-1])
