@@ -13,7 +13,6 @@ as much as a changed batch shape does.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import tempfile
 from typing import Any
@@ -21,12 +20,10 @@ from typing import Any
 import torch
 
 from fedbench.harness.federation import build_cell, checkpointing_for, local_args, partition
-from fedbench.harness.kernels import eager_attention_on_cpu, one_pass_log_probs_on_cpu
 from fedbench.harness.models import attach_lora, fresh_adapter, load_base
-from fedbench.harness.prefix import shared_prefixes_once
 from fedbench.harness.registry import load_registry
 from fedbench.harness.spec import RunSpec
-from fedbench.harness.training import scored_positions_only, to_dataset
+from fedbench.harness.training import to_dataset, training_paths
 
 
 def sequence_log_probs(method: str, dtype: str, batches: int, client: str = "user_04") -> dict[bool, torch.Tensor]:
@@ -45,8 +42,7 @@ def sequence_log_probs(method: str, dtype: str, batches: int, client: str = "use
         loaded = list(itertools.islice(iter(trainer.get_train_dataloader()), batches))
         peft.train(False)
         for shared in (False, True):
-            sharing = shared_prefixes_once(peft) if shared else contextlib.nullcontext()
-            with sharing, scored_positions_only(), one_pass_log_probs_on_cpu(), eager_attention_on_cpu(peft), torch.no_grad():
+            with training_paths(peft, prefix_sharing=shared), torch.no_grad():
                 rows = [t for batch in loaded for t in trainer.compute_ref_log_probs(peft, batch) if t is not None]
             values[shared] = torch.cat(rows).float()
     return values

@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 import math
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -102,13 +102,7 @@ def train_client(
     instead of scoring the base model again at every step.
     """
     bridge = _Harness(model, hook, on_step)
-    with (
-        as_found(model),
-        scored_positions_only(),
-        one_pass_log_probs_on_cpu(),
-        eager_attention_on_cpu(model),
-        shared_prefixes_once(model),
-    ):
+    with as_found(model), training_paths(model):
         trainer = method.build_trainer(model, tokenizer, dataset, args, [bridge])
         trainer.remove_callback(PrinterCallback)  # fedbench reports progress itself
         # TRL copies a PEFT model's current adapter into a "ref" adapter to serve as the reference;
@@ -124,6 +118,18 @@ def train_client(
     release_freed_memory()
     loss = sum(bridge.losses) / len(bridge.losses) if bridge.losses else math.nan
     return LocalResult(steps=trainer.state.global_step, loss=loss)
+
+
+@contextmanager
+def training_paths(model: PeftModel, prefix_sharing: bool = True) -> Iterator[None]:
+    """The faster paths to the same maths that every client's training takes (and scoring outside it can take).
+
+    TRL's log-prob head scores labelled positions only, in one pass on a CPU; attention is ``eager``
+    on a CPU; and, unless ``prefix_sharing`` is False, each prefix a batch's rows share is computed once.
+    """
+    with scored_positions_only(), one_pass_log_probs_on_cpu(), eager_attention_on_cpu(model):
+        with shared_prefixes_once(model) if prefix_sharing else nullcontext():
+            yield
 
 
 @contextmanager
