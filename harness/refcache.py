@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 
 from fedbench.harness.checkpoint import atomic_write_json
+from fedbench.harness.kernels import log_probs_only
 
 if TYPE_CHECKING:
     from peft import PeftModel
@@ -178,7 +179,7 @@ class ReferenceCache:
         was_training = model.training
         model.train(False)
         try:
-            with torch.no_grad(), base_model_only(model):
+            with torch.no_grad(), base_model_only(model), log_probs_only():
                 out = _reference_log_probs(trainer, model, batch)
         finally:
             model.train(was_training)

@@ -20,7 +20,7 @@ from transformers.trainer_callback import PrinterCallback
 
 from fedbench.harness.hardware import release_freed_memory
 from fedbench.harness.interfaces import ClientHook, LocalTrainingArgs, Method
-from fedbench.harness.kernels import eager_attention_on_cpu, one_pass_log_probs_on_cpu
+from fedbench.harness.kernels import eager_attention_on_cpu, log_probs_only_in, one_pass_log_probs_on_cpu
 from fedbench.harness.models import adapter_parameters
 from fedbench.harness.prefix import shared_prefixes_once
 
@@ -112,12 +112,20 @@ def train_client(
             model.set_adapter("default")
         if reference is not None:
             reference.attach(trainer)
+        for name in LOG_PROBS_ONLY_PASSES:
+            if hasattr(trainer, name):
+                setattr(trainer, name, log_probs_only_in(getattr(trainer, name)))
         with collections_skip_what_exists():
             trainer.train()
     model.train(False)
     release_freed_memory()
     loss = sum(bridge.losses) / len(bridge.losses) if bridge.losses else math.nan
     return LocalResult(steps=trainer.state.global_step, loss=loss)
+
+
+LOG_PROBS_ONLY_PASSES = ("_compute_kl_logps",)
+"""TRL trainer methods whose model passes are read for their log-probs alone (KTO's KL estimate): the vocabulary head
+skips its metric extras there (:func:`~fedbench.harness.kernels.log_probs_only`)."""
 
 
 @contextmanager

@@ -20,12 +20,22 @@ def test_eager_attention_on_cpu_switches_and_restores(tiny_model: Path) -> None:
 
 
 @pytest.mark.parametrize("softcap, scale, temperature, with_bias", [(None, 1.0, 1.0, False), (30.0, 0.5, 0.7, True)])
+@pytest.mark.parametrize("tile_rows", [None, 8], ids=["one-tile", "tiles-of-8-rows"])
 def test_one_pass_log_probs_match_trls_chunked_kernel(
-    softcap: float | None, scale: float, temperature: float, with_bias: bool
+    softcap: float | None,
+    scale: float,
+    temperature: float,
+    with_bias: bool,
+    tile_rows: int | None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from trl.kernels import ChunkedLogProbFunction
 
+    from fedbench.harness import kernels
     from fedbench.harness.kernels import vocabulary_log_probs
+
+    if tile_rows is not None:  # 37 rows in 5 tiles, the last one short
+        monkeypatch.setattr(kernels, "TILE_ELEMENTS", tile_rows * 1000)
 
     torch.manual_seed(0)
     n, vocab, width = 37, 1000, 16
@@ -48,3 +58,19 @@ def test_one_pass_log_probs_match_trls_chunked_kernel(
         assert chunked is not None and one_pass is not None
         assert torch.allclose(chunked.float(), one_pass.float(), atol=1e-4, rtol=1e-4)
     assert torch.allclose(grads[0], grads[1], atol=1e-4, rtol=1e-4)
+
+
+def test_log_probs_only_leaves_the_log_probs_and_drops_the_extras_for_its_duration() -> None:
+    from fedbench.harness.kernels import log_probs_only, log_probs_only_in, vocabulary_log_probs
+
+    torch.manual_seed(0)
+    hidden, weight, targets = torch.randn(5, 8), torch.randn(50, 8), torch.randint(0, 50, (5,))
+    outputs = ("entropy", "mean_logits")
+    full = vocabulary_log_probs(hidden, weight, None, targets, outputs=outputs)
+    with log_probs_only():
+        lean = vocabulary_log_probs(hidden, weight, None, targets, outputs=outputs)
+    wrapped = log_probs_only_in(vocabulary_log_probs)(hidden, weight, None, targets, outputs=outputs)
+    after = vocabulary_log_probs(hidden, weight, None, targets, outputs=outputs)
+    for out in (lean, wrapped):
+        assert torch.equal(out[0], full[0]) and all(x is None for x in out[1:])
+    assert after[1] is not None and after[3] is not None
