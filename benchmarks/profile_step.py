@@ -103,12 +103,12 @@ class Flops:
     """Model FLOPs of the top-level forwards of one local training, counted from their shapes (useful work only).
 
     Per forward of a Llama-style model over rows of n_i real tokens: 2 x (body parameters) x sum(n_i) for the
-    projections and MLPs, plus 4 x layers x width x sum(n_i^2) for attention scores and values. The vocabulary head is
-    left out (fedbench projects only the labelled positions, which these hooks cannot see), so the MFU built on these
-    counts is a lower bound. Prefix sharing computes the prefixes rows share once, so a step executes fewer FLOPs
-    than these counts, which credit every row whole: the rate of useful work. A forward with gradients costs again
-    as much in the backward for the activations' gradients (frozen weights need no weight gradients; LoRA's are
-    negligible) and twice its attention part.
+    projections and MLPs, plus 4 x layers x width x sum(n_i^2) for attention scores and values, plus 2 x width x
+    vocabulary for each labelled position (the only positions fedbench projects onto the vocabulary; a forward without
+    labels is counted without its head). Prefix sharing computes the prefixes rows share once, so a step executes
+    fewer FLOPs than these counts, which credit every row whole: the rate of useful work. A forward with gradients
+    costs again as much in the backward for the activations' gradients (frozen weights need no weight gradients;
+    LoRA's are negligible) and twice its attention part.
     """
 
     def __init__(self, config: Any) -> None:
@@ -116,11 +116,14 @@ class Flops:
         kv = d * config.num_key_value_heads // config.num_attention_heads
         self.body = layers * (2 * d * d + 2 * d * kv + 3 * d * config.intermediate_size)
         self.attention = 4 * layers * d
+        self.head = 2 * d * config.vocab_size
         self.totals: dict[str, float] = defaultdict(float)
 
-    def count(self, grad: bool, mask: Any) -> None:
+    def count(self, grad: bool, mask: Any, labels: Any = None) -> None:
         lengths = mask.sum(dim=1).double()
-        matmul, attention = 2.0 * self.body * float(lengths.sum()), self.attention * float((lengths**2).sum())
+        scored = 0.0 if labels is None else float((labels[:, 1:] != -100).sum())  # TRL shifts: position t scores t+1
+        matmul = 2.0 * self.body * float(lengths.sum()) + self.head * scored
+        attention = self.attention * float((lengths**2).sum())
         phase = "forward_grad" if grad else "forward_nograd"
         self.totals[phase] += matmul + attention
         self.totals[f"{phase}_tokens"] += float(lengths.sum())
@@ -134,8 +137,9 @@ class Flops:
 
 def matmul_rate(width: int, dtype: str, rows: int = 2048, reps: int = 20, burst: int = 10) -> float:
     """FLOP/s of (rows x width) @ (width x width) in ``dtype`` on this machine, the best of ``reps`` timings of ``burst``
-    products back to back: what a step's matmuls at the model's width can reach. (One product takes about a
-    millisecond; timed alone, the best of 20 swung between 1.1 and 2.4 TFLOP/s within one run.)"""
+    products back to back. (One product takes about a millisecond; timed alone, the best of 20 swung between 1.1 and
+    2.4 TFLOP/s within one run.) The rate is not monotonic in ``rows``: in bfloat16 at width 576 this CPU gave
+    1.67 TFLOP/s at 256 rows, 1.09 at 576 (the square product), 1.20 at 1024 and 2.35 at 2048."""
     import torch
 
     kind = getattr(torch, dtype)
@@ -182,7 +186,7 @@ def instrument(split: Split, model: Any, flops: Flops | None = None) -> ExitStac
         ids = kwargs.get("input_ids", args[0] if args else None)
         if flops is not None and ids is not None:
             mask = kwargs.get("attention_mask")
-            flops.count(torch.is_grad_enabled(), mask if mask is not None else torch.ones_like(ids))
+            flops.count(torch.is_grad_enabled(), mask if mask is not None else torch.ones_like(ids), kwargs.get("labels"))
 
     pre = model.register_forward_pre_hook(enter, with_kwargs=True)
     post = model.register_forward_hook(lambda *_: split.pop())
