@@ -14,9 +14,9 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from fedbench.harness.errors import FedbenchError
 
@@ -36,6 +36,14 @@ class Interval:
     low: float
     high: float
     method: str
+
+
+def _scipy_stats() -> Any:
+    """``scipy.stats``, imported when an interval or test is first computed: it takes about half a second, and a
+    training run (``fedbench run --skip-eval``) imports this module through the evaluation code without using it."""
+    from scipy import stats
+
+    return stats
 
 
 def _check_confidence(confidence: float) -> None:
@@ -64,7 +72,7 @@ def wilson(successes: int, n: int, confidence: float = CONFIDENCE) -> Interval |
         raise FedbenchError(f"cannot form a rate from {successes} successes out of {n}.", "pass 0 <= successes <= n with n >= 0.")
     if n == 0:
         return None
-    ci = stats.binomtest(successes, n).proportion_ci(confidence_level=confidence, method="wilson")
+    ci = _scipy_stats().binomtest(successes, n).proportion_ci(confidence_level=confidence, method="wilson")
     return Interval(float(ci.low), float(ci.high), "wilson")
 
 
@@ -97,16 +105,20 @@ def bootstrap_mean(
 def _scipy_bootstrap(data: np.ndarray, method: str, seed: int, resamples: int, confidence: float) -> tuple[float, float]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # BCa's DegenerateDataWarning: the caller checks for NaN instead
-        ci = stats.bootstrap(
-            (data,),
-            np.mean,
-            n_resamples=resamples,
-            batch=_BATCH,
-            vectorized=True,
-            confidence_level=confidence,
-            method=method,
-            rng=np.random.default_rng(seed),
-        ).confidence_interval
+        ci = (
+            _scipy_stats()
+            .bootstrap(
+                (data,),
+                np.mean,
+                n_resamples=resamples,
+                batch=_BATCH,
+                vectorized=True,
+                confidence_level=confidence,
+                method=method,
+                rng=np.random.default_rng(seed),
+            )
+            .confidence_interval
+        )
     return float(ci.low), float(ci.high)
 
 
@@ -198,7 +210,8 @@ def paired_comparison(
         p_value = 1.0
     else:
         p_value = float(
-            stats.permutation_test(
+            _scipy_stats()
+            .permutation_test(
                 (d,),
                 _mean_axis,
                 permutation_type="samples",
@@ -207,7 +220,8 @@ def paired_comparison(
                 batch=_BATCH,
                 alternative="two-sided",
                 rng=np.random.default_rng(seed),
-            ).pvalue
+            )
+            .pvalue
         )
     return Comparison(label_a, label_b, float(d.mean()), interval, p_value, p_value, len(keys))
 
