@@ -648,8 +648,10 @@ def markdown(results: dict[str, Any], command: str) -> str:
             "them, and of the vocabulary head at the labelled positions. Prefix sharing (`harness/prefix.py`) "
             "computes a prefix that rows share once, so the step executes fewer FLOPs than it is credited with: the "
             "figure is the rate of useful work, not of the matrix units. The MFU goal is set against the square "
-            "bfloat16 product at the model's width (the issue measured 1.2 TFLOP/s for it at 576); the same CPU runs "
-            "a 2048-row product at that width about twice as fast, and the share of that rate is shown beside it.",
+            "product at the model's width in the run's dtype (the issue measured 1.2 TFLOP/s for it in bfloat16 at "
+            "576). That product is not the fastest at this width: this CPU runs a 2048-row product about twice as "
+            "fast and a 256-row one (the size of a step's products) about 1.5 times as fast, so the share of the "
+            "2048-row rate is shown beside it as the stricter figure.",
         ]
     if "reference_cache" in results:
         lines += [

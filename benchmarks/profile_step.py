@@ -104,11 +104,12 @@ class Flops:
 
     Per forward of a Llama-style model over rows of n_i real tokens: 2 x (body parameters) x sum(n_i) for the
     projections and MLPs, plus 4 x layers x width x sum(n_i^2) for attention scores and values, plus 2 x width x
-    vocabulary for each labelled position (the only positions fedbench projects onto the vocabulary; a forward without
-    labels is counted without its head). Prefix sharing computes the prefixes rows share once, so a step executes
-    fewer FLOPs than these counts, which credit every row whole: the rate of useful work. A forward with gradients
-    costs again as much in the backward for the activations' gradients (frozen weights need no weight gradients;
-    LoRA's are negligible) and twice its attention part.
+    vocabulary for each labelled position (useful work: fedbench projects only those positions, while the ``study``
+    setting projects every position and is credited the same; a forward without labels is counted without its
+    head). Prefix sharing computes the prefixes rows share once, so a step executes fewer FLOPs than these counts,
+    which credit every row whole: the rate of useful work. A forward with gradients costs again as much in the
+    backward for the activations' gradients (frozen weights need no weight gradients; LoRA's are negligible) and
+    twice its attention part.
     """
 
     def __init__(self, config: Any) -> None:

@@ -48,8 +48,9 @@ def eager_attention_on_cpu(model: Any) -> Iterator[None]:
 
 
 FULL_VOCAB_LIMIT = 1 << 24
-"""Largest tokens x vocabulary product scored in one pass (64 MiB per float32 copy of the logits); TRL's chunked
-kernel, which recomputes its tiles in the backward to bound memory, takes anything larger."""
+"""Largest tokens x vocabulary product scored here (the logits in the autocast dtype, 32 MiB in bfloat16, plus, with
+gradients, the float32 log-probs of every tile kept for the backward, 64 MiB); TRL's chunked kernel, which recomputes
+its tiles in the backward to bound memory, takes anything larger."""
 
 
 @contextmanager
@@ -198,7 +199,7 @@ def _tile_log_probs(
         if softcap is not None:
             z = softcap * torch.tanh(z / softcap)
         z = z / temperature
-    log_p = torch.log_softmax(z, dim=-1, dtype=torch.float32)  # float32 from a bfloat16 tile without a float copy
+    log_p = torch.log_softmax(z, dim=-1, dtype=torch.float32)  # normalised in float32 (a tile-sized copy on a CPU)
     log_probs = log_p.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     entropy = -(log_p.exp() * log_p).sum(-1) if "entropy" in outputs else None
     with torch.no_grad():

@@ -74,3 +74,60 @@ def test_log_probs_only_leaves_the_log_probs_and_drops_the_extras_for_its_durati
     for out in (lean, wrapped):
         assert torch.equal(out[0], full[0]) and all(x is None for x in out[1:])
     assert after[1] is not None and after[3] is not None
+
+
+def test_under_bfloat16_autocast_the_tiles_match_trls_kernel() -> None:
+    """The training path on a CPU with AMX: bfloat16 logits, normalised in float32 tile by tile."""
+    from trl.kernels import ChunkedLogProbFunction
+
+    from fedbench.harness.kernels import vocabulary_log_probs
+
+    torch.manual_seed(0)
+    n, vocab, width = 29, 3000, 32
+    weight, targets = torch.randn(vocab, width) * 0.3, torch.randint(0, vocab, (n,))
+    outputs = ("entropy", "log_sum_sq_probs", "mean_logits", "is_top1")
+    results = []
+    for fn in (
+        lambda h: ChunkedLogProbFunction.apply(h, weight, None, targets, 1.0, 256, None, 1.0, outputs),
+        lambda h: vocabulary_log_probs(h, weight, None, targets, outputs=outputs),
+    ):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            results.append(fn(torch.randn(n, width, generator=torch.Generator().manual_seed(1))))
+    for trl_value, ours in zip(*results):
+        assert trl_value is not None and ours is not None
+        assert torch.allclose(trl_value.float(), ours.float(), atol=2e-3, rtol=2e-3)
+    empty = vocabulary_log_probs(torch.zeros(0, width), weight, None, targets[:0], outputs=outputs)
+    assert all(out is not None and out.shape == (0,) for out in empty)
+
+
+def test_a_kto_client_skips_the_extras_only_on_its_reference_and_kl_passes(
+    tiny_model: Path, pairs_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TRL's KL pass and the reference scoring read log-probs alone; the policy forward keeps the metrics' extras."""
+    from fedbench.harness import kernels, training
+    from fedbench.harness.federation import build_cell, partition
+    from fedbench.harness.interfaces import LocalTrainingArgs
+    from fedbench.harness.models import attach_lora, fresh_adapter
+    from fedbench.harness.refcache import ReferenceCache
+    from fedbench.harness.registry import load_registry
+    from fedbench.harness.spec import RunSpec
+
+    spec = RunSpec(model=str(tiny_model), data=str(pairs_file), method="kto", layout="original", max_length=64, lora_r=4)
+    cell = build_cell(spec, load_registry(entry_points=False))
+    dataset = training.to_dataset(cell.method.records(partition(cell, for_rounds=False)["user0"], spec.template))
+    calls: list[tuple[bool, bool]] = []
+    original = kernels.vocabulary_log_probs
+
+    def spy(*args: object, **kwargs: object) -> tuple[torch.Tensor | None, ...]:
+        out = original(*args, **kwargs)  # type: ignore[arg-type]
+        calls.append((torch.is_grad_enabled(), out[1] is not None))  # (with gradients, entropy computed)
+        return out
+
+    monkeypatch.setattr(kernels, "vocabulary_log_probs", spy)
+    model, tokenizer = load_base(spec.model, "float32")
+    peft = attach_lora(model, spec.lora)
+    fresh_adapter(peft, 0)
+    args = LocalTrainingArgs(str(tmp_path), 2, 4, 1, 1e-3, 64, 0, bf16=False, gradient_checkpointing=False)
+    training.train_client(cell.method, peft, tokenizer, dataset, args, reference=ReferenceCache.for_run(None, cell.method, spec))
+    assert (True, True) in calls and (False, False) in calls
+    assert all(grad == extras for grad, extras in calls), calls
