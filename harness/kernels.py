@@ -55,7 +55,7 @@ its tiles in the backward to bound memory, takes anything larger."""
 
 @contextmanager
 def one_pass_log_probs_on_cpu() -> Iterator[None]:
-    """Score the labelled positions' log-probabilities in one pass over the vocabulary on a CPU, not in TRL's tiles.
+    """Score the labelled positions' log-probabilities in one product with the vocabulary on a CPU, not TRL's tiles.
 
     TRL 1.16's DPO and KTO trainers get per-token log-probabilities (and entropy, mean logit, top-1
     flags for their metrics) from ``ChunkedLogProbFunction``, which projects onto the vocabulary in
@@ -63,7 +63,8 @@ def one_pass_log_probs_on_cpu() -> Iterator[None]:
     recomputes every tile in the backward and accumulates each tile's gradient with a float32 copy
     of the head's weights: 105-160 ms per backward for 100 tokens of SmolLM2, where one bfloat16
     product and autograd take 21 ms. At the study's shapes the logits of the labelled positions are
-    tens of MiB, so here they are made once, in cache-sized tiles of rows, and autograd does the rest. The values are the same
+    tens of MiB, so here they are made in one product, normalised in cache-sized tiles of rows
+    (:func:`vocabulary_log_probs`), and autograd does the rest. The values are the same
     definitions (to float32 rounding: the test compares them); anything above
     :data:`FULL_VOCAB_LIMIT`, or on a GPU, still goes to TRL's kernel. Without that TRL function,
     nothing changes.
